@@ -1,0 +1,177 @@
+"""Read ``../shared/calibration/published.yaml`` into the planner's specs, by generic field rules.
+
+Rules (never per entry): a missing recompute is inferred as the least recompute under which the
+planner says the published configuration fits (the run happened), else ``full``; such rows are
+marked and their fit verdict is not counted as evidence; a missing ZeRO stage is 1
+(ZeRO-1, or Megatron's distributed optimizer, the recipes' default) unless the distributed
+optimizer is stated off; ZeRO 2/3 rows follow DeepSpeed/FSDP conventions
+(16-bit gradients), others Megatron's; FlashAttention is on for H100 rows and rows whose notes name
+it; GeLU models carry Megatron's default dropout 0.1. Rows with context parallelism, experts or FP8
+are left to the modern-space issue and reported as skipped.
+"""
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import yaml
+
+from planner.evaluate import memory
+from planner.hardware import preset
+from planner.performance import step_flops_per_token
+from planner.specs import (
+    Framework,
+    HardwareSpec,
+    ModelSpec,
+    NormType,
+    ParallelConfig,
+    PositionEncoding,
+    Precision,
+    Recompute,
+    TrainingSpec,
+    ZeroStage,
+)
+
+DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "published.yaml"
+GPUS = {"A100-80GB-SXM": "a100-80gb", "H100-80GB-SXM": "h100-80gb", "A100-40GB-SXM": "a100-40gb"}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One usable published run."""
+
+    id: str
+    model: ModelSpec
+    hardware: HardwareSpec
+    training: TrainingSpec
+    config: ParallelConfig
+    vpp: int
+    measured_step_s: float | None
+    """Published step time, or derived from published throughput; None if only memory was given."""
+    oom: bool
+    peak_mem_gb: float | None
+    recompute_inferred: bool = False
+    """The source does not state recompute; it was inferred (see module docstring)."""
+
+
+def skip_reason(entry: dict) -> str | None:
+    p, m = entry["parallel"], entry["model"]
+    if (p.get("cp") or 1) > 1:
+        return "context parallel"
+    if m.get("moe"):
+        return "mixture of experts"
+    if str(entry.get("precision")).startswith("fp8"):
+        return "fp8"
+    if entry["gpu"] not in GPUS:
+        return f"gpu {entry['gpu']}"
+    return None
+
+
+def model_of(m: dict) -> ModelSpec:
+    gelu = m["activation"] == "gelu"
+    return ModelSpec(
+        name=m["name"],
+        family="gpt2" if gelu else "llama",
+        num_layers=m["layers"],
+        hidden_size=m["hidden"],
+        num_heads=m["heads"],
+        num_kv_heads=m.get("kv_heads") or m["heads"],
+        head_dim=m["hidden"] // m["heads"],
+        ffn_hidden_size=m["ffn_hidden"],
+        vocab_size=m["vocab"],
+        max_position_embeddings=m["seq_len"],
+        gated_mlp=m["activation"] == "swiglu",
+        qkv_bias=gelu,
+        out_bias=gelu,
+        mlp_bias=gelu,
+        norm=NormType.LAYERNORM if gelu else NormType.RMSNORM,
+        norm_bias=gelu,
+        positions=PositionEncoding.LEARNED if gelu else PositionEncoding.ROTARY,
+        tied_embeddings=gelu,
+        dropout=0.1 if gelu else 0.0,
+    )
+
+
+def row_of(entry: dict) -> Row:
+    p, meas, derived = entry["parallel"], entry["measured"], entry.get("derived") or {}
+    model, hardware = model_of(entry["model"]), preset(GPUS[entry["gpu"]])
+    gpus, tp, pp = entry["gpus"], p["tp"], p["pp"]
+    dp = p.get("dp") or derived.get("dp") or gpus // (tp * pp)
+    zero = p.get("zero_stage")
+    if zero is None:  # unstated: ZeRO-1 / the distributed optimizer, unless stated off
+        zero = 0 if p.get("distributed_optimizer") is False else 1
+    zero = ZeroStage(zero)
+    flash = entry["gpu"].startswith("H100") or "flashattention" in str(entry.get("notes", "")).lower()
+    training = TrainingSpec(
+        seq_len=entry["model"]["seq_len"],
+        global_batch_size=p["gbs"],
+        precision=Precision.FP16 if entry.get("precision") == "fp16" else Precision.BF16,
+        framework=Framework.DEEPSPEED
+        if zero >= ZeroStage.GRADIENTS
+        or (zero == ZeroStage.OPTIMIZER and p.get("distributed_optimizer") is False)
+        else Framework.MEGATRON,
+        flash_attention=flash,
+    )
+    config = ParallelConfig(
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        zero_stage=zero,
+        recompute=Recompute.FULL,
+        micro_batch_size=p["mbs"],
+        sequence_parallel=bool(p.get("sequence_parallel")) and tp > 1,
+    )
+    inferred = p.get("recompute") is None
+    if inferred:
+        for recompute in Recompute:
+            config = replace(config, recompute=recompute)
+            if memory(model, hardware, training, config).fits:
+                break
+    else:
+        config = replace(config, recompute=Recompute(str(p["recompute"]).split(" ")[0]))
+    return Row(
+        id=entry["id"],
+        model=model,
+        hardware=hardware,
+        training=training,
+        config=config,
+        recompute_inferred=inferred,
+        vpp=p.get("vpp") or 1,
+        measured_step_s=measured_step_s(entry, model, training, config),
+        oom=bool(meas.get("oom")),
+        peak_mem_gb=meas.get("peak_mem_gb"),
+    )
+
+
+def measured_step_s(
+    entry: dict, model: ModelSpec, training: TrainingSpec, config: ParallelConfig
+) -> float | None:
+    """The published step time, or one derived from published throughput with our FLOP count."""
+    meas, derived = entry["measured"], entry.get("derived") or {}
+    tokens = training.global_batch_size * training.seq_len
+    gpus = entry["gpus"]
+    if meas.get("iter_time_s"):
+        return meas["iter_time_s"]
+    tps = meas.get("tokens_per_s_per_gpu") or derived.get("tokens_per_s_per_gpu")
+    if tps:
+        return tokens / (tps * gpus)
+    flops = step_flops_per_token(model, training.seq_len, config.recompute)
+    if meas.get("tflops_per_gpu"):
+        per_token = flops.hardware if meas.get("tflops_basis") == "hardware" else flops.model
+        return per_token * tokens / (meas["tflops_per_gpu"] * 1e12 * gpus)
+    return None
+
+
+def load(path: Path = DEFAULT_PATH) -> tuple[list[Row], dict[str, str]]:
+    """Usable rows, and the skipped ones with their reason."""
+    entries = yaml.safe_load(path.read_text())
+    rows, skipped = [], {}
+    for entry in entries:
+        reason = skip_reason(entry)
+        if reason:
+            skipped[entry["id"]] = reason
+            continue
+        try:
+            rows.append(row_of(entry))
+        except Exception as exc:  # a row the specs reject (e.g. heads not dividing) is reported
+            skipped[entry["id"]] = f"not representable: {exc}"
+    return rows, skipped

@@ -1,0 +1,95 @@
+"""Model-state memory per GPU: weights, gradients, optimizer states, ZeRO-3 live buffers, reserve.
+
+Conventions (bytes per parameter, Adam):
+- fp32 training: 4 weight + 4 gradient + 8 Adam ``m``, ``v`` = 16.
+- Mixed precision, Megatron-LM: 2 bf16 weight + 4 fp32 main gradient + 4 fp32 master + 8 Adam = 18;
+  the distributed optimizer shards the 12 optimizer bytes over data-parallel ranks, ``6 + 12/dp``
+  (Megatron-LM ``megatron/training/theoretical_memory_usage.py``,
+  ``compute_weight_and_optimizer_memory``).
+- Mixed precision, DeepSpeed: 2 weight + 2 gradient + 12 optimizer (fp32 master, ``m``, ``v``) = 16,
+  the "2+2+K, K=12" of Rajbhandari et al. 2020 (ZeRO), Fig. 1. Stage 1 shards the optimizer,
+  stage 2 also the gradients, stage 3 also the weights.
+TP and PP shard all of it; the caller passes the parameters that live on one rank.
+"""
+
+from constraints.units import Framework, Precision, ZeroStage
+
+FP32_BYTES = 4
+HALF_BYTES = 2  # bf16 / fp16
+ADAM_MOMENTS_BYTES = 2 * FP32_BYTES  # Adam m and v, fp32 (Kingma & Ba 2015)
+MASTER_WEIGHT_BYTES = FP32_BYTES  # fp32 copy of 16-bit weights (Micikevicius et al. 2018)
+MEGATRON_MAIN_GRAD_BYTES = FP32_BYTES  # --accumulate-allreduce-grads-in-fp32, default for bf16
+ZERO3_UNITS_IN_FLIGHT = 2  # the unit in use and the one prefetched (or still reducing)
+
+
+def weight_bytes_per_param(precision: Precision) -> int:
+    """Bytes of the working (compute) copy of one weight: 2 in 16-bit, 4 in fp32."""
+    return HALF_BYTES if precision.is_mixed else FP32_BYTES
+
+
+def grad_bytes_per_param(precision: Precision, framework: Framework) -> int:
+    """Bytes of one gradient: Megatron accumulates into an fp32 main-grad buffer (4); DeepSpeed
+    keeps 16-bit gradients (2); fp32 training 4. Sources: Megatron-LM
+    ``theoretical_memory_usage.py`` (18 B = 2 + 4 + 12); ZeRO paper Fig. 1 (2 + 2 + 12)."""
+    if not precision.is_mixed:
+        return FP32_BYTES
+    return MEGATRON_MAIN_GRAD_BYTES if framework is Framework.MEGATRON else HALF_BYTES
+
+
+def optimizer_bytes_per_param(precision: Precision) -> int:
+    """Adam states of one parameter: fp32 master + ``m`` + ``v`` = 12 in mixed precision, ``m`` +
+    ``v`` = 8 in fp32 (the weight itself is the master). Source: ZeRO paper Section 3.1, K = 12."""
+    return MASTER_WEIGHT_BYTES + ADAM_MOMENTS_BYTES if precision.is_mixed else ADAM_MOMENTS_BYTES
+
+
+def sharded_bytes(num_params: float, bytes_per_param: float, dp: int, sharded: bool) -> float:
+    """Bytes one data-parallel rank holds: all of them, or ``1/dp`` when the state is sharded."""
+    return num_params * bytes_per_param / (dp if sharded else 1)
+
+
+def weights_bytes(num_params: float, precision: Precision, zero: ZeroStage, dp: int) -> float:
+    """Working weights on one rank: sharded over ``dp`` only at ZeRO-3 (FSDP FULL_SHARD)."""
+    return sharded_bytes(num_params, weight_bytes_per_param(precision), dp, zero >= ZeroStage.WEIGHTS)
+
+
+def gradients_bytes(
+    num_params: float, precision: Precision, framework: Framework, zero: ZeroStage, dp: int
+) -> float:
+    """Gradients on one rank: sharded from ZeRO-2 on (reduce-scatter instead of all-reduce)."""
+    per_param = grad_bytes_per_param(precision, framework)
+    return sharded_bytes(num_params, per_param, dp, zero >= ZeroStage.GRADIENTS)
+
+
+def optimizer_bytes(num_params: float, precision: Precision, zero: ZeroStage, dp: int) -> float:
+    """Optimizer states on one rank: sharded from ZeRO-1 (Megatron: distributed optimizer) on."""
+    return sharded_bytes(num_params, optimizer_bytes_per_param(precision), dp, zero >= ZeroStage.OPTIMIZER)
+
+
+def unsharded_unit_bytes(
+    unit_params: float, stage_params: float, dp: int, bytes_per_param: float, sharded: bool
+) -> float:
+    """Unsharded copies of a sharded state that are live on one rank: ZeRO-3's gathered weights,
+    and from ZeRO-2 on the full gradients of the units whose backward just ran, before their
+    reduce-scatter.
+
+    ``unit_params`` is the largest unit gathered or reduced at once on this rank (a transformer
+    layer or the embedding, per TP shard). Two units are live: the one computing and the one
+    prefetched or still reducing (``stage3_prefetch_bucket_size`` and the overlapped reduce buckets
+    in DeepSpeed, ``forward_prefetch``/``backward_prefetch`` in FSDP). A rank already holds
+    ``1/dp`` of each unit, so ``(dp - 1)/dp`` more arrive, never more than the stage has: sharding
+    never costs more than not sharding. DeepSpeed's ``estimate_zero3_model_states_mem_needs``
+    counts one whole unit of weights and gradients, ``4 * largest_layer_params``; its
+    ``estimate_zero2_model_states_mem_needs`` all gradients unsharded, ``2 * total_params``.
+    """
+    if not sharded:
+        return 0.0
+    gathered = min(ZERO3_UNITS_IN_FLIGHT * unit_params, stage_params)
+    return gathered * (dp - 1) / dp * bytes_per_param
+
+
+def reserve_bytes(capacity_bytes: float, fraction: float, fixed_bytes: float) -> float:
+    """Memory set aside for what no formula allocates: CUDA context and cuBLAS workspaces,
+    NCCL communicator buffers, allocator fragmentation and transient buffers (logit gradients,
+    all-gather staging). ``fraction`` of the device capacity plus ``fixed_bytes``; the default
+    (``planner.specs.DEFAULT_RESERVE``) and its provenance are documented in the README."""
+    return capacity_bytes * fraction + fixed_bytes

@@ -1,0 +1,57 @@
+"""Byte sizes and unit constants shared by the formulas."""
+
+from enum import Enum, IntEnum
+
+BYTES_PER_GIB = 1024**3
+BYTES_PER_GB = 1000**3
+
+
+class Precision(Enum):
+    """Training precision: the dtype of weights, activations and communication."""
+
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP32 = "fp32"
+
+    @property
+    def is_mixed(self) -> bool:
+        """16-bit compute with fp32 master weights and optimizer states."""
+        return self is not Precision.FP32
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of one activation element: 2 for bf16/fp16, 4 for fp32."""
+        return 4 if self is Precision.FP32 else 2
+
+
+class Framework(Enum):
+    """Training framework whose allocation conventions the memory model follows."""
+
+    MEGATRON = "megatron"
+    DEEPSPEED = "deepspeed"
+
+
+class ZeroStage(IntEnum):
+    """What is sharded over data-parallel ranks (Rajbhandari et al. 2020, ZeRO, Fig. 1).
+
+    0: nothing; 1: optimizer states (Megatron: distributed optimizer); 2: + gradients;
+    3: + weights (FSDP FULL_SHARD).
+    """
+
+    NONE = 0
+    OPTIMIZER = 1
+    GRADIENTS = 2
+    WEIGHTS = 3
+
+
+class Recompute(Enum):
+    """Activation recomputation (Korthikanti et al. 2022, Section 5)."""
+
+    NONE = "none"
+    SELECTIVE = "selective"
+    FULL = "full"
+
+    @property
+    def level(self) -> int:
+        """0, 1, 2 in increasing order of memory saved."""
+        return list(Recompute).index(self)

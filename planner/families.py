@@ -1,0 +1,241 @@
+"""Readers of Hugging Face ``config.json`` keys, one per ``model_type``.
+
+Each reader returns the ``ModelSpec`` fields for its family with the defaults that family's
+Transformers config class uses when a key is absent, so counts match what Transformers builds.
+"""
+
+from collections.abc import Callable
+from typing import Any
+
+from planner.errors import PlannerError
+from planner.specs import NormType, PositionEncoding
+
+Config = dict[str, Any]
+_MISSING = object()
+
+
+class _Keys:
+    """Typed access to a config dictionary with one-line errors naming the file and the key."""
+
+    def __init__(self, config: Config, source: str) -> None:
+        self.config, self.source = config, source
+
+    def _raw(self, names: tuple[str, ...], default: Any) -> tuple[str, Any]:
+        for name in names:
+            if name in self.config and self.config[name] is not None:
+                return name, self.config[name]
+        if default is _MISSING:
+            raise PlannerError(f"{self.source}: missing key '{names[0]}' (a positive integer)")
+        return names[0], default
+
+    def int(self, *names: str, default: Any = _MISSING) -> int:
+        name, value = self._raw(names, default)
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise PlannerError(f"{self.source}: key '{name}' must be a positive integer, got {value!r}")
+        return value
+
+    def float(self, *names: str, default: Any = _MISSING) -> float:
+        name, value = self._raw(names, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+            raise PlannerError(f"{self.source}: key '{name}' must be a number in [0, 1), got {value!r}")
+        return float(value)
+
+    def bool(self, *names: str, default: Any = _MISSING) -> bool:
+        name, value = self._raw(names, default)
+        if not isinstance(value, bool):
+            raise PlannerError(f"{self.source}: key '{name}' must be true or false, got {value!r}")
+        return value
+
+
+def _heads(k: _Keys, hidden: int, heads: int) -> tuple[int, int]:
+    """Head dim and KV heads; the head dim must tile the hidden size unless given explicitly."""
+    if "head_dim" in k.config and k.config["head_dim"] is not None:
+        head_dim = k.int("head_dim")
+    else:
+        if hidden % heads:
+            raise PlannerError(
+                f"{k.source}: num_attention_heads ({heads}) must divide hidden_size ({hidden})"
+            )
+        head_dim = hidden // heads
+    kv_heads = k.int("num_key_value_heads", default=heads)
+    return head_dim, kv_heads
+
+
+def _llama_like(k: _Keys, *, qkv_bias_default: bool, qkv_bias_key: str = "attention_bias") -> dict:
+    hidden, heads = k.int("hidden_size"), k.int("num_attention_heads")
+    head_dim, kv_heads = _heads(k, hidden, heads)
+    attention_bias = k.bool(qkv_bias_key, default=qkv_bias_default)
+    return dict(
+        num_layers=k.int("num_hidden_layers"),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        head_dim=head_dim,
+        ffn_hidden_size=k.int("intermediate_size"),
+        vocab_size=k.int("vocab_size"),
+        max_position_embeddings=k.int("max_position_embeddings", default=4096),
+        gated_mlp=True,
+        qkv_bias=attention_bias,
+        out_bias=attention_bias,
+        mlp_bias=k.bool("mlp_bias", default=False),
+        norm=NormType.RMSNORM,
+        norm_bias=False,
+        positions=PositionEncoding.ROTARY,
+        tied_embeddings=k.bool("tie_word_embeddings", default=False),
+        dropout=k.float("attention_dropout", default=0.0),
+    )
+
+
+def _llama(k: _Keys) -> dict:
+    return _llama_like(k, qkv_bias_default=False)
+
+
+def _qwen2(k: _Keys) -> dict:
+    # Qwen2Attention: q/k/v projections with bias, o_proj without (transformers qwen2/modeling).
+    fields = _llama_like(k, qkv_bias_default=False)
+    return fields | dict(qkv_bias=True, out_bias=False)
+
+
+def _mixtral(k: _Keys) -> dict:
+    fields = _llama_like(k, qkv_bias_default=False)
+    return fields | dict(
+        num_experts=k.int("num_local_experts", default=8),
+        num_experts_per_token=k.int("num_experts_per_tok", default=2),
+    )
+
+
+def _gpt2(k: _Keys) -> dict:
+    hidden, heads = k.int("n_embd", "hidden_size"), k.int("n_head", "num_attention_heads")
+    head_dim, _ = _heads(k, hidden, heads)
+    dropout = max(k.float(name, default=0.1) for name in ("resid_pdrop", "attn_pdrop", "embd_pdrop"))
+    return dict(
+        num_layers=k.int("n_layer", "num_hidden_layers"),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=head_dim,
+        ffn_hidden_size=k.int("n_inner", default=4 * hidden),
+        vocab_size=k.int("vocab_size"),
+        max_position_embeddings=k.int("n_positions", "max_position_embeddings", default=1024),
+        gated_mlp=False,
+        qkv_bias=True,
+        out_bias=True,
+        mlp_bias=True,
+        norm=NormType.LAYERNORM,
+        norm_bias=True,
+        positions=PositionEncoding.LEARNED,
+        tied_embeddings=k.bool("tie_word_embeddings", default=True),
+        dropout=dropout,
+    )
+
+
+def _gpt_neox(k: _Keys) -> dict:
+    hidden, heads = k.int("hidden_size"), k.int("num_attention_heads")
+    head_dim, _ = _heads(k, hidden, heads)
+    bias = k.bool("attention_bias", default=True)
+    dropout = max(k.float("hidden_dropout", default=0.0), k.float("attention_dropout", default=0.0))
+    return dict(
+        num_layers=k.int("num_hidden_layers"),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=head_dim,
+        ffn_hidden_size=k.int("intermediate_size"),
+        vocab_size=k.int("vocab_size"),
+        max_position_embeddings=k.int("max_position_embeddings", default=2048),
+        gated_mlp=False,
+        qkv_bias=bias,
+        out_bias=bias,
+        mlp_bias=True,
+        norm=NormType.LAYERNORM,
+        norm_bias=True,
+        positions=PositionEncoding.ROTARY,
+        tied_embeddings=k.bool("tie_word_embeddings", default=False),
+        dropout=dropout,
+    )
+
+
+def _bloom(k: _Keys) -> dict:
+    hidden, heads = k.int("hidden_size", "n_embed"), k.int("n_head", "num_attention_heads")
+    head_dim, _ = _heads(k, hidden, heads)
+    dropout = max(k.float("hidden_dropout", default=0.0), k.float("attention_dropout", default=0.0))
+    return dict(
+        num_layers=k.int("n_layer", "num_hidden_layers"),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=head_dim,
+        ffn_hidden_size=4 * hidden,
+        vocab_size=k.int("vocab_size"),
+        max_position_embeddings=k.int("seq_length", "max_position_embeddings", default=2048),
+        gated_mlp=False,
+        qkv_bias=True,
+        out_bias=True,
+        mlp_bias=True,
+        norm=NormType.LAYERNORM,
+        norm_bias=True,
+        positions=PositionEncoding.ALIBI,
+        tied_embeddings=k.bool("tie_word_embeddings", default=True),
+        embedding_norm=True,
+        dropout=dropout,
+    )
+
+
+def _mpt(k: _Keys) -> dict:
+    hidden, heads = k.int("d_model", "hidden_size"), k.int("n_heads", "num_attention_heads")
+    head_dim, _ = _heads(k, hidden, heads)
+    attn = k.config.get("attn_config") or {}
+    if not isinstance(attn, dict):
+        raise PlannerError(f"{k.source}: key 'attn_config' must be a mapping")
+    alibi = attn.get("alibi", True)
+    bias = not k.bool("no_bias", default=True)
+    dropout = max(
+        k.float("resid_pdrop", default=0.0),
+        k.float("emb_pdrop", default=0.0),
+        float(attn.get("attn_pdrop", 0.0) or 0.0),
+    )
+    return dict(
+        num_layers=k.int("n_layers", "num_hidden_layers"),
+        hidden_size=hidden,
+        num_heads=heads,
+        num_kv_heads=heads,
+        head_dim=head_dim,
+        ffn_hidden_size=k.int("expansion_ratio", default=4) * hidden,
+        vocab_size=k.int("vocab_size"),
+        max_position_embeddings=k.int("max_seq_len", default=2048),
+        gated_mlp=False,
+        qkv_bias=bias,
+        out_bias=bias,
+        mlp_bias=bias,
+        norm=NormType.LAYERNORM,
+        norm_bias=bias,
+        positions=PositionEncoding.ALIBI if alibi else PositionEncoding.LEARNED,
+        tied_embeddings=True,
+        dropout=dropout,
+    )
+
+
+READERS: dict[str, Callable[[_Keys], dict]] = {
+    "llama": _llama,
+    "mistral": _llama,
+    "mixtral": _mixtral,
+    "qwen2": _qwen2,
+    "gpt2": _gpt2,
+    "gpt_neox": _gpt_neox,
+    "bloom": _bloom,
+    "mpt": _mpt,
+}
+
+
+def read_family(config: Config, source: str) -> dict:
+    """``ModelSpec`` fields (without ``name``) from a config dictionary."""
+    if not isinstance(config, dict):
+        raise PlannerError(f"{source}: expected a mapping of config keys, got {type(config).__name__}")
+    model_type = config.get("model_type")
+    if model_type not in READERS:
+        raise PlannerError(
+            f"{source}: model_type {model_type!r} is not supported; use one of: " + ", ".join(sorted(READERS))
+        )
+    return {"family": model_type, **READERS[model_type](_Keys(config, source))}

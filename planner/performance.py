@@ -1,0 +1,177 @@
+"""Step time of one configuration, term by term, from ``constraints/flops.py`` and
+``constraints/throughput.py``.
+
+The slowest rank is the last pipeline stage (its layers plus the LM head); the step is ``m`` of
+its micro-batches plus the bubble, the exposed TP and pipeline communication, the exposed
+data-parallel gradient communication and the optimizer step. Terms are grouped by the dimensions
+they depend on, so the solver can tabulate them: ``pipeline_time`` depends on (tp, pp, dp,
+recompute, micro-batch), ``data_parallel_time`` on (tp, pp, dp, ZeRO stage).
+"""
+
+from dataclasses import dataclass
+
+from constraints import flops as F
+from constraints import memory as M
+from constraints import params as P
+from constraints import throughput as T
+from constraints.units import Recompute, ZeroStage
+from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.evaluate import num_microbatches, stage_params
+from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
+
+TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
+TP_COLLECTIVES_PER_RECOMPUTE = 2  # the repeated forward of full recompute
+P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepFlops:
+    """FLOPs per token of the whole model."""
+
+    model: float
+    """Forward + backward (MFU basis)."""
+    hardware: float
+    """Plus recomputation (HFU basis)."""
+
+
+def layer_matmul_params(model: ModelSpec) -> float:
+    """Weights of one layer that every token multiplies (active experts only for MoE)."""
+    h = model.hidden_size
+    attention = P.attention_params(h, model.num_heads, model.num_kv_heads, model.head_dim, False, False)
+    mlp = P.mlp_params(h, model.ffn_hidden_size, model.gated_mlp, False)
+    if model.is_moe:
+        mlp = mlp * model.num_experts_per_token + P.router_params(h, model.num_experts)
+    return attention + mlp
+
+
+def _layer_flops(model: ModelSpec, seq_len: int, recompute: Recompute) -> tuple[float, float]:
+    """(forward, recompute) FLOPs of one layer per token."""
+    forward = F.layer_forward_flops_per_token(layer_matmul_params(model), seq_len, model.q_dim)
+    score = F.attention_score_forward_flops_per_token(seq_len, model.q_dim)
+    return forward, F.recompute_flops_per_token(forward, score, recompute)
+
+
+def step_flops_per_token(model: ModelSpec, seq_len: int, recompute: Recompute) -> StepFlops:
+    """Model and hardware FLOPs per token of a training step."""
+    forward, extra = _layer_flops(model, seq_len, recompute)
+    head = F.head_forward_flops_per_token(model.hidden_size, model.vocab_size)
+    useful = F.training_flops_per_token(model.num_layers * forward + head)
+    return StepFlops(model=useful, hardware=useful + model.num_layers * extra)
+
+
+def _link(hardware: HardwareSpec, span_gpus: int, c: StepTimeConstants) -> float:
+    """Achieved per-GPU bandwidth of a group spanning ``span_gpus`` consecutive ranks."""
+    raw = (
+        hardware.intra_node_bandwidth_bytes_per_s
+        if span_gpus <= hardware.gpus_per_node
+        else hardware.inter_node_bandwidth_bytes_per_s
+    )
+    return raw * c.comm_efficiency
+
+
+def pipeline_time(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants = DEFAULT_CONSTANTS,
+    vpp: int = 1,
+) -> dict[str, float]:
+    """Seconds of compute, bubble, TP and pipeline communication per step on the last stage."""
+    s, b, h, t, pp = training.seq_len, config.micro_batch_size, model.hidden_size, config.tp, config.pp
+    m = num_microbatches(training, config)
+    forward, extra = _layer_flops(model, s, config.recompute)
+    layers = model.num_layers / pp
+    head = F.head_forward_flops_per_token(h, model.vocab_size)
+    flops_per_token = layers * (F.training_flops_per_token(forward) + extra) + F.training_flops_per_token(
+        head
+    )
+    efficiency = T.gemm_efficiency(b * s, h / t, c.gemm_max_efficiency, c.gemm_half_size)
+    passes = 1 + F.BACKWARD_TO_FORWARD + (1 if config.recompute is Recompute.FULL else 0)
+    microbatch = T.compute_s(flops_per_token * b * s / t, hardware.peak_flops, efficiency) + T.elementwise_s(
+        b * s * layers, h / t, passes, c.elementwise_bytes_per_width, hardware.hbm_bandwidth_bytes_per_s
+    )
+    message = s * b * h * training.precision.activation_bytes
+    collectives = TP_COLLECTIVES_PER_LAYER + (
+        TP_COLLECTIVES_PER_RECOMPUTE if config.recompute is Recompute.FULL else 0
+    )
+    tp_per_microbatch = layers * collectives * T.all_reduce_s(message, t, _link(hardware, t, c))
+    p2p = 0.0
+    if pp > 1:
+        shard = message / (t if config.sequence_parallel else 1)
+        p2p = P2P_PER_MICROBATCH * m * T.point_to_point_s(shard, _link(hardware, t * pp, c))
+    return {
+        "compute": m * microbatch,
+        "bubble": T.pipeline_bubble_fraction(pp, m, vpp) * m * (microbatch + tp_per_microbatch),
+        "tp_comm": m * tp_per_microbatch * (1 - c.tp_overlap),
+        "pp_comm": p2p,
+    }
+
+
+def data_parallel_time(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants = DEFAULT_CONSTANTS,
+) -> dict[str, float]:
+    """Seconds of exposed gradient/parameter communication and of the optimizer step."""
+    params = max(stage_params(model, training, config, st).params for st in {0, config.pp - 1})
+    prec, fw, zero, dp = training.precision, training.framework, config.zero_stage, config.dp
+    w, g = M.weight_bytes_per_param(prec), M.grad_bytes_per_param(prec, fw)
+    link = _link(hardware, config.num_gpus, c)
+    if zero is ZeroStage.NONE:
+        comm = T.all_reduce_s(params * g, dp, link)
+    else:  # reduce-scatter gradients, all-gather updated weights (twice more for ZeRO-3)
+        gathers = 3 if zero is ZeroStage.WEIGHTS else 1
+        comm = T.all_gather_s(params * g, dp, link) + gathers * T.all_gather_s(params * w, dp, link)
+    updated = params / dp if zero >= ZeroStage.OPTIMIZER else params
+    opt_bytes = M.optimizer_bytes_per_param(prec)
+    step = T.optimizer_step_s(
+        updated, T.adam_step_bytes_per_param(opt_bytes, g, w), hardware.hbm_bandwidth_bytes_per_s
+    )
+    return {"dp_comm": comm * (1 - c.dp_overlap), "optimizer": step}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Performance:
+    """Step time and throughput of one configuration."""
+
+    step_time_s: float
+    """Seconds per optimizer step."""
+    tokens_per_s: float
+    """Tokens per second over the whole cluster."""
+    tflops_per_gpu: float
+    """Model TFLOP/s per GPU (no recompute)."""
+    mfu: float
+    """Model FLOPs utilization: model FLOP/s over peak."""
+    hfu: float
+    """Hardware FLOPs utilization: recompute counted."""
+    breakdown: dict[str, float]
+    """Seconds per term: compute, bubble, tp_comm, pp_comm, dp_comm, optimizer."""
+
+
+def performance(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants = DEFAULT_CONSTANTS,
+    vpp: int = 1,
+) -> Performance:
+    """Step time of ``config`` and the throughput figures derived from it."""
+    terms = pipeline_time(model, hardware, training, config, c, vpp) | data_parallel_time(
+        model, hardware, training, config, c
+    )
+    step = sum(terms.values())
+    tokens = training.global_batch_size * training.seq_len
+    work = step_flops_per_token(model, training.seq_len, config.recompute)
+    per_gpu = tokens / step / config.num_gpus
+    return Performance(
+        step_time_s=step,
+        tokens_per_s=tokens / step,
+        tflops_per_gpu=work.model * per_gpu / 1e12,
+        mfu=work.model * per_gpu / hardware.peak_flops,
+        hfu=work.hardware * per_gpu / hardware.peak_flops,
+        breakdown=terms,
+    )

@@ -1,0 +1,45 @@
+"""Which layouts a model admits: divisibility rules with messages that say what would work."""
+
+from planner.errors import PlannerError
+from planner.specs import ModelSpec, ParallelConfig, TrainingSpec
+
+
+def divisors(n: int) -> list[int]:
+    """Positive divisors of ``n``, ascending."""
+    small = [d for d in range(1, int(n**0.5) + 1) if n % d == 0]
+    return sorted(set(small + [n // d for d in small]))
+
+
+def valid_tp(model: ModelSpec) -> list[int]:
+    """TP sizes that split the query and KV heads evenly (Megatron-LM ``validate_args``)."""
+    return [t for t in divisors(model.num_heads) if model.num_kv_heads % t == 0]
+
+
+def valid_pp(model: ModelSpec) -> list[int]:
+    """PP sizes that give every stage the same number of layers."""
+    return divisors(model.num_layers)
+
+
+def check_layout(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, gpus: int) -> None:
+    """Raise ``PlannerError`` naming the option and the values that would work."""
+    if config.tp not in valid_tp(model):
+        raise PlannerError(
+            f"--tp {config.tp} does not divide the {model.num_heads} heads and "
+            f"{model.num_kv_heads} KV heads; use one of {valid_tp(model)}"
+        )
+    if config.pp not in valid_pp(model):
+        raise PlannerError(
+            f"--pp {config.pp} does not divide the {model.num_layers} layers; use one of {valid_pp(model)}"
+        )
+    if config.num_gpus != gpus:
+        fitting = [d for d in divisors(gpus) if d % (config.tp) == 0]
+        raise PlannerError(
+            f"tp*pp*dp = {config.tp}*{config.pp}*{config.dp} = {config.num_gpus} "
+            f"is not --gpus {gpus}; tp*pp must divide {gpus} (e.g. {fitting[:8]})"
+        )
+    step = config.dp * config.micro_batch_size
+    if training.global_batch_size % step:
+        raise PlannerError(
+            f"--global-batch {training.global_batch_size} is not a multiple of dp*mbs = "
+            f"{config.dp}*{config.micro_batch_size} = {step}; use a multiple of {step}"
+        )

@@ -1,0 +1,50 @@
+"""Brute-force enumeration of the candidate space: the oracle the CP-SAT solver is tested against.
+
+It ranks every candidate by the same integer terms (``planner.space``) the solver optimizes, so the
+two must agree exactly on the optimum and on the tie-break.
+"""
+
+from dataclasses import dataclass
+from itertools import product
+
+from planner.space import Space, Terms, candidate_cost
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Candidate:
+    """One point of the space with its integer objective and peak memory."""
+
+    indices: tuple[int, int, int, int]
+    """(pair, zero, recompute, micro-batch) domain indices."""
+    objective: int
+    """Time units times the tie-break range, plus the tie-break rank."""
+    peak_memory: int
+    """Memory of the most-loaded stage, integer bytes."""
+
+
+def enumerate_candidates(space: Space, terms: Terms) -> list[Candidate]:
+    """Every candidate whose batch divides, feasible or not, in objective order."""
+    found = []
+    ranges = (
+        range(len(space.pairs)),
+        range(len(space.zero_stages)),
+        range(len(space.recomputes)),
+        range(len(space.micro_batches)),
+    )
+    for p, z, r, u in product(*ranges):
+        cost = candidate_cost(terms, space, p, z, r, u)
+        if cost is not None:
+            found.append(Candidate(indices=(p, z, r, u), objective=cost[0], peak_memory=cost[1]))
+    return sorted(found, key=lambda c: c.objective)
+
+
+def brute_force(space: Space, terms: Terms, capacity: int, top: int = 1) -> list[Candidate]:
+    """The ``top`` best feasible candidates (peak memory within ``capacity``)."""
+    feasible = [c for c in enumerate_candidates(space, terms) if c.peak_memory <= capacity]
+    return feasible[:top]
+
+
+def least_memory(space: Space, terms: Terms) -> Candidate | None:
+    """The candidate that needs the least memory (ties: better objective)."""
+    candidates = enumerate_candidates(space, terms)
+    return min(candidates, key=lambda c: (c.peak_memory, c.objective)) if candidates else None

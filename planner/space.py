@@ -1,0 +1,189 @@
+"""The candidate space and its integer terms, shared by the CP-SAT builder and brute force.
+
+A candidate is (tp, pp) -- which fixes dp -- with a ZeRO stage, a recompute mode and a micro-batch
+size. Each term is computed by the plain evaluator over only the dimensions it depends on and
+converted to integers at a named scale: memory in bytes rounded up (the solver never
+under-estimates), time in microseconds rounded to nearest. The objective of a candidate is its
+summed time terms, with a lexicographic tie-break (lower ZeRO stage, less recompute, smaller tp,
+smaller pp, smaller micro-batch) so the same input always gives the same plan.
+"""
+
+import math
+from dataclasses import dataclass
+from itertools import product
+
+from constraints.units import Recompute, ZeroStage
+from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.evaluate import stage_activation_bytes, stage_memory
+from planner.performance import data_parallel_time, pipeline_time
+from planner.rules import divisors, valid_pp, valid_tp
+from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
+
+TIME_SCALE_PER_S = 1_000_000  # objective resolution: microseconds
+MEMORY_SCALE_PER_BYTE = 1  # memory resolution: bytes, rounded up
+MAX_MICRO_BATCH = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Pins:
+    """Dimensions the user fixed; ``None`` means searched."""
+
+    tp: int | None = None
+    pp: int | None = None
+    dp: int | None = None
+    zero_stage: ZeroStage | None = None
+    recompute: Recompute | None = None
+    micro_batch_size: int | None = None
+    sequence_parallel: bool | None = None
+    max_tp: int | None = None
+    """Largest tp searched (default: GPUs per node, so TP stays on NVLink)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Space:
+    """Domains of each searched dimension, in tie-break order."""
+
+    pairs: tuple[tuple[int, int], ...]
+    zero_stages: tuple[ZeroStage, ...]
+    recomputes: tuple[Recompute, ...]
+    micro_batches: tuple[int, ...]
+    gpus: int
+    sequence_parallel: bool | None
+
+    def config(self, pair: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
+        """The parallel layout at these domain indices."""
+        tp, pp = self.pairs[pair]
+        sp = (tp > 1) if self.sequence_parallel is None else (self.sequence_parallel and tp > 1)
+        return ParallelConfig(
+            tp=tp,
+            pp=pp,
+            dp=self.gpus // (tp * pp),
+            zero_stage=self.zero_stages[zero],
+            recompute=self.recomputes[recompute],
+            micro_batch_size=self.micro_batches[mbs],
+            sequence_parallel=sp,
+        )
+
+    def mbs_fits(self, pair: int, mbs: int, global_batch: int) -> bool:
+        """dp * mbs divides the global batch (grad accumulation is a whole number)."""
+        tp, pp = self.pairs[pair]
+        return global_batch % (self.gpus // (tp * pp) * self.micro_batches[mbs]) == 0
+
+    @property
+    def size(self) -> int:
+        """Candidates before the batch-divisibility filter."""
+        return len(self.pairs) * len(self.zero_stages) * len(self.recomputes) * len(self.micro_batches)
+
+    def tie_break(self, pair: int, zero: int, recompute: int, mbs: int) -> int:
+        """Lexicographic rank of the indices: ZeRO stage, recompute, (tp, pp) pair, micro-batch."""
+        n_r, n_p, n_u = len(self.recomputes), len(self.pairs), len(self.micro_batches)
+        return ((zero * n_r + recompute) * n_p + pair) * n_u + mbs
+
+    @property
+    def tie_break_range(self) -> int:
+        """One more than the largest tie-break rank."""
+        return self.size
+
+
+def build_space(model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, gpus_per_node: int) -> Space:
+    """The candidate space for ``gpus`` GPUs under the user's pins (possibly empty)."""
+    max_tp = pins.max_tp or gpus_per_node
+    tps = [t for t in valid_tp(model) if gpus % t == 0 and (t <= max_tp or t == pins.tp)]
+    pps = [p for p in valid_pp(model) if gpus % p == 0]
+    pairs = [
+        (t, p)
+        for t in tps
+        for p in pps
+        if gpus % (t * p) == 0
+        and (pins.tp in (None, t))
+        and (pins.pp in (None, p))
+        and (pins.dp in (None, gpus // (t * p)))
+    ]
+    zeros = [pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage)
+    recomputes = [pins.recompute] if pins.recompute is not None else list(Recompute)
+    if pins.micro_batch_size is not None:
+        mbs = [pins.micro_batch_size]
+    else:
+        mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
+    return Space(
+        pairs=tuple(sorted(pairs)),
+        zero_stages=tuple(zeros),
+        recomputes=tuple(recomputes),
+        micro_batches=tuple(mbs),
+        gpus=gpus,
+        sequence_parallel=pins.sequence_parallel,
+    )
+
+
+def bytes_up(value: float) -> int:
+    """Memory to integer bytes, never rounding down."""
+    return math.ceil(value * MEMORY_SCALE_PER_BYTE)
+
+
+def time_units(seconds: float) -> int:
+    """Seconds to integer objective units (microseconds)."""
+    return round(seconds * TIME_SCALE_PER_S)
+
+
+def stages(config: ParallelConfig) -> tuple[int, ...]:
+    """The stages that can be the most loaded: first and last."""
+    return tuple(sorted({0, config.pp - 1}))
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """The integer tables: per-stage memory and time, keyed by domain indices."""
+
+    states: dict[tuple[int, int], tuple[int, int]]
+    """(pair, zero) -> memory of weights, grads, optimizer (+ reserve) on (first, last) stage."""
+    activations: dict[tuple[int, int, int], tuple[int, int]]
+    """(pair, recompute, mbs) -> activation memory on (first, last) stage."""
+    pipeline_us: dict[tuple[int, int, int], int]
+    """(pair, recompute, mbs) -> compute, bubble, TP and p2p time."""
+    data_parallel_us: dict[tuple[int, int], int]
+    """(pair, zero) -> exposed DP communication and optimizer time."""
+
+
+def compile_terms(
+    space: Space,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    constants: StepTimeConstants = DEFAULT_CONSTANTS,
+) -> Terms:
+    """Evaluate every term over only the dimensions it depends on."""
+    states, acts, pipe, dpt = {}, {}, {}, {}
+    for p, z in product(range(len(space.pairs)), range(len(space.zero_stages))):
+        config = space.config(p, z, 0, 0)
+        per_stage = []
+        for st in (0, config.pp - 1):
+            mem = stage_memory(model, hardware, training, config, st)
+            per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
+        states[p, z] = tuple(per_stage)
+        dpt[p, z] = time_units(sum(data_parallel_time(model, hardware, training, config, constants).values()))
+    for p, r, u in product(
+        range(len(space.pairs)), range(len(space.recomputes)), range(len(space.micro_batches))
+    ):
+        if not space.mbs_fits(p, u, training.global_batch_size):
+            continue
+        config = space.config(p, 0, r, u)
+        acts[p, r, u] = tuple(
+            bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
+            for st in (0, config.pp - 1)
+        )
+        pipe[p, r, u] = time_units(sum(pipeline_time(model, hardware, training, config, constants).values()))
+    return Terms(states, acts, pipe, dpt)
+
+
+def capacity_units(hardware: HardwareSpec) -> int:
+    """Device memory in integer bytes, rounded down."""
+    return math.floor(hardware.memory_bytes * MEMORY_SCALE_PER_BYTE)
+
+
+def candidate_cost(terms: Terms, space: Space, p: int, z: int, r: int, u: int) -> tuple[int, int] | None:
+    """(objective, peak memory units) of one candidate, or ``None`` if its batch does not divide."""
+    if (p, r, u) not in terms.activations:
+        return None
+    peak = max(terms.states[p, z][i] + terms.activations[p, r, u][i] for i in (0, 1))
+    time = terms.pipeline_us[p, r, u] + terms.data_parallel_us[p, z]
+    return time * space.tie_break_range + space.tie_break(p, z, r, u), peak

@@ -1,0 +1,291 @@
+"""Typed values of the planner: model, hardware, training run, parallel layout, results.
+
+Every value is a frozen dataclass validated in ``__post_init__``; invalid values raise
+``PlannerError`` with the field and what would work. Units are in the field names.
+"""
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from constraints.units import BYTES_PER_GIB, Framework, Precision, Recompute, ZeroStage
+from planner.errors import PlannerError
+
+__all__ = [
+    "Framework",
+    "Precision",
+    "Recompute",
+    "ZeroStage",
+    "NormType",
+    "PositionEncoding",
+    "ModelSpec",
+    "HardwareSpec",
+    "TrainingSpec",
+    "ParallelConfig",
+    "MemoryBreakdown",
+    "DEFAULT_RESERVE_FRACTION",
+    "DEFAULT_RESERVE_FIXED_BYTES",
+]
+
+# Default reserve for what no formula allocates (README "Reserve"): CUDA context and cuBLAS
+# workspaces (~0.5-1 GiB), NCCL buffers (~1 GiB at 8 ranks per node), allocator fragmentation and
+# backward transients. 10% of the device: our totals without it are a median 8% below BLOOM's
+# nvidia-smi readings (benchmarks/accuracy.py).
+DEFAULT_RESERVE_FRACTION = 0.10
+DEFAULT_RESERVE_FIXED_BYTES = 0.0
+
+
+class NormType(Enum):
+    """Normalization layer of a model family."""
+
+    LAYERNORM = "layernorm"
+    RMSNORM = "rmsnorm"
+
+
+class PositionEncoding(Enum):
+    """How positions enter the model: a learned table has parameters; RoPE and ALiBi do not."""
+
+    LEARNED = "learned"
+    ROTARY = "rotary"
+    ALIBI = "alibi"
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise PlannerError(f"{name} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelSpec:
+    """A decoder-only transformer, as its Hugging Face config describes it."""
+
+    name: str
+    """Display name (file stem or bundled model name)."""
+    family: str
+    """HF ``model_type``: llama, mistral, mixtral, qwen2, gpt2, gpt_neox, bloom, mpt."""
+    num_layers: int
+    """Decoder layers."""
+    hidden_size: int
+    """Model width ``h``."""
+    num_heads: int
+    """Query heads ``a``."""
+    num_kv_heads: int
+    """Key/value heads (GQA); equals ``num_heads`` for multi-head attention."""
+    head_dim: int
+    """Width of one head; ``hidden_size / num_heads`` unless the config says otherwise."""
+    ffn_hidden_size: int
+    """MLP intermediate size (per expert for MoE)."""
+    vocab_size: int
+    """Vocabulary entries of the embedding."""
+    max_position_embeddings: int
+    """Longest context the model was configured for, in tokens."""
+    gated_mlp: bool
+    """SwiGLU-style gate (3 matrices) instead of a plain 2-matrix MLP."""
+    qkv_bias: bool
+    """Biases on the Q, K, V projections."""
+    out_bias: bool
+    """Bias on the attention output projection."""
+    mlp_bias: bool
+    """Biases on the MLP projections."""
+    norm: NormType
+    """LayerNorm or RMSNorm."""
+    norm_bias: bool
+    """Whether the norms carry a bias (LayerNorm usually does; MPT's does not)."""
+    positions: PositionEncoding
+    """Learned, rotary or ALiBi positions."""
+    tied_embeddings: bool
+    """LM head shares the input embedding's weights."""
+    embedding_norm: bool = False
+    """A norm right after the token embedding (BLOOM ``word_embeddings_layernorm``)."""
+    num_experts: int = 0
+    """Routed experts per MoE layer; 0 for a dense model."""
+    num_experts_per_token: int = 0
+    """Experts each token is routed to (top-k)."""
+    dropout: float = 0.0
+    """Largest of the hidden/attention dropout probabilities; > 0 keeps dropout masks."""
+
+    def __post_init__(self) -> None:
+        _positive(
+            self,
+            "num_layers",
+            "hidden_size",
+            "num_heads",
+            "num_kv_heads",
+            "head_dim",
+            "ffn_hidden_size",
+            "vocab_size",
+            "max_position_embeddings",
+        )
+        if self.num_heads % self.num_kv_heads:
+            raise PlannerError(
+                f"num_key_value_heads ({self.num_kv_heads}) must divide num_attention_heads "
+                f"({self.num_heads})"
+            )
+        if self.num_experts and not 0 < self.num_experts_per_token <= self.num_experts:
+            raise PlannerError(
+                f"num_experts_per_tok must be between 1 and num_local_experts ({self.num_experts}),"
+                f" got {self.num_experts_per_token}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise PlannerError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @property
+    def q_dim(self) -> int:
+        """Width of all query heads, ``num_heads * head_dim``."""
+        return self.num_heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        """Width of all key (or value) heads, ``num_kv_heads * head_dim``."""
+        return self.num_kv_heads * self.head_dim
+
+    @property
+    def is_moe(self) -> bool:
+        """Mixture-of-experts MLPs."""
+        return self.num_experts > 0
+
+    @property
+    def dropout_enabled(self) -> bool:
+        """Dropout masks are kept for backward."""
+        return self.dropout > 0
+
+    @classmethod
+    def from_hf_config(cls, config: dict[str, Any], name: str, source: str = "model") -> "ModelSpec":
+        """Read a Hugging Face ``config.json`` dictionary; ``source`` names the file in errors."""
+        from planner.families import read_family
+
+        return cls(name=name, **read_family(config, source))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class HardwareSpec:
+    """One GPU type and the links between GPUs."""
+
+    name: str
+    """Preset name or file stem."""
+    memory_bytes: float
+    """Device memory capacity."""
+    peak_flops: float
+    """Dense 16-bit tensor-core peak, FLOP/s."""
+    hbm_bandwidth_bytes_per_s: float
+    """Device memory bandwidth."""
+    intra_node_bandwidth_bytes_per_s: float
+    """NVLink bandwidth per GPU, one direction."""
+    inter_node_bandwidth_bytes_per_s: float
+    """Network bandwidth per GPU (one NIC per GPU), one direction."""
+    gpus_per_node: int = 8
+    """GPUs that share the intra-node link."""
+    peak_flops_fp8: float = 0.0
+    """Dense FP8 peak, FLOP/s; 0 when the GPU has no FP8 tensor cores."""
+
+    def __post_init__(self) -> None:
+        for name in (
+            "memory_bytes",
+            "peak_flops",
+            "hbm_bandwidth_bytes_per_s",
+            "intra_node_bandwidth_bytes_per_s",
+            "inter_node_bandwidth_bytes_per_s",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise PlannerError(f"hardware {self.name}: {name} must be a positive number, got {value!r}")
+        _positive(self, "gpus_per_node")
+
+    @property
+    def memory_gib(self) -> float:
+        """Capacity in GiB."""
+        return self.memory_bytes / BYTES_PER_GIB
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TrainingSpec:
+    """What is trained and how: sequence, batch, precision, framework conventions."""
+
+    seq_len: int
+    """Tokens per sequence."""
+    global_batch_size: int
+    """Sequences per optimizer step, over all data-parallel ranks."""
+    precision: Precision = Precision.BF16
+    """bf16 / fp16 mixed precision or fp32."""
+    framework: Framework = Framework.MEGATRON
+    """Whose allocation conventions the memory model follows."""
+    flash_attention: bool = True
+    """FlashAttention: no ``a*s*s`` attention scores are kept."""
+    reserve_fraction: float = DEFAULT_RESERVE_FRACTION
+    """Share of device memory kept free for what no formula allocates."""
+    reserve_fixed_bytes: float = DEFAULT_RESERVE_FIXED_BYTES
+    """Fixed reserve added to the fraction."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "seq_len", "global_batch_size")
+        if not 0.0 <= self.reserve_fraction < 1.0 or self.reserve_fixed_bytes < 0:
+            raise PlannerError("reserve must be a share below 100% (e.g. 10%) or a size (e.g. 4GiB)")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParallelConfig:
+    """How one training step is laid out over the GPUs."""
+
+    tp: int
+    """Tensor-parallel size."""
+    pp: int
+    """Pipeline-parallel size (stages)."""
+    dp: int
+    """Data-parallel size; ``tp * pp * dp`` is the GPU count."""
+    zero_stage: ZeroStage = ZeroStage.NONE
+    """What is sharded over ``dp``; Megatron's distributed optimizer is stage 1."""
+    recompute: Recompute = Recompute.NONE
+    """Activation recomputation."""
+    micro_batch_size: int = 1
+    """Sequences per micro-batch on one data-parallel rank."""
+    sequence_parallel: bool = False
+    """Megatron sequence parallelism (needs ``tp > 1``)."""
+
+    def __post_init__(self) -> None:
+        _positive(self, "tp", "pp", "dp", "micro_batch_size")
+        if self.sequence_parallel and self.tp == 1:
+            raise PlannerError("sequence parallel needs --tp above 1; use --no-sequence-parallel")
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs the layout occupies."""
+        return self.tp * self.pp * self.dp
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MemoryBreakdown:
+    """Memory of the most-loaded GPU, bytes."""
+
+    weights: float
+    """Working weights (and ZeRO-3's gathered units)."""
+    gradients: float
+    """Gradients (and, from ZeRO-2 on, the unsharded gradients of the units being reduced)."""
+    optimizer: float
+    """Master weights and Adam states."""
+    activations: float
+    """Kept activations of all in-flight micro-batches, plus the recompute working set."""
+    reserve: float
+    """CUDA context, NCCL buffers, fragmentation (an explicit, user-set share)."""
+    capacity: float
+    """Device memory."""
+    stage: int = 0
+    """Pipeline stage of this GPU (0 = first)."""
+    detail: dict[str, float] = field(default_factory=dict)
+    """Named parts of the components above, bytes (for explanations)."""
+
+    @property
+    def total(self) -> float:
+        """Everything this GPU needs."""
+        return self.weights + self.gradients + self.optimizer + self.activations + self.reserve
+
+    @property
+    def fits(self) -> bool:
+        """Total within capacity."""
+        return self.total <= self.capacity
+
+    @property
+    def model_states(self) -> float:
+        """Weights, gradients and optimizer states."""
+        return self.weights + self.gradients + self.optimizer

@@ -1,0 +1,177 @@
+"""The command line: exit codes, output formats, files written, one-line errors, no tracebacks."""
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from planner.cli import main
+
+from conftest import EXAMPLES
+
+CONTRACT = {
+    "status",
+    "model",
+    "cluster",
+    "training",
+    "parallelism",
+    "memory_gib",
+    "performance",
+    "solver",
+    "alternatives",
+}
+FIXED = [
+    "--gpus",
+    "64",
+    "--mem",
+    "80GB",
+    "--tp",
+    "2",
+    "--pp",
+    "1",
+    "--zero",
+    "1",
+    "--recompute",
+    "selective",
+    "--mbs",
+    "1",
+    "--seq-len",
+    "4096",
+    "--global-batch",
+    "1024",
+]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert "Traceback" not in result.output
+    return result
+
+
+def test_used_by_line_prints_a_plan():
+    result = invoke("--gpus", 64, "--mem", "80GB", EXAMPLES / "llama2-13b.yaml", "--format", "yaml")
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(result.output)
+    assert CONTRACT <= set(doc) and doc["status"] == "optimal"
+    assert set(doc["memory_gib"]) >= {
+        "weights",
+        "gradients",
+        "optimizer",
+        "activations",
+        "reserve",
+        "total",
+        "capacity",
+    }
+    assert set(doc["parallelism"]) >= {
+        "tp",
+        "pp",
+        "dp",
+        "zero_stage",
+        "recompute",
+        "micro_batch_size",
+        "grad_accum_steps",
+        "sequence_parallel",
+    }
+
+
+def test_fixed_configuration_json():
+    result = invoke(*FIXED, EXAMPLES / "llama2-13b.yaml", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert doc["model"]["params"] == 13_015_864_320
+    assert doc["parallelism"] | {} == doc["parallelism"] and doc["parallelism"]["tp"] == 2
+    assert doc["parallelism"]["zero_stage"] == 1 and doc["parallelism"]["recompute"] == "selective"
+    m = doc["memory_gib"]
+    assert m["total"] == pytest.approx(
+        m["weights"] + m["gradients"] + m["optimizer"] + m["activations"] + m["reserve"], abs=0.01
+    )
+
+
+def test_not_fitting_still_prints_breakdown_and_exits_1():
+    result = invoke(
+        "--gpus",
+        8,
+        "--mem",
+        "40GB",
+        "--tp",
+        1,
+        "--pp",
+        1,
+        "--zero",
+        0,
+        "--recompute",
+        "none",
+        "--mbs",
+        1,
+        "llama2-7b",
+        "--format",
+        "table",
+    )
+    assert result.exit_code == 1
+    assert "fits: NO" in result.output and "optimizer" in result.output
+    assert "without the pinned options: tp=" in result.output
+    unpinned = invoke("--gpus", 8, "--mem", "40GB", "llama2-70b", "--format", "table")
+    assert unpinned.exit_code == 1 and "fewest GPUs at this memory" in unpinned.output
+
+
+def test_table_and_output_file(tmp_path):
+    result = invoke("--gpus", 64, "llama2-13b", "--format", "table", "-o", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert "memory per GPU" in result.output
+    written = yaml.safe_load((tmp_path / "run" / "plan.yaml").read_text())
+    assert written["status"] == "optimal" and CONTRACT <= set(written)
+
+
+def test_top_k_gives_distinct_alternatives():
+    doc = json.loads(invoke("--gpus", 64, "llama2-13b", "--top", 4, "--format", "json").output)
+    layouts = [doc["parallelism"]] + [a["parallelism"] for a in doc["alternatives"]]
+    assert len(layouts) == 4 and len({json.dumps(x, sort_keys=True) for x in layouts}) == 4
+    times = [doc["performance"]["step_time_s"]] + [
+        a["performance"]["step_time_s"] for a in doc["alternatives"]
+    ]
+    assert times == sorted(times)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--gpus", "64", "--mem", "80XB", "llama2-13b"], "--mem"),
+        (["--gpus", "64", "--tp", "3", "llama2-13b"], "--tp 3 does not divide"),
+        (["--gpus", "64", "--pp", "7", "llama2-13b"], "--pp 7 does not divide the 40 layers"),
+        (["--gpus", "8", "--tp", "8", "--pp", "2", "llama2-13b"], "does not divide --gpus 8"),
+        (["--gpus", "64", "--gpu", "tpu-v9", "llama2-13b"], "unknown preset 'tpu-v9'"),
+        (["--gpus", "64", "no-such-model"], "no bundled model"),
+        (["--gpus", "0", "llama2-13b"], "--gpus must be a positive integer"),
+        (["--gpus", "64", "--global-batch", "100", "--mbs", "3", "llama2-13b"], "--mbs 3 does not divide"),
+        (["--gpus", "64", "--reserve", "200%", "llama2-13b"], "--reserve"),
+        (
+            ["--gpus", "64", "--tp", "1", "--sequence-parallel", "llama2-13b"],
+            "--sequence-parallel needs --tp",
+        ),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, fragment):
+    result = invoke(*args)
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output
+    assert result.output.strip().count("\n") == 0 and result.output.startswith("Error: ")
+
+
+def test_malformed_model_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model_type: llama\nhidden_size: 4096\n")
+    result = invoke("--gpus", 8, bad)
+    assert result.exit_code == 2 and "bad.yaml: missing key 'num_attention_heads'" in result.output
+
+
+def test_every_example_plans_on_its_own_cluster():
+    for path in sorted(EXAMPLES.glob("*.yaml")):
+        result = invoke("--gpus", 1024, path, "--format", "json")
+        assert result.exit_code in (0, 1), (path, result.output)
+        assert json.loads(result.output)["model"]["params"] > 0
+
+
+def test_help_has_examples():
+    result = invoke("--help")
+    assert result.exit_code == 0 and "Examples:" in result.output and "--gpus 64 --mem 80GB" in result.output

@@ -1,0 +1,72 @@
+"""Units, file reading and atomic writes."""
+
+import pytest
+
+from planner.errors import PlannerError
+from planner.io import load_model, parse_reserve, parse_size, read_mapping, write_atomic
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("80GB", 80e9),
+        ("80GiB", 80 * 2**30),
+        ("81920MiB", 81920 * 2**20),
+        ("1.5TB", 1.5e12),
+        ("80 gb", 80e9),
+        ("512KiB", 512 * 1024),
+    ],
+)
+def test_sizes(text, expected):
+    assert parse_size(text, "--mem") == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("text", ["80", "80XB", "GB", "-3GB", "eighty GB"])
+def test_bad_sizes_list_the_accepted_forms(text):
+    with pytest.raises(PlannerError, match="80GB, 80GiB, 81920MiB, 1.5TB"):
+        parse_size(text, "--mem")
+
+
+def test_zero_size_is_rejected():
+    with pytest.raises(PlannerError, match="must be above zero"):
+        parse_size("0GB", "--mem")
+
+
+def test_reserve_forms():
+    assert parse_reserve("10%") == (pytest.approx(0.10), 0.0)
+    assert parse_reserve("6GiB") == (0.0, 6 * 2**30)
+    with pytest.raises(PlannerError, match="--reserve"):
+        parse_reserve("150%")
+
+
+def test_malformed_yaml_names_file_and_line(tmp_path):
+    bad = tmp_path / "m.yaml"
+    bad.write_text("model_type: llama\nhidden_size: [1, 2\n")
+    with pytest.raises(PlannerError, match=r"m.yaml: malformed YAML at line \d"):
+        read_mapping(bad)
+
+
+def test_yaml_is_loaded_safely(tmp_path):
+    bad = tmp_path / "m.yaml"
+    bad.write_text("model_type: !!python/object/apply:os.system ['echo hacked']\n")
+    with pytest.raises(PlannerError, match="malformed YAML"):
+        read_mapping(bad)
+
+
+def test_bundled_name_and_hf_directory(tmp_path):
+    assert load_model("llama2-13b").num_layers == 40
+    (tmp_path / "config.json").write_text(
+        '{"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257}'
+    )
+    assert load_model(str(tmp_path)).hidden_size == 768
+
+
+def test_atomic_write_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out" / "plan.yaml"
+    write_atomic(target, "a: 1\n")
+    assert target.read_text() == "a: 1\n"
+
+    with pytest.raises(TypeError):
+        write_atomic(target, None)  # type: ignore[arg-type]
+    assert target.read_text() == "a: 1\n"
+    assert [p.name for p in target.parent.iterdir()] == ["plan.yaml"]

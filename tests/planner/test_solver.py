@@ -1,0 +1,123 @@
+"""The CP-SAT optimum equals brute-force enumeration; plans are reproducible."""
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planner.hardware import preset
+from planner.plan import Request, document, run
+from planner.search import brute_force
+from planner.solver import solve
+from planner.space import Pins, build_space, capacity_units, compile_terms
+from planner.specs import Recompute, ZeroStage
+
+from strategies import models, trainings
+
+
+@st.composite
+def problems(draw):
+    model = draw(models())
+    training = draw(trainings())
+    gpus = draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64]))
+    hardware = replace(
+        preset(draw(st.sampled_from(["a100-40gb", "h100-80gb"]))),
+        memory_bytes=draw(st.floats(0.5, 80)) * 2**30,
+    )
+    pins = Pins(
+        tp=draw(st.none() | st.sampled_from([1, 2])),
+        zero_stage=draw(st.none() | st.sampled_from(list(ZeroStage))),
+        recompute=draw(st.none() | st.sampled_from(list(Recompute))),
+        micro_batch_size=draw(st.none() | st.sampled_from([1, 2])),
+    )
+    return model, training, gpus, hardware, pins
+
+
+@settings(max_examples=60, deadline=None)
+@given(problems(), st.integers(1, 3))
+def test_cp_sat_equals_brute_force(problem, top):
+    model, training, gpus, hardware, pins = problem
+    space = build_space(model, training, gpus, pins, hardware.gpus_per_node)
+    terms = compile_terms(space, model, hardware, training)
+    capacity = capacity_units(hardware)
+    expected = brute_force(space, terms, capacity, top)
+    result = solve(space, terms, capacity, top)
+    assert [c.indices for c in result.candidates] == [c.indices for c in expected]
+    assert [c.objective for c in result.candidates] == [c.objective for c in expected]
+    assert result.status == ("optimal" if expected else "infeasible")
+    for found in result.candidates:
+        config = space.config(*found.indices)
+        assert config.tp * config.pp * config.dp == gpus
+        assert found.peak_memory <= capacity
+
+
+@settings(max_examples=20, deadline=None)
+@given(problems())
+def test_solver_memory_never_underestimates_the_evaluator(problem):
+    from planner.evaluate import memory
+
+    model, training, gpus, hardware, pins = problem
+    space = build_space(model, training, gpus, pins, hardware.gpus_per_node)
+    terms = compile_terms(space, model, hardware, training)
+    for found in solve(space, terms, capacity_units(hardware), 2).candidates:
+        exact = memory(model, hardware, training, space.config(*found.indices)).total
+        assert exact <= found.peak_memory < exact + 16  # bytes, rounded up per term
+
+
+def plan_doc(model, **kw):
+    req = Request(model=model, hardware=preset("h100-80gb"), training=kw.pop("training"), gpus=64, **kw)
+    return document(req, run(req))
+
+
+def test_same_input_same_plan(llama13b):
+    from planner.specs import TrainingSpec
+
+    training = TrainingSpec(seq_len=4096, global_batch_size=1024)
+    first, second = plan_doc(llama13b, training=training, top=3), plan_doc(llama13b, training=training, top=3)
+    for doc in (first, second):
+        doc["solver"].pop("wall_time_s")
+    assert first == second
+
+
+def test_exhaustive_prints_the_same_plan(llama13b):
+    from planner.specs import TrainingSpec
+
+    training = TrainingSpec(seq_len=4096, global_batch_size=1024)
+    cp = plan_doc(llama13b, training=training, top=2)
+    bf = plan_doc(llama13b, training=training, top=2, exhaustive=True)
+    assert cp["parallelism"] == bf["parallelism"] and cp["alternatives"] == bf["alternatives"]
+    assert bf["solver"]["method"] == "exhaustive" and cp["solver"]["method"] == "cp-sat"
+
+
+def test_sensible_plan_for_llama2_13b_on_64_h100(llama13b):
+    """A practitioner's sanity check: it fits, TP stays in a node, no needless recompute."""
+    from planner.specs import TrainingSpec
+
+    doc = plan_doc(llama13b, training=TrainingSpec(seq_len=4096, global_batch_size=1024))
+    p = doc["parallelism"]
+    assert doc["status"] == "optimal" and doc["fits"]
+    assert p["tp"] * p["pp"] * p["dp"] == 64 and p["tp"] <= 8
+    assert p["dp"] * p["micro_batch_size"] * p["grad_accum_steps"] == 1024
+    assert 0.3 < doc["performance"]["mfu"] < 0.7
+
+
+def test_infeasible_gives_closest_plan_and_fixes():
+    from planner.io import load_model
+    from planner.specs import TrainingSpec
+
+    model = load_model("llama3-70b")
+    req = Request(
+        model=model,
+        hardware=replace(preset("h100-80gb"), memory_bytes=40e9),
+        training=TrainingSpec(seq_len=8192, global_batch_size=512),
+        gpus=8,
+    )
+    doc = document(req, run(req))
+    assert doc["status"] == "infeasible" and not doc["fits"]
+    fixes = doc["diagnosis"]
+    assert fixes["min_gpus_at_this_memory"] > 8
+    assert fixes["min_mem_gib_at_this_gpu_count"] == pytest.approx(doc["memory_gib"]["total"], rel=1e-3)
+    assert doc["dominant_memory_term"] in ("weights", "gradients", "optimizer", "activations")
+    bigger = replace(req, gpus=fixes["min_gpus_at_this_memory"])
+    assert document(bigger, run(bigger))["status"] == "optimal"
