@@ -153,6 +153,9 @@ def run(req: Request) -> Outcome:
         bound, method = objective, "exhaustive"
     else:
         result = solve(space, terms, capacity, req.top, req.time_limit_s)
+        if result.status == "unknown":
+            raise PlannerError(f"--time-limit {req.time_limit_s} s: CP-SAT found no plan and no proof of "
+                               "infeasibility in time; raise --time-limit or leave it out")
         chosen, status, wall = result.candidates, result.status, result.wall_time_s
         objective, bound, method = result.objective, result.bound, "cp-sat"
     if chosen:

@@ -21,7 +21,8 @@ class SolveResult:
     """What CP-SAT found."""
 
     status: str
-    """optimal, feasible (time limit hit with a solution) or infeasible."""
+    """optimal, feasible (time limit hit with a solution), infeasible (proven), or unknown (time
+    limit hit before any solution or proof)."""
     candidates: list[Candidate]
     """Best first; up to ``top``."""
     wall_time_s: float
@@ -78,6 +79,8 @@ def solve(
         status = solver.solve(model)
         spent += time.perf_counter() - start
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+            if rank == 0 and status == cp_model.UNKNOWN:
+                status_name = "unknown"
             break
         idx = (solver.value(pair), solver.value(zero), solver.value(rec), solver.value(mbs))
         peak = max(

@@ -175,3 +175,20 @@ def test_every_example_plans_on_its_own_cluster():
 def test_help_has_examples():
     result = invoke("--help")
     assert result.exit_code == 0 and "Examples:" in result.output and "--gpus 64 --mem 80GB" in result.output
+
+
+def test_time_limit_never_reports_an_unproven_infeasible():
+    result = invoke("--gpus", 1024, "llama3-70b", "--time-limit", "0.000001", "--format", "json")
+    if result.exit_code == 0:
+        assert json.loads(result.output)["status"] in ("optimal", "feasible")
+    else:
+        assert result.exit_code == 2 and "--time-limit" in result.output
+
+
+def test_plan_yaml_round_trips_to_the_json_document(tmp_path):
+    as_json = json.loads(invoke("--gpus", 64, "llama2-13b", "--top", 2, "--format", "json").output)
+    invoke("--gpus", 64, "llama2-13b", "--top", 2, "--format", "json", "-o", tmp_path)
+    as_yaml = yaml.safe_load((tmp_path / "plan.yaml").read_text())
+    for doc in (as_json, as_yaml):
+        doc["solver"].pop("wall_time_s")
+    assert as_yaml == as_json
