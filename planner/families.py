@@ -106,24 +106,36 @@ def _mixtral(k: _Keys) -> dict:
     )
 
 
+def _layernorm_plain_mlp(k: _Keys, hidden: int, heads: int, **fields) -> dict:
+    """Fields shared by the GPT-2-like families: multi-head attention, LayerNorm, plain MLP."""
+    head_dim, _ = _heads(k, hidden, heads)
+    return (
+        dict(
+            hidden_size=hidden,
+            num_heads=heads,
+            num_kv_heads=heads,
+            head_dim=head_dim,
+            gated_mlp=False,
+            norm=NormType.LAYERNORM,
+            vocab_size=k.int("vocab_size"),
+        )
+        | fields
+    )
+
+
 def _gpt2(k: _Keys) -> dict:
     hidden, heads = k.int("n_embd", "hidden_size"), k.int("n_head", "num_attention_heads")
-    head_dim, _ = _heads(k, hidden, heads)
     dropout = max(k.float(name, default=0.1) for name in ("resid_pdrop", "attn_pdrop", "embd_pdrop"))
-    return dict(
+    return _layernorm_plain_mlp(
+        k,
+        hidden,
+        heads,
         num_layers=k.int("n_layer", "num_hidden_layers"),
-        hidden_size=hidden,
-        num_heads=heads,
-        num_kv_heads=heads,
-        head_dim=head_dim,
         ffn_hidden_size=k.int("n_inner", default=4 * hidden),
-        vocab_size=k.int("vocab_size"),
         max_position_embeddings=k.int("n_positions", "max_position_embeddings", default=1024),
-        gated_mlp=False,
         qkv_bias=True,
         out_bias=True,
         mlp_bias=True,
-        norm=NormType.LAYERNORM,
         norm_bias=True,
         positions=PositionEncoding.LEARNED,
         tied_embeddings=k.bool("tie_word_embeddings", default=True),
@@ -132,24 +144,18 @@ def _gpt2(k: _Keys) -> dict:
 
 
 def _gpt_neox(k: _Keys) -> dict:
-    hidden, heads = k.int("hidden_size"), k.int("num_attention_heads")
-    head_dim, _ = _heads(k, hidden, heads)
     bias = k.bool("attention_bias", default=True)
     dropout = max(k.float("hidden_dropout", default=0.0), k.float("attention_dropout", default=0.0))
-    return dict(
+    return _layernorm_plain_mlp(
+        k,
+        k.int("hidden_size"),
+        k.int("num_attention_heads"),
         num_layers=k.int("num_hidden_layers"),
-        hidden_size=hidden,
-        num_heads=heads,
-        num_kv_heads=heads,
-        head_dim=head_dim,
         ffn_hidden_size=k.int("intermediate_size"),
-        vocab_size=k.int("vocab_size"),
         max_position_embeddings=k.int("max_position_embeddings", default=2048),
-        gated_mlp=False,
         qkv_bias=bias,
         out_bias=bias,
         mlp_bias=True,
-        norm=NormType.LAYERNORM,
         norm_bias=True,
         positions=PositionEncoding.ROTARY,
         tied_embeddings=k.bool("tie_word_embeddings", default=False),
@@ -158,23 +164,18 @@ def _gpt_neox(k: _Keys) -> dict:
 
 
 def _bloom(k: _Keys) -> dict:
-    hidden, heads = k.int("hidden_size", "n_embed"), k.int("n_head", "num_attention_heads")
-    head_dim, _ = _heads(k, hidden, heads)
+    hidden = k.int("hidden_size", "n_embed")
     dropout = max(k.float("hidden_dropout", default=0.0), k.float("attention_dropout", default=0.0))
-    return dict(
+    return _layernorm_plain_mlp(
+        k,
+        hidden,
+        k.int("n_head", "num_attention_heads"),
         num_layers=k.int("n_layer", "num_hidden_layers"),
-        hidden_size=hidden,
-        num_heads=heads,
-        num_kv_heads=heads,
-        head_dim=head_dim,
         ffn_hidden_size=4 * hidden,
-        vocab_size=k.int("vocab_size"),
         max_position_embeddings=k.int("seq_length", "max_position_embeddings", default=2048),
-        gated_mlp=False,
         qkv_bias=True,
         out_bias=True,
         mlp_bias=True,
-        norm=NormType.LAYERNORM,
         norm_bias=True,
         positions=PositionEncoding.ALIBI,
         tied_embeddings=k.bool("tie_word_embeddings", default=True),
@@ -184,34 +185,28 @@ def _bloom(k: _Keys) -> dict:
 
 
 def _mpt(k: _Keys) -> dict:
-    hidden, heads = k.int("d_model", "hidden_size"), k.int("n_heads", "num_attention_heads")
-    head_dim, _ = _heads(k, hidden, heads)
+    hidden = k.int("d_model", "hidden_size")
     attn = k.config.get("attn_config") or {}
     if not isinstance(attn, dict):
         raise PlannerError(f"{k.source}: key 'attn_config' must be a mapping")
-    alibi = attn.get("alibi", True)
     bias = not k.bool("no_bias", default=True)
     dropout = max(
         k.float("resid_pdrop", default=0.0),
         k.float("emb_pdrop", default=0.0),
-        float(attn.get("attn_pdrop", 0.0) or 0.0),
+        _Keys(attn, f"{k.source} attn_config").float("attn_pdrop", default=0.0),
     )
-    return dict(
+    return _layernorm_plain_mlp(
+        k,
+        hidden,
+        k.int("n_heads", "num_attention_heads"),
         num_layers=k.int("n_layers", "num_hidden_layers"),
-        hidden_size=hidden,
-        num_heads=heads,
-        num_kv_heads=heads,
-        head_dim=head_dim,
         ffn_hidden_size=k.int("expansion_ratio", default=4) * hidden,
-        vocab_size=k.int("vocab_size"),
         max_position_embeddings=k.int("max_seq_len", default=2048),
-        gated_mlp=False,
         qkv_bias=bias,
         out_bias=bias,
         mlp_bias=bias,
-        norm=NormType.LAYERNORM,
         norm_bias=bias,
-        positions=PositionEncoding.ALIBI if alibi else PositionEncoding.LEARNED,
+        positions=PositionEncoding.ALIBI if attn.get("alibi", True) else PositionEncoding.LEARNED,
         tied_embeddings=True,
         dropout=dropout,
     )

@@ -154,33 +154,24 @@ def run(req: Request) -> Outcome:
     else:
         result = solve(space, terms, capacity, req.top, req.time_limit_s)
         if result.status == "unknown":
-            raise PlannerError(f"--time-limit {req.time_limit_s} s: CP-SAT found no plan and no proof of "
-                               "infeasibility in time; raise --time-limit or leave it out")
+            raise PlannerError(
+                f"--time-limit {req.time_limit_s} s: CP-SAT found no plan and no proof of "
+                "infeasibility in time; raise --time-limit or leave it out"
+            )
         chosen, status, wall = result.candidates, result.status, result.wall_time_s
         objective, bound, method = result.objective, result.bound, "cp-sat"
-    if chosen:
-        return Outcome(
-            status=status,
-            space=space,
-            chosen=chosen,
-            wall_time_s=wall,
-            objective=objective,
-            bound=bound,
-            candidates=counted,
-            method=method,
-        )
-    closest = least_memory(space, terms)
+    closest = None if chosen else least_memory(space, terms)
     return Outcome(
-        status="infeasible",
+        status=status if chosen else "infeasible",
         space=space,
-        chosen=[],
+        chosen=chosen,
         wall_time_s=wall,
-        objective=None,
-        bound=None,
+        objective=objective,
+        bound=bound,
         candidates=counted,
         method=method,
         closest=closest,
-        fixes=smallest_fixes(req, closest, space),
+        fixes=None if chosen else smallest_fixes(req, closest, space),
     )
 
 
