@@ -11,7 +11,7 @@ import yaml
 
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_hardware, load_model, parse_reserve, parse_size, write_atomic
-from planner.plan import Request, document, run
+from planner.plan import Request, document, launch_outputs, run
 from planner.space import Pins
 from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
 
@@ -234,6 +234,8 @@ def main(
             raise PlannerError(f"--time-limit must be positive seconds, got {time_limit}")
         seq = seq_len or default_seq_len(spec.max_position_embeddings)
         share, fixed = parse_reserve(reserve)
+        if sequence_parallel is None and framework == Framework.DEEPSPEED.value:
+            sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism
         training = TrainingSpec(
             seq_len=seq,
             global_batch_size=global_batch or default_global_batch(seq),
@@ -267,8 +269,10 @@ def main(
         fmt = fmt or ("table" if sys.stdout.isatty() else "yaml")
         click.echo(render(doc, fmt))
         if output is not None:
-            write_atomic(output / "plan.yaml", yaml.safe_dump(doc, sort_keys=False))
-            click.echo(f"wrote {output / 'plan.yaml'}", err=True)
+            files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **launch_outputs(req, doc)}
+            for name, text in files.items():
+                write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
+            click.echo(f"wrote {', '.join(files)} to {output}", err=True)
     except PlannerError as exc:
         click.echo(f"Error: {exc}", err=True)
         sys.exit(exc.exit_code)

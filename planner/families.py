@@ -42,6 +42,12 @@ class _Keys:
             raise PlannerError(f"{self.source}: key '{name}' must be a number in [0, 1), got {value!r}")
         return float(value)
 
+    def positive(self, *names: str, default: Any = _MISSING) -> float:
+        name, value = self._raw(names, default)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+            raise PlannerError(f"{self.source}: key '{name}' must be a positive number, got {value!r}")
+        return float(value)
+
     def bool(self, *names: str, default: Any = _MISSING) -> bool:
         name, value = self._raw(names, default)
         if not isinstance(value, bool):
@@ -85,7 +91,19 @@ def _llama_like(k: _Keys, *, qkv_bias_default: bool, qkv_bias_key: str = "attent
         positions=PositionEncoding.ROTARY,
         tied_embeddings=k.bool("tie_word_embeddings", default=False),
         dropout=k.float("attention_dropout", default=0.0),
+        rope_theta=k.positive("rope_theta", default=10000.0),
+        rope_scaling=_rope_scaling(k),
+        norm_epsilon=k.positive("rms_norm_eps", default=1e-6),
     )
+
+
+def _rope_scaling(k: _Keys) -> str | None:
+    scaling = k.config.get("rope_scaling")
+    if scaling is None:
+        return None
+    if not isinstance(scaling, dict):
+        raise PlannerError(f"{k.source}: key 'rope_scaling' must be a mapping or null")
+    return str(scaling.get("rope_type") or scaling.get("type") or "unknown")
 
 
 def _llama(k: _Keys) -> dict:
@@ -118,6 +136,7 @@ def _layernorm_plain_mlp(k: _Keys, hidden: int, heads: int, **fields) -> dict:
             gated_mlp=False,
             norm=NormType.LAYERNORM,
             vocab_size=k.int("vocab_size"),
+            norm_epsilon=k.positive("layer_norm_epsilon", "layer_norm_eps", default=1e-5),
         )
         | fields
     )
@@ -159,6 +178,9 @@ def _gpt_neox(k: _Keys) -> dict:
         norm_bias=True,
         positions=PositionEncoding.ROTARY,
         tied_embeddings=k.bool("tie_word_embeddings", default=False),
+        rope_theta=k.positive("rotary_emb_base", "rope_theta", default=10000.0),
+        rotary_fraction=k.positive("rotary_pct", default=1.0),
+        parallel_residual=k.bool("use_parallel_residual", default=True),
         dropout=dropout,
     )
 

@@ -11,13 +11,22 @@ from constraints.units import BYTES_PER_GIB
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.counts import count_params
 from planner.errors import PlannerError
+from planner.emit import launch_files
 from planner.evaluate import memory, num_microbatches
 from planner.performance import performance
 from planner.rules import divisors, valid_pp, valid_tp
 from planner.search import Candidate, brute_force, enumerate_candidates, least_memory
 from planner.solver import solve
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
-from planner.specs import HardwareSpec, MemoryBreakdown, ModelSpec, ParallelConfig, TrainingSpec
+from planner.specs import (
+    HardwareSpec,
+    MemoryBreakdown,
+    ModelSpec,
+    ParallelConfig,
+    Recompute,
+    TrainingSpec,
+    ZeroStage,
+)
 
 MIN_FIX_SEQ_LEN = 256
 MAX_GPU_GROWTH = 1024  # look for a fitting GPU count up to this multiple of the request
@@ -231,7 +240,7 @@ def config_doc(req: Request, config: ParallelConfig) -> dict[str, Any]:
 
 
 def document(req: Request, outcome: Outcome) -> dict[str, Any]:
-    """The plan document (README "Plan document")."""
+    """The plan document (README "Plan document"); ``launch`` says what each framework can run."""
     counts = count_params(req.model)
     doc: dict[str, Any] = {
         "status": outcome.status,
@@ -260,7 +269,9 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
     }
     best = outcome.chosen[0] if outcome.chosen else outcome.closest
     if best is not None:
-        doc |= config_doc(req, outcome.space.config(*best.indices))
+        config = outcome.space.config(*best.indices)
+        doc |= config_doc(req, config)
+        doc["launch"] = launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[1]
     gap = None
     if outcome.objective and outcome.bound is not None:
         gap = round((outcome.objective - outcome.bound) / outcome.objective, 6)
@@ -287,3 +298,20 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
             **(outcome.fixes or {}),
         }
     return doc
+
+
+def launch_outputs(req: Request, doc: dict[str, Any]) -> dict[str, str]:
+    """The launch files for the document's plan (none when nothing was planned)."""
+    if "parallelism" not in doc:
+        return {}
+    p = doc["parallelism"]
+    config = ParallelConfig(
+        tp=p["tp"],
+        pp=p["pp"],
+        dp=p["dp"],
+        zero_stage=ZeroStage(p["zero_stage"]),
+        recompute=Recompute(p["recompute"]),
+        micro_batch_size=p["micro_batch_size"],
+        sequence_parallel=p["sequence_parallel"],
+    )
+    return launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[0]

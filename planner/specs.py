@@ -105,6 +105,16 @@ class ModelSpec:
     """Experts each token is routed to (top-k)."""
     dropout: float = 0.0
     """Largest of the hidden/attention dropout probabilities; > 0 keeps dropout masks."""
+    rope_theta: float = 10000.0
+    """RoPE base frequency (``rope_theta``); launch files only."""
+    rotary_fraction: float = 1.0
+    """Share of each head's dimensions that RoPE rotates (GPT-NeoX ``rotary_pct``)."""
+    rope_scaling: str | None = None
+    """``rope_scaling.rope_type`` (``llama3`` for Llama 3.1 and later), else None."""
+    norm_epsilon: float = 1e-5
+    """Epsilon of the norms (``rms_norm_eps`` / ``layer_norm_epsilon``)."""
+    parallel_residual: bool = False
+    """Attention and MLP read the same input (GPT-NeoX ``use_parallel_residual``)."""
 
     def __post_init__(self) -> None:
         _positive(

@@ -192,3 +192,15 @@ def test_plan_yaml_round_trips_to_the_json_document(tmp_path):
     for doc in (as_json, as_yaml):
         doc["solver"].pop("wall_time_s")
     assert as_yaml == as_json
+
+
+def test_deepspeed_framework_plans_without_sequence_parallel(tmp_path):
+    result = invoke(
+        "--gpus", 64, "--framework", "deepspeed", "--tp", 2, "llama2-13b", "--format", "json", "-o", tmp_path
+    )
+    doc = json.loads(result.output)
+    assert result.exit_code == 0 and doc["parallelism"]["sequence_parallel"] is False
+    assert doc["launch"]["deepspeed"]["expressible"] is True
+    written = json.loads((tmp_path / "deepspeed.json").read_text())
+    assert written["tensor_parallel"] == {"autotp_size": 2}
+    assert written["train_batch_size"] == doc["training"]["global_batch_size"]

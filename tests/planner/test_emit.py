@@ -1,0 +1,155 @@
+"""Launch files: Megatron-LM arguments that Megatron-LM's own parser accepted, DeepSpeed configs
+that DeepSpeed's own config classes accept, and pinned golden files for the used-by example."""
+
+import os
+import shlex
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from golden_cases import plan_case
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from planner.cli import main
+from planner.emit import megatron_args, megatron_env
+from planner.rules import valid_pp, valid_tp
+from planner.specs import ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
+
+from conftest import FIXTURES, fixture
+from strategies import models
+
+MEGATRON = fixture("megatron_arguments.json")
+FLAGS = MEGATRON["flags"]
+
+
+def parse(args: list[str]) -> dict[str, str | None]:
+    """Flag -> value (None for switches), checked against Megatron's parser definitions."""
+    parsed, i = {}, 0
+    while i < len(args):
+        flag = args[i]
+        assert flag in FLAGS, f"{flag} is not a Megatron-LM argument at {MEGATRON['commit']}"
+        spec = FLAGS[flag]
+        if spec["takes_value"]:
+            value = args[i + 1]
+            if spec["type"] == "int":
+                int(value)
+            elif spec["type"] == "float":
+                float(value)
+            if spec["choices"]:
+                assert value in spec["choices"], (flag, value, spec["choices"])
+            parsed[flag] = value
+            i += 2
+        else:
+            parsed[flag] = None
+            i += 1
+    return parsed
+
+
+def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -> None:
+    """The cross-checks of Megatron-LM's validate_args that a plan can trip."""
+    a = parse(args)
+    tp, pp = int(a["--tensor-model-parallel-size"]), int(a["--pipeline-model-parallel-size"])
+    assert gpus % (tp * pp) == 0
+    dp = gpus // (tp * pp)
+    if "--sequence-parallel" in a:
+        assert tp > 1, "sequence parallelism needs tp > 1"
+    assert int(a["--num-layers"]) % pp == 0
+    assert int(a["--global-batch-size"]) % (int(a["--micro-batch-size"]) * dp) == 0
+    assert int(a["--num-attention-heads"]) % tp == 0
+    assert int(a.get("--num-query-groups", a["--num-attention-heads"])) % tp == 0
+    fsdp = "--use-megatron-fsdp" in a
+    if fsdp:
+        assert a["--ckpt-format"] == "fsdp_dtensor" and env.get("CUDA_DEVICE_MAX_CONNECTIONS") != "1"
+        assert "--use-distributed-optimizer" not in a
+    elif tp > 1:
+        assert env.get("CUDA_DEVICE_MAX_CONNECTIONS") == "1"
+    if "--add-qkv-bias" in a:
+        assert "--disable-bias-linear" in a
+    if "--recompute-method" in a:
+        assert a["--recompute-granularity"] == "full"
+    assert not ("--bf16" in a and "--fp16" in a)
+
+
+@pytest.mark.parametrize(
+    "case", MEGATRON["cases"], ids=lambda c: f"{c['model']}-{c['gpus']}-{c.get('tp')}-{c.get('zero')}"
+)
+def test_emits_exactly_what_megatron_accepted(case):
+    """Regenerate tests/fixtures/megatron_arguments.json when this fails on purpose."""
+    plan = plan_case(case)
+    assert plan["expressible"] == case["expressible"]
+    assert plan["args"] == case["args"] and plan["env"] == case["env"]
+    if case["expressible"]:
+        assert case["accepted"], case.get("error")
+        check_validate_args_rules(plan["args"], plan["env"], case["gpus"])
+
+
+def test_the_golden_set_covers_every_zero_stage_and_recompute():
+    args = [c["args"] for c in MEGATRON["cases"] if c.get("accepted")]
+    assert any("--use-distributed-optimizer" in a for a in args)
+    assert any("optim_grads" in a for a in args) and any("optim_grads_params" in a for a in args)
+    assert any("full" in a for a in args) and any("selective" in a for a in args)
+    assert any("--fp16" in a for a in args) and any("--group-query-attention" in a for a in args)
+
+
+@st.composite
+def layouts(draw):
+    model = draw(models())
+    tp = draw(st.sampled_from(valid_tp(model)))
+    pp = draw(st.sampled_from(valid_pp(model)))
+    dp = draw(st.sampled_from([1, 2, 4, 8]))
+    mbs = draw(st.sampled_from([1, 2, 4]))
+    training = TrainingSpec(
+        seq_len=draw(st.sampled_from([1024, 4096])),
+        global_batch_size=dp * mbs * 8,
+        precision=draw(st.sampled_from(list(Precision))),
+        flash_attention=draw(st.booleans()),
+    )
+    config = ParallelConfig(
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        zero_stage=draw(st.sampled_from(list(ZeroStage))),
+        recompute=draw(st.sampled_from(list(Recompute))),
+        micro_batch_size=mbs,
+        sequence_parallel=tp > 1 and draw(st.booleans()),
+    )
+    return model, training, config
+
+
+@settings(max_examples=200, deadline=None)
+@given(layouts())
+def test_any_plan_emits_valid_megatron_arguments(layout):
+    model, training, config = layout
+    emitted = megatron_args(model, training, config)
+    check_validate_args_rules(emitted.content, megatron_env(config), config.num_gpus)
+
+
+def test_not_expressible_is_never_silent(tmp_path):
+    result = CliRunner().invoke(main, ["--gpus", "8", "mpt-7b", "--format", "yaml", "-o", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    script = (tmp_path / "megatron.sh").read_text()
+    assert "ALiBi" in script and "\nexit 1\n" in script
+    assert "expressible: false" in (tmp_path / "plan.yaml").read_text()
+
+
+GOLDEN = FIXTURES / "golden" / "llama2-13b-64gpu"
+
+
+def test_golden_files_of_the_used_by_example(tmp_path):
+    """plan --gpus 64 --mem 80GB examples/llama2-13b.yaml -o DIR; PLAN_UPDATE_GOLDEN=1 rewrites."""
+    result = CliRunner().invoke(
+        main, ["--gpus", "64", "--mem", "80GB", "llama2-13b", "--format", "yaml", "-o", str(tmp_path)]
+    )
+    assert result.exit_code == 0, result.output
+    names = ["deepspeed.json", "megatron.sh", "megatron_args.txt", "slurm.sbatch"]
+    if os.environ.get("PLAN_UPDATE_GOLDEN"):
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            (GOLDEN / name).write_text((tmp_path / name).read_text())
+    for name in names:
+        assert (tmp_path / name).read_text() == (GOLDEN / name).read_text(), name
+    script = (tmp_path / "megatron.sh").read_text()
+    args = shlex.split(script.split('"$MEGATRON/pretrain_gpt.py"')[1].replace("\\\n", " "))[:-1]
+    assert args == shlex.split((tmp_path / "megatron_args.txt").read_text())
+    assert Path(tmp_path / "megatron.sh").stat().st_mode & 0o111

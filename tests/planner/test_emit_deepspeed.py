@@ -1,0 +1,100 @@
+"""DeepSpeed configs that DeepSpeed's own config classes accept (without a GPU or torch.distributed)."""
+
+import json
+
+import pytest
+from hypothesis import given, settings
+from test_emit import layouts
+
+from planner.emit import deepspeed_config
+from planner.specs import ParallelConfig, TrainingSpec, ZeroStage
+
+# DeepSpeed's own config classes. They need torch and deepspeed (the README's test line installs
+# both: torch 2.13 CPU, DS_BUILD_OPS=0 deepspeed).
+deepspeed = pytest.importorskip("deepspeed")
+from deepspeed.runtime import config as ds_config  # noqa: E402
+
+
+class DataParallelOnly:
+    """The part of Megatron's mpu that DeepSpeedConfig asks: the data-parallel world size."""
+
+    def __init__(self, dp: int) -> None:
+        self.dp = dp
+
+    def get_data_parallel_world_size(self) -> int:
+        return self.dp
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ds_without_distributed():
+    # DeepSpeedConfig asks torch.distributed for the rank first and falls back to world size 1
+    # when it is not initialized; a rank of 0 lets it use the mpu's data-parallel size instead.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(ds_config.dist, "get_rank", lambda *a, **k: 0)
+        yield
+
+
+class ReadRecorder(dict):
+    """A config dict that records which top-level keys DeepSpeed reads."""
+
+    def __init__(self, data: dict) -> None:
+        super().__init__(data)
+        self.read: set[str] = set()
+
+    def __getitem__(self, key):
+        self.read.add(key)
+        return super().__getitem__(key)
+
+    def get(self, key, default=None):
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __contains__(self, key):
+        self.read.add(key)
+        return super().__contains__(key)
+
+
+def accepted_by_deepspeed(config: dict, dp: int) -> None:
+    recorded = ReadRecorder(json.loads(json.dumps(config)))
+    parsed = ds_config.DeepSpeedConfig(recorded, mpu=DataParallelOnly(dp))
+    # DeepSpeed ignores unknown top-level keys silently: every key we write must have been read.
+    assert set(config) <= recorded.read, set(config) - recorded.read
+    micro, accum = parsed.train_micro_batch_size_per_gpu, parsed.gradient_accumulation_steps
+    assert parsed.train_batch_size == micro * accum * dp
+    assert parsed.zero_optimization_stage == config["zero_optimization"]["stage"]
+
+
+def test_an_unknown_top_level_key_is_caught():
+    with pytest.raises(AssertionError, match="bogus"):
+        accepted_by_deepspeed(
+            {
+                "train_batch_size": 8,
+                "train_micro_batch_size_per_gpu": 1,
+                "gradient_accumulation_steps": 1,
+                "zero_optimization": {"stage": 0},
+                "bogus": 1,
+            },
+            8,
+        )
+
+
+@settings(max_examples=60, deadline=None)
+@given(layouts())
+def test_deepspeed_accepts_every_expressible_config(layout):
+    model, training, config = layout
+    emitted = deepspeed_config(model, training, config)
+    if emitted.expressible:
+        accepted_by_deepspeed(emitted.content, config.dp)
+    else:
+        assert emitted.notes
+
+
+def test_deepspeed_rejects_a_wrong_data_parallel_size():
+    from planner.io import load_model
+
+    training = TrainingSpec(seq_len=4096, global_batch_size=1024)
+    config = ParallelConfig(tp=1, pp=1, dp=64, zero_stage=ZeroStage.GRADIENTS, micro_batch_size=2)
+    emitted = deepspeed_config(load_model("llama2-13b"), training, config)
+    accepted_by_deepspeed(emitted.content, 64)
+    with pytest.raises(AssertionError, match="train_batch_size"):
+        accepted_by_deepspeed(emitted.content, 32)
