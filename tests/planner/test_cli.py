@@ -198,7 +198,7 @@ def test_deepspeed_framework_plans_without_sequence_parallel(tmp_path):
     result = invoke(
         "--gpus", 64, "--framework", "deepspeed", "--tp", 2, "llama2-13b", "--format", "json", "-o", tmp_path
     )
-    doc = json.loads(result.output)
+    doc = json.loads(result.stdout)  # the "wrote ..." line goes to stderr
     assert result.exit_code == 0 and doc["parallelism"]["sequence_parallel"] is False
     assert doc["launch"]["deepspeed"]["expressible"] is True
     written = json.loads((tmp_path / "deepspeed.json").read_text())
