@@ -1,33 +1,33 @@
-"""The ``plan`` command: option parsing, one call into the library, rendering."""
+"""The ``plan`` commands: option parsing, one call into the library, rendering.
+
+``plan [OPTIONS] MODEL`` plans training (the default command, ``plan train``); ``plan sweep``,
+``plan compare`` and ``plan serve`` answer the capacity and serving questions.
+"""
 
 import json
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
+from planner.cli_capacity import compare_command, sweep_command
+from planner.cli_options import (
+    CONTEXT,
+    build_hardware,
+    build_training,
+    hardware_option,
+    one_line_errors,
+    positive,
+    training_options,
+)
+from planner.cli_serve import serve_command
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
-from planner.io import load_hardware, load_model, parse_reserve, parse_size, write_atomic
+from planner.io import load_model, write_atomic
 from planner.plan import Request, document, launch_outputs, run
 from planner.space import Pins
-from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
-
-DEFAULT_TOKENS_PER_STEP = 4 * 1024 * 1024  # ~4M tokens per step (GPT-3, Llama 2 recipes)
-MAX_DEFAULT_SEQ_LEN = 8192  # long-context models are pre-trained mostly at 4-8k, then extended
-DEFAULT_GPU = "h100-80gb"
-
-
-def default_seq_len(max_positions: int) -> int:
-    """The model's context, capped at 8192 tokens for training."""
-    return min(max_positions, MAX_DEFAULT_SEQ_LEN)
-
-
-def default_global_batch(seq_len: int) -> int:
-    """About 4M tokens per step, in whole sequences."""
-    return max(1, DEFAULT_TOKENS_PER_STEP // seq_len)
+from planner.specs import Framework, Recompute, ZeroStage
 
 
 def render_table(doc: dict[str, Any]) -> str:
@@ -99,18 +99,41 @@ def render(doc: dict[str, Any], fmt: str) -> str:
     return render_table(doc)
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class DefaultCommandGroup(click.Group):
+    """A group whose first argument may be a model instead of a command: ``plan --gpus 64 MODEL``
+    runs ``plan train --gpus 64 MODEL``."""
+
+    default_command = "train"
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
+            args = [self.default_command, *args]
+        return super().parse_args(ctx, args)
+
+
+@click.group(cls=DefaultCommandGroup, context_settings=CONTEXT)
+@click.version_option(package_name="parallelism-planner")
+def main() -> None:
+    """Plan how to split a model over a GPU cluster for training, and what it takes to serve it.
+
+    \b
+    plan [train] --gpus N MODEL   the best TP/PP/DP/ZeRO/recompute/micro-batch plan (default)
+    plan sweep MODEL              GPU counts and types: throughput, days, GPU-hours, cost, chart
+    plan compare A.yaml B.yaml    two plans, term by term
+    plan serve MODEL              serving memory: weights, KV cache, largest batch and context
+
+    \b
+    Examples:
+      plan --gpus 64 --mem 80GB examples/llama2-13b.yaml
+      plan sweep llama3-70b --gpus 64..2048 --gpu a100-80gb --gpu h100-80gb --tokens 2T --chart s.png
+      plan serve llama3-70b --gpu h100-80gb --context 32k --batch 8
+    """
+
+
+@main.command("train", context_settings=CONTEXT)
 @click.argument("model")
 @click.option("--gpus", type=int, required=True, help="Number of GPUs.")
-@click.option(
-    "--gpu",
-    "gpu_name",
-    default=DEFAULT_GPU,
-    show_default=True,
-    help="GPU preset (a100-40gb, a100-80gb, h100-80gb, h200, b200) or a hardware YAML file.",
-)
-@click.option("--mem", help="Memory per GPU, overriding the preset: 80GB, 80GiB, 81920MiB, 1.5TB.")
-@click.option("--gpus-per-node", type=int, help="GPUs per node (default: the preset's, 8).")
+@hardware_option()
 @click.option("--tp", type=int, help="Pin tensor-parallel size.")
 @click.option("--pp", type=int, help="Pin pipeline-parallel size.")
 @click.option("--dp", type=int, help="Pin data-parallel size.")
@@ -121,34 +144,11 @@ def render(doc: dict[str, Any], fmt: str) -> str:
     "--recompute", type=click.Choice([r.value for r in Recompute]), help="Pin activation recomputation."
 )
 @click.option("--mbs", type=int, help="Pin micro-batch size (sequences).")
-@click.option("--seq-len", type=int, help="Sequence length (default: the model's context, at most 8192).")
-@click.option("--global-batch", type=int, help="Global batch in sequences (default: ~4M tokens).")
-@click.option(
-    "--precision", type=click.Choice([p.value for p in Precision]), default="bf16", show_default=True
-)
-@click.option(
-    "--framework",
-    type=click.Choice([f.value for f in Framework]),
-    default="megatron",
-    show_default=True,
-    help="Whose memory conventions to follow.",
-)
+@training_options
 @click.option(
     "--sequence-parallel/--no-sequence-parallel",
     default=None,
-    help="Megatron sequence parallelism (default: on when tp > 1).",
-)
-@click.option(
-    "--flash-attention/--no-flash-attention",
-    default=True,
-    show_default=True,
-    help="Off keeps the a*s*s attention scores.",
-)
-@click.option(
-    "--reserve",
-    default="10%",
-    show_default=True,
-    help="Memory kept free for CUDA context, NCCL and fragmentation: a share (10%) or a size (6GiB).",
+    help="Megatron sequence parallelism (default: on when tp > 1 with --framework megatron).",
 )
 @click.option("--allow-inter-node-tp", is_flag=True, help="Let tp exceed the GPUs of one node.")
 @click.option(
@@ -168,9 +168,11 @@ def render(doc: dict[str, Any], fmt: str) -> str:
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Write plan.yaml into this directory.",
+    help="Write plan.yaml and the launch files (megatron.sh, megatron_args.txt, slurm.sbatch, "
+    "deepspeed.json) into this directory.",
 )
-def main(
+@one_line_errors
+def train(
     model: str,
     gpus: int,
     gpu_name: str,
@@ -186,9 +188,9 @@ def main(
     global_batch: int | None,
     precision: str,
     framework: str,
-    sequence_parallel: bool | None,
     flash_attention: bool,
     reserve: str,
+    sequence_parallel: bool | None,
     allow_inter_node_tp: bool,
     top: int,
     exhaustive: bool,
@@ -210,74 +212,45 @@ def main(
       plan --gpus 64 --gpu a100-80gb --tp 2 --pp 1 --zero 1 --recompute selective --mbs 1 llama2-13b
       plan --gpus 1024 --gpu h100-80gb --seq-len 8192 --top 3 --format json llama3-70b
     """
-    try:
-        spec = load_model(model)
-        hardware = load_hardware(gpu_name)
-        if mem is not None:
-            hardware = replace(hardware, memory_bytes=parse_size(mem, "--mem"))
-        if gpus_per_node is not None:
-            if gpus_per_node <= 0:
-                raise PlannerError(f"--gpus-per-node must be a positive integer, got {gpus_per_node}")
-            hardware = replace(hardware, gpus_per_node=gpus_per_node)
-        for option, value in (
-            ("--gpus", gpus),
-            ("--seq-len", seq_len),
-            ("--global-batch", global_batch),
-            ("--tp", tp),
-            ("--pp", pp),
-            ("--dp", dp),
-            ("--mbs", mbs),
-        ):
-            if value is not None and value <= 0:
-                raise PlannerError(f"{option} must be a positive integer, got {value}")
-        if time_limit is not None and time_limit <= 0:
-            raise PlannerError(f"--time-limit must be positive seconds, got {time_limit}")
-        seq = seq_len or default_seq_len(spec.max_position_embeddings)
-        share, fixed = parse_reserve(reserve)
-        if sequence_parallel is None and framework == Framework.DEEPSPEED.value:
-            sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism
-        training = TrainingSpec(
-            seq_len=seq,
-            global_batch_size=global_batch or default_global_batch(seq),
-            precision=Precision(precision),
-            framework=Framework(framework),
-            flash_attention=flash_attention,
-            reserve_fraction=share,
-            reserve_fixed_bytes=fixed,
-        )
-        pins = Pins(
-            tp=tp,
-            pp=pp,
-            dp=dp,
-            zero_stage=None if zero is None else ZeroStage(zero),
-            recompute=None if recompute is None else Recompute(recompute),
-            micro_batch_size=mbs,
-            sequence_parallel=sequence_parallel,
-            max_tp=gpus if allow_inter_node_tp else None,
-        )
-        req = Request(
-            model=spec,
-            hardware=hardware,
-            training=training,
-            gpus=gpus,
-            pins=pins,
-            top=top,
-            exhaustive=exhaustive,
-            time_limit_s=time_limit,
-        )
-        doc = document(req, run(req))
-        fmt = fmt or ("table" if sys.stdout.isatty() else "yaml")
-        click.echo(render(doc, fmt))
-        if output is not None:
-            files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **launch_outputs(req, doc)}
-            for name, text in files.items():
-                write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
-            click.echo(f"wrote {', '.join(files)} to {output}", err=True)
-    except PlannerError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except OSError as exc:
-        click.echo(f"Error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
-        sys.exit(2)
+    spec = load_model(model)
+    hardware = build_hardware(gpu_name, mem, gpus_per_node)
+    positive(("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--dp", dp), ("--mbs", mbs))
+    if time_limit is not None and time_limit <= 0:
+        raise PlannerError(f"--time-limit must be positive seconds, got {time_limit}")
+    training = build_training(spec, seq_len, global_batch, precision, framework, flash_attention, reserve)
+    if sequence_parallel is None and training.framework is Framework.DEEPSPEED:
+        sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism
+    pins = Pins(
+        tp=tp,
+        pp=pp,
+        dp=dp,
+        zero_stage=None if zero is None else ZeroStage(zero),
+        recompute=None if recompute is None else Recompute(recompute),
+        micro_batch_size=mbs,
+        sequence_parallel=sequence_parallel,
+        max_tp=gpus if allow_inter_node_tp else None,
+    )
+    req = Request(
+        model=spec,
+        hardware=hardware,
+        training=training,
+        gpus=gpus,
+        pins=pins,
+        top=top,
+        exhaustive=exhaustive,
+        time_limit_s=time_limit,
+    )
+    doc = document(req, run(req))
+    click.echo(render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml")))
+    if output is not None:
+        files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **launch_outputs(req, doc)}
+        for name, text in files.items():
+            write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
+        click.echo(f"wrote {', '.join(files)} to {output}", err=True)
     if doc["status"] == "infeasible":
         sys.exit(DOES_NOT_FIT_EXIT_CODE)
+
+
+main.add_command(sweep_command)
+main.add_command(compare_command)
+main.add_command(serve_command)

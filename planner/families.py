@@ -94,7 +94,15 @@ def _llama_like(k: _Keys, *, qkv_bias_default: bool, qkv_bias_key: str = "attent
         rope_theta=k.positive("rope_theta", default=10000.0),
         rope_scaling=_rope_scaling(k),
         norm_epsilon=k.positive("rms_norm_eps", default=1e-6),
+        sliding_window=_sliding_window(k),
     )
+
+
+def _sliding_window(k: _Keys) -> int | None:
+    """Mistral's window; Qwen2 lists one but turns it off with ``use_sliding_window: false``."""
+    if k.config.get("sliding_window") is None or k.config.get("use_sliding_window") is False:
+        return None
+    return k.int("sliding_window")
 
 
 def _rope_scaling(k: _Keys) -> str | None:

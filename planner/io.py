@@ -126,3 +126,15 @@ def write_atomic(path: Path, text: str, executable: bool = False) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def parse_token_count(text: str, option: str) -> int:
+    """A context length: ``32768``, ``32k`` or ``128K`` (k = 1024 tokens, as context sizes are quoted)."""
+    body = str(text).strip().lower()
+    try:
+        value = int(float(body[:-1]) * 1024) if body.endswith("k") else int(body)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise PlannerError(f"{option}: cannot read {text!r} as a token count; use e.g. 32768 or 32k")
+    return value

@@ -115,6 +115,8 @@ class ModelSpec:
     """Epsilon of the norms (``rms_norm_eps`` / ``layer_norm_epsilon``)."""
     parallel_residual: bool = False
     """Attention and MLP read the same input (GPT-NeoX ``use_parallel_residual``)."""
+    sliding_window: int | None = None
+    """Tokens each layer attends to (Mistral ``sliding_window``); None for full attention."""
 
     def __post_init__(self) -> None:
         _positive(

@@ -1,0 +1,183 @@
+"""Capacity questions around one plan: sweeps over GPU counts and types, the smallest GPU count
+that trains at all, days and GPU-hours for a token budget, and a term-by-term diff of two plans."""
+
+from dataclasses import dataclass
+from typing import Any
+
+from constraints import memory as M
+from planner.counts import count_params
+from planner.errors import PlannerError
+from planner.plan import Request, document, fits_anywhere, run
+
+SECONDS_PER_DAY = 86_400
+SMALL_COUNTS = (1, 2, 4)  # below one node; from there on, whole nodes
+MAX_GPUS = 1 << 20
+MAX_CHECKED = 200  # counts tried above the lower bound before giving up
+
+
+def parse_gpu_counts(text: str) -> list[int]:
+    """``8..1024`` (powers of two), ``8..64x8`` (step 8) or ``8,16,48``."""
+    try:
+        if ".." in text:
+            low_text, high_text = text.split("..")
+            step = None
+            if "x" in high_text:
+                high_text, step_text = high_text.split("x")
+                step = int(step_text)
+            low, high = int(low_text), int(high_text)
+            if low <= 0 or high < low:
+                raise ValueError
+            if step:
+                return list(range(low, high + 1, step))
+            counts, n = [], low
+            while n <= high:
+                counts.append(n)
+                n *= 2
+            return counts
+        counts = [int(part) for part in text.split(",") if part.strip()]
+        if not counts or min(counts) <= 0:
+            raise ValueError
+        return sorted(set(counts))
+    except ValueError:
+        raise PlannerError(
+            f"--gpus {text!r}: use a range such as 8..1024 (powers of two), "
+            "8..64x8 (every 8) or a list such as 8,16,48"
+        ) from None
+
+
+def parse_tokens(text: str) -> float:
+    """A token budget: ``2T``, ``300B``, ``1.5e12``."""
+    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
+    body = str(text).strip().upper()
+    try:
+        value = float(body[:-1]) * scale[body[-1]] if body and body[-1] in scale else float(body)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        raise PlannerError(f"--tokens {text!r}: use a positive count such as 2T, 300B or 1.5e12")
+    return value
+
+
+def training_cost(
+    tokens_per_s: float, gpus: int, tokens: float | None, price: float | None
+) -> dict[str, float]:
+    """Days, GPU-hours and cost to train ``tokens`` at ``tokens_per_s``."""
+    if not tokens:
+        return {}
+    seconds = tokens / tokens_per_s
+    out = {"days": seconds / SECONDS_PER_DAY, "gpu_hours": seconds * gpus / 3600}
+    if price is not None:
+        out["cost"] = out["gpu_hours"] * price
+    return out
+
+
+def sweep_row(req: Request, tokens: float | None, price: float | None) -> dict[str, Any]:
+    """One row of a sweep: the best plan at this GPU type and count."""
+    try:
+        doc = document(req, run(req))
+    except PlannerError as exc:  # e.g. no layout divides this GPU count or batch
+        return {"gpu": req.hardware.name, "gpus": req.gpus, "status": "no layout", "reason": str(exc)}
+    row: dict[str, Any] = {"gpu": req.hardware.name, "gpus": req.gpus, "status": doc["status"]}
+    if doc["status"] != "infeasible":
+        p, perf = doc["parallelism"], doc["performance"]
+        row |= {
+            "tp": p["tp"],
+            "pp": p["pp"],
+            "dp": p["dp"],
+            "zero": p["zero_stage"],
+            "recompute": p["recompute"],
+            "mbs": p["micro_batch_size"],
+            "mem_gib": doc["memory_gib"]["total"],
+            "tokens_per_s": perf["tokens_per_s"],
+            "mfu": perf["mfu"],
+            "step_time_s": perf["step_time_s"],
+        }
+        row |= training_cost(perf["tokens_per_s"], req.gpus, tokens, price)
+    return row
+
+
+def with_scaling_efficiency(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tokens/s per GPU relative to the smallest fitting count of the same GPU type."""
+    base: dict[str, float] = {}
+    for row in rows:
+        if "tokens_per_s" in row:
+            per_gpu = row["tokens_per_s"] / row["gpus"]
+            base.setdefault(row["gpu"], per_gpu)
+            row["scaling_efficiency"] = per_gpu / base[row["gpu"]]
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class MinGpus:
+    """The smallest GPU count that trains, and the lower bound the search started from."""
+
+    gpus: int | None
+    lower_bound: int
+    checked: list[int]
+
+
+def candidate_counts(start: int, gpus_per_node: int) -> list[int]:
+    """GPU counts worth renting from ``start`` up: 1, 2, 4, then whole nodes, doubling the step
+    every 8 nodes (a bounded walk, not a scan)."""
+    counts = [n for n in SMALL_COUNTS if n >= start and n < gpus_per_node]
+    n, step = max(gpus_per_node, -(-start // gpus_per_node) * gpus_per_node), gpus_per_node
+    while n <= MAX_GPUS:
+        counts.append(n)
+        if n >= 8 * step:
+            step *= 2
+        n += step
+    return counts
+
+
+def min_gpus(req: Request) -> MinGpus:
+    """Smallest GPU count on which some plan fits.
+
+    The search starts at a lower bound no plan can beat: every parameter's 16-bit weight, gradient
+    and optimizer state sharded over all GPUs (ZeRO-3), into the memory left after the reserve. It
+    then walks up the counts of ``candidate_counts`` and stops at the first that fits.
+    """
+    params = count_params(req.model).total
+    training, hardware = req.training, req.hardware
+    per_param = (
+        M.weight_bytes_per_param(training.precision)
+        + M.grad_bytes_per_param(training.precision, training.framework)
+        + M.optimizer_bytes_per_param(training.precision)
+    )
+    usable = hardware.memory_bytes - M.reserve_bytes(
+        hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes
+    )
+    if usable <= 0:
+        raise PlannerError("--reserve leaves no memory")
+    bound = max(1, int(params * per_param // usable))
+    checked = []
+    for count in candidate_counts(bound, hardware.gpus_per_node)[:MAX_CHECKED]:
+        checked.append(count)
+        if fits_anywhere(req, count):
+            return MinGpus(count, bound, checked)
+    return MinGpus(None, bound, checked)
+
+
+def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows (section, term, A, B, B - A, ratio) for memory, step time and layout of two plans."""
+    rows = []
+    for section in ("parallelism", "memory_gib", "performance", "performance.breakdown"):
+        left, right = _section(a, section), _section(b, section)
+        for term in list(left) + [t for t in right if t not in left]:
+            va, vb = left.get(term), right.get(term)
+            if isinstance(va, dict) or isinstance(vb, dict):
+                continue
+            row = {"section": section, "term": term, "a": va, "b": vb}
+            if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and not isinstance(va, bool):
+                row["delta"] = vb - va
+                row["ratio"] = vb / va if va else None
+            rows.append(row)
+    return rows
+
+
+def _section(doc: dict[str, Any], path: str) -> dict[str, Any]:
+    node: Any = doc
+    for key in path.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return {}
+        node = node[key]
+    return node if isinstance(node, dict) else {}

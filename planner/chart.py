@@ -1,0 +1,49 @@
+"""A capacity-planning chart for slides: throughput, days to train and scaling efficiency vs GPUs.
+
+matplotlib is an optional extra (``pip install '.[chart]'``); only this module imports it.
+"""
+
+from pathlib import Path
+from typing import Any
+
+from planner.errors import PlannerError
+
+
+def sweep_chart(rows: list[dict[str, Any]], title: str, path: Path, tokens: float | None) -> None:
+    """Write a PNG with one line per GPU type."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        import matplotlib.ticker
+    except ImportError:
+        raise PlannerError("--chart needs matplotlib: pip install '.[chart]'") from None
+    panels = [
+        ("tokens_per_s", "throughput (tokens/s, cluster)", True),
+        ("days", "days to train the budget", True),
+        ("scaling_efficiency", "scaling efficiency (tokens/s per GPU vs smallest)", False),
+    ]
+    if not tokens:
+        panels = [p for p in panels if p[0] != "days"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), constrained_layout=True)
+    for ax, (key, label, log_y) in zip(axes, panels, strict=True):
+        for gpu in dict.fromkeys(r["gpu"] for r in rows):
+            points = [(r["gpus"], r[key]) for r in rows if r["gpu"] == gpu and key in r]
+            if points:
+                xs, ys = zip(*points, strict=True)
+                ax.plot(xs, ys, marker="o", label=gpu)
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xlabel("GPUs")
+        ax.set_ylabel(label)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, dpi=130, format="png")
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,200 @@
+"""``plan sweep`` and ``plan compare``: the numbers people bring to capacity meetings."""
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from planner.capacity import (
+    compare,
+    min_gpus,
+    parse_gpu_counts,
+    parse_tokens,
+    sweep_row,
+    with_scaling_efficiency,
+)
+from planner.chart import sweep_chart
+from planner.cli_options import (
+    CONTEXT,
+    build_hardware,
+    build_training,
+    hardware_option,
+    one_line_errors,
+    training_options,
+)
+from planner.errors import PlannerError
+from planner.io import load_model, read_mapping
+from planner.plan import Request
+
+SWEEP_COLUMNS = [
+    "gpu",
+    "gpus",
+    "status",
+    "tp",
+    "pp",
+    "dp",
+    "zero",
+    "recompute",
+    "mbs",
+    "mem_gib",
+    "tokens_per_s",
+    "mfu",
+    "step_time_s",
+    "scaling_efficiency",
+    "days",
+    "gpu_hours",
+    "cost",
+]
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
+    return str(value)
+
+
+def render_sweep(rows: list[dict[str, Any]], smallest: dict[str, Any], fmt: str) -> str:
+    """Table, CSV or JSON of a sweep."""
+    columns = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
+    if fmt == "json":
+        return json.dumps({"rows": rows, "min_gpus": smallest}, indent=2)
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue().rstrip("\n")
+    table = [columns] + [[_cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
+    lines = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in table]
+    for gpu, found in smallest.items():
+        lines.append(
+            f"smallest GPU count that trains on {gpu}: {found['gpus'] or 'none up to 1M'} "
+            f"(search started at the lower bound {found['lower_bound']})"
+        )
+    return "\n".join(lines)
+
+
+@click.command("sweep", context_settings=CONTEXT)
+@click.argument("model")
+@click.option(
+    "--gpus",
+    "gpu_counts",
+    default="8..1024",
+    show_default=True,
+    help="GPU counts: 8..1024 (powers of two), 8..64x8 (every 8) or 8,16,48.",
+)
+@hardware_option(multiple=True)
+@training_options
+@click.option("--tokens", help="Training budget in tokens (2T, 300B) for days, GPU-hours and cost.")
+@click.option("--price-per-gpu-hour", type=float, help="Price of one GPU-hour, for the cost column.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+)
+@click.option(
+    "--chart",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a PNG chart (needs the chart extra: matplotlib).",
+)
+@one_line_errors
+def sweep_command(
+    model: str,
+    gpu_counts: str,
+    gpu_names: tuple[str, ...],
+    mem: str | None,
+    gpus_per_node: int | None,
+    seq_len: int | None,
+    global_batch: int | None,
+    precision: str,
+    framework: str,
+    flash_attention: bool,
+    reserve: str,
+    tokens: str | None,
+    price_per_gpu_hour: float | None,
+    fmt: str,
+    chart: Path | None,
+) -> None:
+    """Plan one model on a range of GPU counts and types.
+
+    Each row is the best plan at that count: layout, memory per GPU, tokens/s, MFU and, with
+    --tokens, days and GPU-hours to train (and cost with --price-per-gpu-hour). It also finds the
+    smallest GPU count that trains at all, per GPU type, starting from a lower bound.
+
+    \b
+    Example:
+      plan sweep llama3-70b --gpus 64..2048 --gpu a100-80gb --gpu h100-80gb --tokens 2T --chart sweep.png
+    """
+    spec = load_model(model)
+    counts = parse_gpu_counts(gpu_counts)
+    budget = parse_tokens(tokens) if tokens else None
+    if price_per_gpu_hour is not None and price_per_gpu_hour < 0:
+        raise PlannerError(f"--price-per-gpu-hour must be zero or more, got {price_per_gpu_hour}")
+    training = build_training(spec, seq_len, global_batch, precision, framework, flash_attention, reserve)
+    rows, smallest = [], {}
+    jobs = [(name, n) for name in gpu_names for n in counts]
+    for index, (name, count) in enumerate(jobs, 1):
+        if sys.stderr.isatty():
+            click.echo(f"\rplanning {index}/{len(jobs)}: {name} x {count} GPUs", err=True, nl=False)
+        hardware = build_hardware(name, mem, gpus_per_node)
+        req = Request(model=spec, hardware=hardware, training=training, gpus=count)
+        rows.append(sweep_row(req, budget, price_per_gpu_hour))
+        if name not in smallest:
+            found = min_gpus(req)
+            smallest[hardware.name] = {"gpus": found.gpus, "lower_bound": found.lower_bound}
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    rows = with_scaling_efficiency(rows)
+    click.echo(render_sweep(rows, smallest, fmt))
+    if chart is not None:
+        budget_text = f", {tokens} tokens" if tokens else ""
+        title = (
+            f"{spec.name}: seq {training.seq_len}, batch {training.global_batch_size}{budget_text}, "
+            f"{training.precision.value}"
+        )
+        sweep_chart(rows, title, chart, budget)
+        click.echo(f"wrote {chart}", err=True)
+
+
+def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:
+    """Table or JSON of a plan diff."""
+    if fmt == "json":
+        return json.dumps(rows, indent=2)
+    lines = [f"{'section':<22} {'term':<20} {'A':>12} {'B':>12} {'B - A':>12} {'B / A':>8}"]
+    for r in rows:
+        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
+        delta = _cell(r.get("delta")) if "delta" in r else "-"
+        lines.append(
+            f"{r['section']:<22} {r['term']:<20} {_cell(r['a']):>12} {_cell(r['b']):>12} "
+            f"{delta:>12} {ratio:>8}"
+        )
+    return "\n".join(lines)
+
+
+@click.command("compare", context_settings=CONTEXT)
+@click.argument("plan_a", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("plan_b", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@one_line_errors
+def compare_command(plan_a: Path, plan_b: Path, fmt: str) -> None:
+    """What-if diff of two plan.yaml files: layout, memory terms and step-time terms.
+
+    \b
+    Example:
+      plan --gpus 64 llama2-13b -o a && plan --gpus 64 --zero 3 llama2-13b -o b
+      plan compare a/plan.yaml b/plan.yaml
+    """
+    docs = []
+    for path in (plan_a, plan_b):
+        doc = read_mapping(path)
+        if not isinstance(doc, dict) or "memory_gib" not in doc or "parallelism" not in doc:
+            raise PlannerError(
+                f"{path}: not a plan document (no memory_gib / parallelism); write one with plan ... -o DIR"
+            )
+        docs.append(doc)
+    click.echo(render_compare(compare(*docs), fmt))

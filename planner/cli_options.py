@@ -1,0 +1,149 @@
+"""Options and helpers shared by the ``plan`` commands (only CLI modules import click)."""
+
+import functools
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+import click
+
+from planner.errors import PlannerError
+from planner.io import load_hardware, parse_reserve, parse_size
+from planner.specs import Framework, HardwareSpec, ModelSpec, Precision, TrainingSpec
+
+DEFAULT_TOKENS_PER_STEP = 4 * 1024 * 1024  # ~4M tokens per step (GPT-3, Llama 2 recipes)
+MAX_DEFAULT_SEQ_LEN = 8192  # long-context models are pre-trained mostly at 4-8k, then extended
+DEFAULT_GPU = "h100-80gb"
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def default_seq_len(max_positions: int) -> int:
+    """The model's context, capped at 8192 tokens for training."""
+    return min(max_positions, MAX_DEFAULT_SEQ_LEN)
+
+
+def default_global_batch(seq_len: int) -> int:
+    """About 4M tokens per step, in whole sequences."""
+    return max(1, DEFAULT_TOKENS_PER_STEP // seq_len)
+
+
+def hardware_option(multiple: bool = False) -> Callable:
+    """``--gpu`` (one, or repeatable), ``--mem`` and ``--gpus-per-node``."""
+
+    def decorate(f: Callable) -> Callable:
+        f = click.option("--gpus-per-node", type=int, help="GPUs per node (default: the preset's, 8).")(f)
+        f = click.option(
+            "--mem", help="Memory per GPU, overriding the preset: 80GB, 80GiB, 81920MiB, 1.5TB."
+        )(f)
+        return click.option(
+            "--gpu",
+            "gpu_names" if multiple else "gpu_name",
+            multiple=multiple,
+            default=(DEFAULT_GPU,) if multiple else DEFAULT_GPU,
+            show_default=True,
+            help="GPU preset (a100-40gb, a100-80gb, h100-80gb, h200, b200) or a hardware YAML file"
+            + ("; repeat to compare types." if multiple else "."),
+        )(f)
+
+    return decorate
+
+
+def training_options(f: Callable) -> Callable:
+    """Sequence, batch, precision, framework, attention kernel and reserve."""
+    for option in reversed(
+        [
+            click.option(
+                "--seq-len", type=int, help="Sequence length (default: the model's context, at most 8192)."
+            ),
+            click.option("--global-batch", type=int, help="Global batch in sequences (default: ~4M tokens)."),
+            click.option(
+                "--precision",
+                type=click.Choice([p.value for p in Precision]),
+                default="bf16",
+                show_default=True,
+            ),
+            click.option(
+                "--framework",
+                type=click.Choice([f.value for f in Framework]),
+                default="megatron",
+                show_default=True,
+                help="Whose memory conventions to follow.",
+            ),
+            click.option(
+                "--flash-attention/--no-flash-attention",
+                default=True,
+                show_default=True,
+                help="Off keeps the a*s*s attention scores.",
+            ),
+            click.option(
+                "--reserve",
+                default="10%",
+                show_default=True,
+                help="Memory kept free for CUDA context, NCCL and fragmentation: a share (10%) or a size "
+                "(6GiB).",
+            ),
+        ]
+    ):
+        f = option(f)
+    return f
+
+
+def build_hardware(name: str, mem: str | None, gpus_per_node: int | None) -> HardwareSpec:
+    """A preset or file, with the user's memory and node-size overrides."""
+    hardware = load_hardware(name)
+    if mem is not None:
+        hardware = replace(hardware, memory_bytes=parse_size(mem, "--mem"))
+    if gpus_per_node is not None:
+        if gpus_per_node <= 0:
+            raise PlannerError(f"--gpus-per-node must be a positive integer, got {gpus_per_node}")
+        hardware = replace(hardware, gpus_per_node=gpus_per_node)
+    return hardware
+
+
+def build_training(
+    model: ModelSpec,
+    seq_len: int | None,
+    global_batch: int | None,
+    precision: str,
+    framework: str,
+    flash_attention: bool,
+    reserve: str,
+) -> TrainingSpec:
+    """The training run, with the documented defaults."""
+    positive(("--seq-len", seq_len), ("--global-batch", global_batch))
+    seq = seq_len or default_seq_len(model.max_position_embeddings)
+    share, fixed = parse_reserve(reserve)
+    return TrainingSpec(
+        seq_len=seq,
+        global_batch_size=global_batch or default_global_batch(seq),
+        precision=Precision(precision),
+        framework=Framework(framework),
+        flash_attention=flash_attention,
+        reserve_fraction=share,
+        reserve_fixed_bytes=fixed,
+    )
+
+
+def positive(*pairs: tuple[str, int | None]) -> None:
+    """One-line errors for options that must be positive when given."""
+    for option, value in pairs:
+        if value is not None and value <= 0:
+            raise PlannerError(f"{option} must be a positive integer, got {value}")
+
+
+def one_line_errors(f: Callable) -> Callable:
+    """Map library errors to ``Error: ...`` on stderr and their exit code; never a traceback."""
+
+    @functools.wraps(f)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return f(*args, **kwargs)
+        except PlannerError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        except OSError as exc:
+            click.echo(f"Error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+            sys.exit(2)
+
+    return wrapper

@@ -1,0 +1,159 @@
+"""Capacity planning: sweeps, the smallest GPU count, costs, plan diffs, and their CLI."""
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from planner.capacity import (
+    candidate_counts,
+    compare,
+    min_gpus,
+    parse_gpu_counts,
+    parse_tokens,
+    training_cost,
+)
+from planner.cli import main
+from planner.errors import PlannerError
+from planner.hardware import preset
+from planner.io import load_model
+from planner.plan import Request, fits_anywhere
+from planner.specs import TrainingSpec
+
+
+def test_gpu_count_forms():
+    assert parse_gpu_counts("8..64") == [8, 16, 32, 64]
+    assert parse_gpu_counts("8..32x8") == [8, 16, 24, 32]
+    assert parse_gpu_counts("48,8,16") == [8, 16, 48]
+    for bad in ("0..8", "64..8", "a,b", "8..x"):
+        with pytest.raises(PlannerError, match="--gpus"):
+            parse_gpu_counts(bad)
+
+
+def test_token_budgets():
+    assert parse_tokens("2T") == 2e12 and parse_tokens("300B") == 3e11 and parse_tokens("1.5e12") == 1.5e12
+    with pytest.raises(PlannerError, match="--tokens"):
+        parse_tokens("lots")
+
+
+def test_days_and_gpu_hours():
+    cost = training_cost(tokens_per_s=1e6, gpus=1000, tokens=8.64e10, price=2.0)
+    assert cost["days"] == pytest.approx(1.0) and cost["gpu_hours"] == pytest.approx(24_000)
+    assert cost["cost"] == pytest.approx(48_000)
+
+
+@pytest.mark.parametrize(
+    "name, gpu, mem",
+    [("llama3-70b", "a100-80gb", None), ("llama2-13b", "h100-80gb", 40e9), ("llama3-8b", "a100-40gb", None)],
+)
+def test_min_gpus_is_the_first_count_that_fits(name, gpu, mem):
+    from dataclasses import replace
+
+    hardware = preset(gpu) if mem is None else replace(preset(gpu), memory_bytes=mem)
+    req = Request(
+        model=load_model(name),
+        hardware=hardware,
+        training=TrainingSpec(seq_len=4096, global_batch_size=512),
+        gpus=8,
+    )
+    found = min_gpus(req)
+    assert found.gpus is not None and found.lower_bound <= found.gpus
+    assert fits_anywhere(req, found.gpus)
+    below = [n for n in candidate_counts(1, hardware.gpus_per_node) if n < found.gpus]
+    assert not any(fits_anywhere(req, n) for n in below if n >= found.lower_bound)
+    assert found.checked[-1] == found.gpus
+
+
+def test_compare_reports_term_deltas(tmp_path):
+    runner = CliRunner()
+    for name, extra in (("a", []), ("b", ["--zero", "3"])):
+        result = runner.invoke(
+            main, ["--gpus", "64", "llama2-13b", "--format", "yaml", "-o", str(tmp_path / name), *extra]
+        )
+        assert result.exit_code == 0, result.output
+    a = yaml.safe_load((tmp_path / "a" / "plan.yaml").read_text())
+    b = yaml.safe_load((tmp_path / "b" / "plan.yaml").read_text())
+    rows = {(r["section"], r["term"]): r for r in compare(a, b)}
+    total = rows[("memory_gib", "total")]
+    assert total["delta"] == pytest.approx(b["memory_gib"]["total"] - a["memory_gib"]["total"])
+    assert rows[("parallelism", "zero_stage")]["b"] == 3
+    assert ("performance.breakdown", "dp_comm") in rows
+    shown = runner.invoke(
+        main, ["compare", str(tmp_path / "a" / "plan.yaml"), str(tmp_path / "b" / "plan.yaml")]
+    )
+    assert shown.exit_code == 0 and "zero_stage" in shown.output and "dp_comm" in shown.output
+
+
+def test_sweep_csv_json_and_chart(tmp_path):
+    runner = CliRunner()
+    args = [
+        "sweep",
+        "llama3-8b",
+        "--gpus",
+        "8..32",
+        "--gpu",
+        "a100-80gb",
+        "--gpu",
+        "h100-80gb",
+        "--tokens",
+        "1T",
+        "--price-per-gpu-hour",
+        "2",
+    ]
+    as_json = json.loads(runner.invoke(main, [*args, "--format", "json"]).stdout)
+    rows = as_json["rows"]
+    assert [(r["gpu"], r["gpus"]) for r in rows] == [
+        (g, n) for g in ("a100-80gb", "h100-80gb") for n in (8, 16, 32)
+    ]
+    for r in rows:
+        assert r["days"] == pytest.approx(1e12 / r["tokens_per_s"] / 86400)
+        assert r["cost"] == pytest.approx(r["gpu_hours"] * 2)
+    h100 = {r["gpus"]: r for r in rows if r["gpu"] == "h100-80gb"}
+    a100 = {r["gpus"]: r for r in rows if r["gpu"] == "a100-80gb"}
+    assert all(h100[n]["tokens_per_s"] > a100[n]["tokens_per_s"] for n in h100)
+    assert set(as_json["min_gpus"]) == {"a100-80gb", "h100-80gb"}
+    as_csv = runner.invoke(main, [*args, "--format", "csv"]).stdout.splitlines()
+    assert as_csv[0].startswith("gpu,gpus,status") and len(as_csv) == 7
+    chart = tmp_path / "sweep.png"
+    result = runner.invoke(main, [*args, "--chart", str(chart)])
+    assert result.exit_code == 0, result.output
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and chart.stat().st_size > 20_000
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["sweep", "llama3-8b", "--gpus", "64..8"], "--gpus '64..8'"),
+        (["sweep", "llama3-8b", "--tokens", "many"], "--tokens"),
+        (["sweep", "llama3-8b", "--gpu", "tpu"], "unknown preset"),
+        (["compare", "/nonexistent/a.yaml", "/nonexistent/b.yaml"], "cannot read"),
+        (["serve", "llama3-8b", "--context", "lots"], "--context"),
+        (["serve", "llama3-8b", "--tp", "3"], "--tp 3"),
+        (["serve", "llama3-8b", "--batch", "0"], "--batch must be a positive integer"),
+        (["serve", "llama3-8b", "--context", "1k", "--generate", "2048"], "must exceed --generate"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, fragment):
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2, result.output
+    assert fragment in result.output and result.output.startswith("Error: ")
+    assert "Traceback" not in result.output and result.output.strip().count("\n") == 0
+
+
+def test_serve_cli_answers_for_llama3_70b_at_32k():
+    result = CliRunner().invoke(
+        main,
+        ["serve", "llama3-70b", "--gpu", "h100-80gb", "--context", "32k", "--batch", "8", "--format", "json"],
+    )
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 0 and doc["status"] == "fits"
+    assert doc["serving"]["context"] == 32768 and doc["min_tp"] == doc["serving"]["tp"]
+    # KV cache: 2 * 2 B * 8 * 32768 * (8 KV heads / tp) * 128 * 80 layers
+    kv = 2 * 2 * 8 * 32768 * (8 // doc["serving"]["tp"]) * 128 * 80
+    assert doc["memory_gib"]["kv_cache"] == pytest.approx(kv / 2**30, abs=1e-3)
+    assert doc["max_batch_at_this_context"] >= 8
+    too_big = CliRunner().invoke(
+        main, ["serve", "llama3-70b", "--context", "32k", "--batch", "512", "--tp", "2"]
+    )
+    assert too_big.exit_code == 1

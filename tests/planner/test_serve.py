@@ -1,0 +1,81 @@
+"""Serving answers: consistent with the memory they are derived from, and the worked examples."""
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from constraints.serving import NumberFormat
+from planner.hardware import preset
+from planner.io import load_model
+from planner.serving import ServeSpec, max_batch, max_context, min_tp, serve_memory, valid_serving_tp
+
+H100 = preset("h100-80gb")
+
+
+def test_worked_examples_gpt3_and_llama3_8b():
+    """GPT-3 175B (MHA: 96 KV heads of 128) and Llama 3 8B (GQA: 8 KV heads of 128), 16-bit cache.
+
+    GPT-3 at 2048 tokens: 2 * 2 * 2048 * 96 * 128 * 96 = 9.66e9 bytes; a formula written with the
+    hidden size h = 12288 gives the same only because GPT-3 has as many KV heads as query heads.
+    Llama 3 8B at 8192 tokens: 2 * 2 * 8192 * 8 * 128 * 32 = 1.07e9 bytes, 4x less than 4 * h * L
+    per token would say."""
+    gpt3 = serve_memory(load_model("gpt3-175b"), H100, ServeSpec(prompt_tokens=2048, generate_tokens=0))
+    llama = serve_memory(load_model("llama3-8b"), H100, ServeSpec(prompt_tokens=8192, generate_tokens=0))
+    assert gpt3.kv_cache == 2 * 2 * 2048 * 96 * 128 * 96 == 9_663_676_416
+    assert llama.kv_cache == 2 * 2 * 8192 * 8 * 128 * 32 == 1_073_741_824
+    assert llama.kv_cache * 4 == 2 * 2 * 8192 * 4096 * 32
+
+
+def test_weights_follow_the_storage_format():
+    model = load_model("llama3-70b")
+    bf16 = serve_memory(model, H100, ServeSpec(tp=8)).weights
+    int4 = serve_memory(model, H100, ServeSpec(tp=8, weights=NumberFormat.INT4)).weights
+    assert bf16 == pytest.approx(70.55e9 * 2 / 8, rel=0.01)
+    assert 0.25 < int4 / bf16 < 0.35  # linear layers at ~0.52 B, embeddings and head still 16-bit
+
+
+@st.composite
+def serving(draw):
+    model = load_model(draw(st.sampled_from(["llama3-8b", "llama3-70b", "mistral-7b", "gpt3-175b"])))
+    spec = ServeSpec(
+        prompt_tokens=draw(st.integers(128, 65536)),
+        generate_tokens=draw(st.integers(0, 4096)),
+        batch=draw(st.integers(1, 64)),
+        tp=draw(st.sampled_from(valid_serving_tp(model)[:5])),
+        weights=draw(st.sampled_from(list(NumberFormat))),
+        kv_cache=draw(st.sampled_from(list(NumberFormat))),
+    )
+    return model, spec
+
+
+@settings(max_examples=60, deadline=None)
+@given(serving())
+def test_answers_agree_with_the_memory(case):
+    model, spec = case
+    b = max_batch(model, H100, spec)
+    if b:
+        assert serve_memory(model, H100, replace(spec, batch=b)).fits
+    assert not serve_memory(model, H100, replace(spec, batch=b + 1)).fits
+    c = max_context(model, H100, spec)
+    more = serve_memory(model, H100, replace(spec, batch=spec.batch))
+    assert more.total >= 0 and c >= 0
+    t = min_tp(model, H100, spec)
+    if t is not None:
+        assert serve_memory(model, H100, replace(spec, tp=t)).fits
+        for smaller in valid_serving_tp(model):
+            if smaller < t:
+                assert not serve_memory(model, H100, replace(spec, tp=smaller)).fits
+
+
+@settings(max_examples=60, deadline=None)
+@given(serving())
+def test_memory_grows_with_batch_and_context_and_falls_with_tp(case):
+    model, spec = case
+    base = serve_memory(model, H100, spec).total
+    assert serve_memory(model, H100, replace(spec, batch=spec.batch + 1)).total >= base
+    assert serve_memory(model, H100, replace(spec, generate_tokens=spec.generate_tokens + 64)).total >= base
+    wider = [t for t in valid_serving_tp(model) if t > spec.tp]
+    if wider:
+        assert serve_memory(model, H100, replace(spec, tp=wider[0])).total <= base
