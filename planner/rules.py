@@ -1,7 +1,7 @@
 """Which layouts a model admits: divisibility rules with messages that say what would work."""
 
 from planner.errors import PlannerError
-from planner.specs import ModelSpec, ParallelConfig, TrainingSpec
+from planner.specs import Framework, ModelSpec, ParallelConfig, Recompute, TrainingSpec, ZeroStage
 
 
 def divisors(n: int) -> list[int]:
@@ -43,3 +43,15 @@ def check_layout(model: ModelSpec, training: TrainingSpec, config: ParallelConfi
             f"--global-batch {training.global_batch_size} is not a multiple of dp*mbs = "
             f"{config.dp}*{config.micro_batch_size} = {step}; use a multiple of {step}"
         )
+
+
+def framework_allows_sharding(framework: Framework, pp: int, zero: ZeroStage) -> bool:
+    """DeepSpeed's pipeline engine runs ZeRO-0/1 only (``deepspeed/runtime/pipe/engine.py``
+    asserts it); Megatron-LM accepts every stage with pipelining (Megatron-FSDP for 2/3)."""
+    return not (framework is Framework.DEEPSPEED and pp > 1 and zero >= ZeroStage.GRADIENTS)
+
+
+def framework_allows_recompute(framework: Framework, recompute: Recompute, flash: bool) -> bool:
+    """Selective (core-attention) recompute is Megatron's; with FlashAttention it keeps nothing
+    more than no recompute, so DeepSpeed can run it as that."""
+    return not (framework is Framework.DEEPSPEED and recompute is Recompute.SELECTIVE and not flash)

@@ -87,10 +87,10 @@ def solve(
             solver.value(state_first) + solver.value(act_first),
             solver.value(state_last) + solver.value(act_last),
         )
-        found.append(Candidate(indices=idx, objective=int(solver.objective_value), peak_memory=peak))
+        found.append(Candidate(indices=idx, objective=round(solver.objective_value), peak_memory=peak))
         if rank == 0:
             status_name = "optimal" if status == cp_model.OPTIMAL else "feasible"
-            objective, bound = int(solver.objective_value), int(solver.best_objective_bound)
+            objective, bound = round(solver.objective_value), round(solver.best_objective_bound)
         model.add_forbidden_assignments([pair, zero, rec, mbs], [idx])
     return SolveResult(
         status=status_name, candidates=found, wall_time_s=spent, objective=objective, bound=bound

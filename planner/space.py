@@ -16,7 +16,7 @@ from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.evaluate import stage_activation_bytes, stage_memory
 from planner.performance import data_parallel_time, pipeline_time
-from planner.rules import divisors, valid_pp, valid_tp
+from planner.rules import divisors, framework_allows_recompute, framework_allows_sharding, valid_pp, valid_tp
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 
 TIME_SCALE_PER_S = 1_000_000  # objective resolution: microseconds
@@ -135,7 +135,8 @@ class Terms:
     """The integer tables: per-stage memory and time, keyed by domain indices."""
 
     states: dict[tuple[int, int], tuple[int, int]]
-    """(pair, zero) -> memory of weights, grads, optimizer (+ reserve) on (first, last) stage."""
+    """(pair, zero) -> memory of weights, grads, optimizer (+ reserve) on (first, last) stage; only
+    the combinations the framework can run."""
     activations: dict[tuple[int, int, int], tuple[int, int]]
     """(pair, recompute, mbs) -> activation memory on (first, last) stage."""
     pipeline_us: dict[tuple[int, int, int], int]
@@ -153,8 +154,11 @@ def compile_terms(
 ) -> Terms:
     """Evaluate every term over only the dimensions it depends on."""
     states, acts, pipe, dpt = {}, {}, {}, {}
+    framework = training.framework
     for p, z in product(range(len(space.pairs)), range(len(space.zero_stages))):
         config = space.config(p, z, 0, 0)
+        if not framework_allows_sharding(framework, config.pp, config.zero_stage):
+            continue
         per_stage = []
         for st in (0, config.pp - 1):
             mem = stage_memory(model, hardware, training, config, st)
@@ -167,6 +171,8 @@ def compile_terms(
         if not space.mbs_fits(p, u, training.global_batch_size):
             continue
         config = space.config(p, 0, r, u)
+        if not framework_allows_recompute(framework, config.recompute, training.flash_attention):
+            continue
         acts[p, r, u] = tuple(
             bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
             for st in (0, config.pp - 1)
@@ -181,8 +187,9 @@ def capacity_units(hardware: HardwareSpec) -> int:
 
 
 def candidate_cost(terms: Terms, space: Space, p: int, z: int, r: int, u: int) -> tuple[int, int] | None:
-    """(objective, peak memory units) of one candidate, or ``None`` if its batch does not divide."""
-    if (p, r, u) not in terms.activations:
+    """(objective, peak memory units) of one candidate, or ``None`` if it is outside the space (its
+    batch does not divide, or the framework cannot run it)."""
+    if (p, r, u) not in terms.activations or (p, z) not in terms.states:
         return None
     peak = max(terms.states[p, z][i] + terms.activations[p, r, u][i] for i in (0, 1))
     time = terms.pipeline_us[p, r, u] + terms.data_parallel_us[p, z]

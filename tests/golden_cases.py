@@ -4,7 +4,7 @@ Shared by ``fixtures/scripts/megatron_args_reference.py`` (which validates them 
 and the tests (which check that the planner still emits exactly what was validated).
 """
 
-from planner.emit import megatron_args, megatron_env
+from planner.emit import deepspeed_config, megatron_args, megatron_env
 from planner.hardware import preset
 from planner.io import load_model
 from planner.plan import Request, document, run
@@ -26,6 +26,18 @@ CASES = [
     {"model": "bloom-176b", "gpus": 384, "seq_len": 2048, "global_batch": 1536},
     {"model": "mpt-7b", "gpus": 8, "seq_len": 2048, "global_batch": 512},
     {"model": "gpt-neox-20b", "gpus": 64, "seq_len": 2048, "global_batch": 1024},
+    # a second cluster size for every model Megatron-LM can run
+    {"model": "llama2-13b", "gpus": 512, "seq_len": 4096, "global_batch": 2048},
+    {"model": "llama2-7b", "gpus": 256, "seq_len": 4096, "global_batch": 1024},
+    {"model": "llama2-70b", "gpus": 64, "seq_len": 4096, "global_batch": 512},
+    {"model": "llama3-8b", "gpus": 8, "seq_len": 8192, "global_batch": 256},
+    {"model": "llama3-70b", "gpus": 128, "seq_len": 8192, "global_batch": 512},
+    {"model": "llama3.1-405b", "gpus": 2048, "seq_len": 8192, "global_batch": 1024},
+    {"model": "llama3.2-1b", "gpus": 64, "seq_len": 8192, "global_batch": 512},
+    {"model": "mistral-7b", "gpus": 16, "seq_len": 8192, "global_batch": 256},
+    {"model": "qwen2-7b", "gpus": 512, "seq_len": 8192, "global_batch": 1024},
+    {"model": "gpt3-175b", "gpus": 128, "seq_len": 2048, "global_batch": 1536},
+    {"model": "gpt2-xl", "gpus": 64, "seq_len": 1024, "global_batch": 512},
     {
         "model": "llama2-13b",
         "gpus": 64,
@@ -64,13 +76,13 @@ CASES = [
 ]
 
 
-def plan_case(case: dict) -> dict:
-    """Plan one case and return its Megatron arguments and environment."""
+def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
+    """Plan one case and return its Megatron arguments and environment, and its DeepSpeed config."""
     training = TrainingSpec(
         seq_len=case["seq_len"],
         global_batch_size=case["global_batch"],
         precision=Precision(case.get("precision", "bf16")),
-        framework=Framework.MEGATRON,
+        framework=framework,
         flash_attention=case.get("flash", True),
     )
     pins = Pins(
@@ -79,6 +91,7 @@ def plan_case(case: dict) -> dict:
         zero_stage=None if case.get("zero") is None else ZeroStage(case["zero"]),
         recompute=None if case.get("recompute") is None else Recompute(case["recompute"]),
         micro_batch_size=case.get("mbs"),
+        sequence_parallel=False if framework is Framework.DEEPSPEED else None,
     )
     req = Request(
         model=load_model(case["model"]),
@@ -91,9 +104,12 @@ def plan_case(case: dict) -> dict:
     best = outcome.chosen[0] if outcome.chosen else outcome.closest
     config = outcome.space.config(*best.indices)
     emitted = megatron_args(req.model, training, config)
+    deepspeed = deepspeed_config(req.model, training, config)
     return {
         "expressible": emitted.expressible,
         "args": emitted.content,
         "env": megatron_env(config),
         "status": document(req, outcome)["status"],
+        "deepspeed": deepspeed,
+        "dp": config.dp,
     }

@@ -3,11 +3,12 @@
 import json
 
 import pytest
+from golden_cases import CASES, plan_case
 from hypothesis import given, settings
 from test_emit import layouts
 
 from planner.emit import deepspeed_config
-from planner.specs import ParallelConfig, TrainingSpec, ZeroStage
+from planner.specs import Framework, ParallelConfig, TrainingSpec, ZeroStage
 
 # DeepSpeed's own config classes. They need torch and deepspeed (the README's test line installs
 # both: torch 2.13 CPU, DS_BUILD_OPS=0 deepspeed).
@@ -98,3 +99,16 @@ def test_deepspeed_rejects_a_wrong_data_parallel_size():
     accepted_by_deepspeed(emitted.content, 64)
     with pytest.raises(AssertionError, match="train_batch_size"):
         accepted_by_deepspeed(emitted.content, 32)
+
+
+@pytest.mark.parametrize(
+    "case", CASES, ids=lambda c: f"{c['model']}-{c['gpus']}-{c.get('tp')}-{c.get('zero')}"
+)
+def test_golden_cases_planned_for_deepspeed_are_accepted(case):
+    """Every example model on its golden cluster sizes, planned with --framework deepspeed."""
+    plan = plan_case(case, Framework.DEEPSPEED)
+    emitted = plan["deepspeed"]
+    if emitted.expressible:
+        accepted_by_deepspeed(emitted.content, plan["dp"])
+    else:
+        assert emitted.notes and any("pipeline" in n or "selective" in n for n in emitted.notes)

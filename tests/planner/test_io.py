@@ -70,3 +70,23 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
         write_atomic(target, None)  # type: ignore[arg-type]
     assert target.read_text() == "a: 1\n"
     assert [p.name for p in target.parent.iterdir()] == ["plan.yaml"]
+
+
+def test_hardware_file(tmp_path):
+    from planner.io import load_hardware
+
+    path = tmp_path / "mi300x.yaml"
+    path.write_text(
+        "memory_gb: 192\npeak_tflops: 1307\nhbm_bandwidth_gbps: 5300\n"
+        "intra_node_bandwidth_gbps: 448\ninter_node_bandwidth_gbps: 50\ngpus_per_node: 8\n"
+    )
+    hw = load_hardware(str(path))
+    assert (hw.name, hw.memory_bytes, hw.peak_flops, hw.gpus_per_node) == ("mi300x", 192e9, 1307e12, 8)
+    path.write_text("memory_gb: 192\npeak_tflops: 1307\n")
+    with pytest.raises(PlannerError, match="missing key 'hbm_bandwidth_gbps'"):
+        load_hardware(str(path))
+    path.write_text("memory_gb: 192\npeak_flops: 1\n")
+    with pytest.raises(PlannerError, match="unknown key"):
+        load_hardware(str(path))
+    with pytest.raises(PlannerError, match="no such hardware file"):
+        load_hardware(str(tmp_path / "missing.yaml"))

@@ -121,3 +121,21 @@ def test_infeasible_gives_closest_plan_and_fixes():
     assert doc["dominant_memory_term"] in ("weights", "gradients", "optimizer", "activations")
     bigger = replace(req, gpus=fixes["min_gpus_at_this_memory"])
     assert document(bigger, run(bigger))["status"] == "optimal"
+
+
+@settings(max_examples=40, deadline=None)
+@given(problems())
+def test_deepspeed_plans_are_runnable_by_deepspeed(problem):
+    from planner.emit import deepspeed_config
+    from planner.specs import Framework
+
+    model, training, gpus, hardware, pins = problem
+    training = replace(training, framework=Framework.DEEPSPEED)
+    pins = replace(pins, sequence_parallel=False)
+    space = build_space(model, training, gpus, pins, hardware.gpus_per_node)
+    terms = compile_terms(space, model, hardware, training)
+    expected = brute_force(space, terms, capacity_units(hardware), 2)
+    result = solve(space, terms, capacity_units(hardware), 2)
+    assert [c.indices for c in result.candidates] == [c.indices for c in expected]
+    for found in result.candidates:
+        assert deepspeed_config(model, training, space.config(*found.indices)).expressible
