@@ -10,9 +10,9 @@ from typing import Any
 from constraints.units import BYTES_PER_GIB
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.counts import count_params
-from planner.emit import launch_files
 from planner.errors import PlannerError
 from planner.evaluate import memory, num_microbatches
+from planner.launch import launch_files
 from planner.performance import performance
 from planner.rules import divisors, valid_pp, valid_tp
 from planner.search import Candidate, brute_force, enumerate_candidates, least_memory

@@ -4,7 +4,8 @@ Shared by ``fixtures/scripts/megatron_args_reference.py`` (which validates them 
 and the tests (which check that the planner still emits exactly what was validated).
 """
 
-from planner.emit import deepspeed_config, megatron_args, megatron_env
+from planner.emit_deepspeed import deepspeed_config
+from planner.emit_megatron import megatron_args, megatron_env
 from planner.hardware import preset
 from planner.io import load_model
 from planner.plan import Request, document, run

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.cli import main
-from planner.emit import megatron_args, megatron_env
+from planner.emit_megatron import megatron_args, megatron_env
 from planner.rules import valid_pp, valid_tp
 from planner.specs import ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 

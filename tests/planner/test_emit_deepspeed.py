@@ -7,7 +7,7 @@ from golden_cases import CASES, plan_case
 from hypothesis import given, settings
 from test_emit import layouts
 
-from planner.emit import deepspeed_config
+from planner.emit_deepspeed import deepspeed_config
 from planner.specs import Framework, ParallelConfig, TrainingSpec, ZeroStage
 
 # DeepSpeed's own config classes. They need torch and deepspeed (the README's test line installs

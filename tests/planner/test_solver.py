@@ -126,7 +126,7 @@ def test_infeasible_gives_closest_plan_and_fixes():
 @settings(max_examples=40, deadline=None)
 @given(problems())
 def test_deepspeed_plans_are_runnable_by_deepspeed(problem):
-    from planner.emit import deepspeed_config
+    from planner.emit_deepspeed import deepspeed_config
     from planner.specs import Framework
 
     model, training, gpus, hardware, pins = problem

@@ -1,0 +1,99 @@
+"""DeepSpeed launch: a config whose keys DeepSpeed 0.19 ``deepspeed/runtime/config.py`` reads, and
+whose batch numbers satisfy its rule ``train_batch_size = micro_batch * grad_accum * dp``."""
+
+from typing import Any
+
+from planner.emit import ADAM_BETAS, ADAM_EPS, DEFAULT_LR, GRAD_CLIP, WEIGHT_DECAY, Emitted
+from planner.evaluate import num_microbatches
+from planner.specs import Framework, ModelSpec, ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
+
+# DeepSpeed bucket sizes (elements): DeepSpeed's documented defaults for ZeRO-1/2 are 5e8; for
+# ZeRO-3 prefetch 5e7 and persistence threshold 1e5 (deepspeed/runtime/zero/config.py).
+DS_BUCKET_ELEMENTS = 500_000_000
+DS_PREFETCH_ELEMENTS = 50_000_000
+DS_PERSISTENCE_THRESHOLD = 100_000
+DS_MAX_LIVE_PARAMETERS = 1_000_000_000
+
+
+def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Emitted:
+    """A DeepSpeed config for the plan; batch numbers satisfy DeepSpeed's rule
+    ``train_batch_size = micro_batch * grad_accum * dp``."""
+    notes, blockers = [], []
+    ds: dict[str, Any] = {
+        "train_batch_size": training.global_batch_size,
+        "train_micro_batch_size_per_gpu": config.micro_batch_size,
+        "gradient_accumulation_steps": num_microbatches(training, config),
+        "gradient_clipping": GRAD_CLIP,
+        "steps_per_print": 10,
+        "optimizer": {
+            "type": "AdamW",
+            "params": {
+                "lr": DEFAULT_LR,
+                "betas": list(ADAM_BETAS),
+                "eps": ADAM_EPS,
+                "weight_decay": WEIGHT_DECAY,
+            },
+        },
+    }
+    if training.precision is Precision.BF16:
+        ds["bf16"] = {"enabled": True}
+    elif training.precision is Precision.FP16:
+        ds["fp16"] = {
+            "enabled": True,
+            "loss_scale": 0,
+            "initial_scale_power": 16,
+            "loss_scale_window": 1000,
+            "hysteresis": 2,
+            "min_loss_scale": 1,
+        }
+    zero: dict[str, Any] = {"stage": int(config.zero_stage)}
+    if config.zero_stage in (ZeroStage.OPTIMIZER, ZeroStage.GRADIENTS):
+        zero |= {
+            "overlap_comm": True,
+            "contiguous_gradients": True,
+            "reduce_scatter": True,
+            "reduce_bucket_size": DS_BUCKET_ELEMENTS,
+            "allgather_bucket_size": DS_BUCKET_ELEMENTS,
+        }
+    elif config.zero_stage is ZeroStage.WEIGHTS:
+        zero |= {
+            "overlap_comm": True,
+            "contiguous_gradients": True,
+            "reduce_bucket_size": DS_BUCKET_ELEMENTS,
+            "stage3_prefetch_bucket_size": DS_PREFETCH_ELEMENTS,
+            "stage3_param_persistence_threshold": DS_PERSISTENCE_THRESHOLD,
+            "stage3_max_live_parameters": DS_MAX_LIVE_PARAMETERS,
+        }
+    ds["zero_optimization"] = zero
+    if config.tp > 1:
+        ds["tensor_parallel"] = {"autotp_size": config.tp}
+        notes.append(f"tp={config.tp} runs as DeepSpeed AutoTP (tensor_parallel.autotp_size)")
+    if config.sequence_parallel:
+        blockers.append(
+            "Megatron sequence parallelism has no DeepSpeed equivalent (Ulysses splits "
+            "attention heads instead); plan with --no-sequence-parallel"
+        )
+    if config.pp > 1:
+        if config.zero_stage >= ZeroStage.GRADIENTS:
+            blockers.append("DeepSpeed's pipeline engine supports ZeRO-0/1 only")
+        notes.append(
+            f"pp={config.pp} needs the model wrapped in deepspeed.pipe.PipelineModule(num_stages={config.pp})"
+        )
+    if config.recompute is Recompute.FULL:
+        ds["activation_checkpointing"] = {
+            "partition_activations": False,
+            "contiguous_memory_optimization": False,
+            "cpu_checkpointing": False,
+        }
+        notes.append("full recompute: checkpoint every layer (HF: model.gradient_checkpointing_enable())")
+    elif config.recompute is Recompute.SELECTIVE:
+        if training.flash_attention:
+            notes.append("selective recompute equals none with FlashAttention (it keeps no attention scores)")
+        else:
+            blockers.append("selective (core-attention) recompute is Megatron-only")
+    if training.framework is Framework.MEGATRON:
+        notes.append(
+            "memory was planned with Megatron's conventions (fp32 gradients); "
+            "plan with --framework deepspeed for DeepSpeed's"
+        )
+    return Emitted(expressible=not blockers, notes=blockers + notes, content=ds)

@@ -1,0 +1,265 @@
+"""Megatron-LM launch: ``pretrain_gpt.py`` arguments, the environment it requires, a torchrun
+script and a SLURM batch script. Flags follow ``megatron/training/arguments.py`` at the commit named
+in ``tests/fixtures/megatron_arguments.json``, where Megatron's own parser accepted them."""
+
+import shlex
+from typing import Any
+
+from planner.emit import (
+    ADAM_BETAS,
+    DEFAULT_LR,
+    DEFAULT_MIN_LR,
+    DEFAULT_TRAIN_ITERS,
+    DEFAULT_WARMUP_ITERS,
+    GRAD_CLIP,
+    INIT_METHOD_STD,
+    WEIGHT_DECAY,
+    Emitted,
+    format_number,
+)
+from planner.specs import (
+    ModelSpec,
+    NormType,
+    ParallelConfig,
+    PositionEncoding,
+    Precision,
+    Recompute,
+    TrainingSpec,
+    ZeroStage,
+)
+
+MASTER_PORT = 6000
+
+
+def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Emitted:
+    """``pretrain_gpt.py`` arguments for the plan, and the reasons it cannot run, if any."""
+    notes, blockers = [], []
+    a: list[str] = [
+        "--num-layers",
+        str(model.num_layers),
+        "--hidden-size",
+        str(model.hidden_size),
+        "--num-attention-heads",
+        str(model.num_heads),
+        "--ffn-hidden-size",
+        str(model.ffn_hidden_size),
+    ]
+    if model.head_dim * model.num_heads != model.hidden_size:
+        a += ["--kv-channels", str(model.head_dim)]
+    if model.num_kv_heads != model.num_heads:
+        a += ["--group-query-attention", "--num-query-groups", str(model.num_kv_heads)]
+    a += [
+        "--seq-length",
+        str(training.seq_len),
+        "--max-position-embeddings",
+        str(max(model.max_position_embeddings, training.seq_len)),
+    ]
+    if model.positions is PositionEncoding.ROTARY:
+        a += ["--position-embedding-type", "rope", "--rotary-base", format_number(model.rope_theta)]
+        if model.rotary_fraction != 1.0:
+            a += ["--rotary-percent", format_number(model.rotary_fraction)]
+        if model.rope_scaling == "llama3":
+            a += ["--use-rope-scaling"]
+        elif model.rope_scaling is not None:
+            blockers.append(f"rope_scaling type {model.rope_scaling!r} has no Megatron-LM flag")
+    elif model.positions is PositionEncoding.LEARNED:
+        a += ["--position-embedding-type", "learned_absolute"]
+    else:
+        blockers.append("ALiBi positions are not implemented in Megatron-LM's GPT model")
+    if model.gated_mlp:
+        a += ["--swiglu"]
+    a += [
+        "--normalization",
+        "RMSNorm" if model.norm is NormType.RMSNORM else "LayerNorm",
+        "--norm-epsilon",
+        format_number(model.norm_epsilon),
+    ]
+    if model.norm is NormType.LAYERNORM and not model.norm_bias:
+        blockers.append("LayerNorm without bias (MPT) has no Megatron-LM flag")
+    if model.embedding_norm:
+        blockers.append("the LayerNorm after the word embedding (BLOOM) is not in Megatron-LM's GPT model")
+    if model.parallel_residual:
+        blockers.append("parallel attention/MLP residual (GPT-NeoX) is not in Megatron-LM's GPT model")
+    if model.is_moe:
+        blockers.append("mixture-of-experts layers are planned in the modern-space work, not here yet")
+    linear_bias = model.out_bias or model.mlp_bias
+    if not linear_bias:
+        a += ["--disable-bias-linear"]
+        if model.qkv_bias:
+            a += ["--add-qkv-bias"]
+    elif not (model.qkv_bias and model.out_bias and model.mlp_bias):
+        blockers.append("biases on only some linear layers have no Megatron-LM flag")
+    if not model.tied_embeddings:
+        a += ["--untie-embeddings-and-output-weights"]
+    a += [
+        "--attention-dropout",
+        format_number(model.dropout),
+        "--hidden-dropout",
+        format_number(model.dropout),
+    ]
+    if not training.flash_attention:
+        a += ["--attention-backend", "unfused"]
+    a += ["--tensor-model-parallel-size", str(config.tp), "--pipeline-model-parallel-size", str(config.pp)]
+    if config.sequence_parallel:
+        a += ["--sequence-parallel"]
+    a += [
+        "--micro-batch-size",
+        str(config.micro_batch_size),
+        "--global-batch-size",
+        str(training.global_batch_size),
+    ]
+    if training.precision is Precision.BF16:
+        a += ["--bf16"]
+    elif training.precision is Precision.FP16:
+        a += ["--fp16"]
+    if config.zero_stage is ZeroStage.OPTIMIZER:
+        a += ["--use-distributed-optimizer"]
+    elif config.zero_stage >= ZeroStage.GRADIENTS:
+        strategy = "optim_grads" if config.zero_stage is ZeroStage.GRADIENTS else "optim_grads_params"
+        a += [
+            "--use-megatron-fsdp",
+            "--data-parallel-sharding-strategy",
+            strategy,
+            "--ckpt-format",
+            "fsdp_dtensor",
+        ]
+        notes.append(
+            f"ZeRO-{int(config.zero_stage)} runs as Megatron-FSDP ({strategy}, fsdp_dtensor checkpoints)"
+        )
+        if config.tp > 1:
+            notes.append(
+                "Megatron-FSDP with tp > 1: Megatron warns that the two want different "
+                "CUDA_DEVICE_MAX_CONNECTIONS; it is left unset, as FSDP requires"
+            )
+    if config.recompute is Recompute.SELECTIVE:
+        a += ["--recompute-granularity", "selective"]
+    elif config.recompute is Recompute.FULL:
+        a += [
+            "--recompute-granularity",
+            "full",
+            "--recompute-method",
+            "uniform",
+            "--recompute-num-layers",
+            "1",
+        ]
+    a += [
+        "--mock-data",
+        "--tokenizer-type",
+        "NullTokenizer",
+        "--vocab-size",
+        str(model.vocab_size),
+        "--train-iters",
+        str(DEFAULT_TRAIN_ITERS),
+        "--lr",
+        format_number(DEFAULT_LR),
+        "--min-lr",
+        format_number(DEFAULT_MIN_LR),
+        "--lr-decay-style",
+        "cosine",
+        "--lr-warmup-iters",
+        str(DEFAULT_WARMUP_ITERS),
+        "--weight-decay",
+        format_number(WEIGHT_DECAY),
+        "--clip-grad",
+        format_number(GRAD_CLIP),
+        "--adam-beta1",
+        format_number(ADAM_BETAS[0]),
+        "--adam-beta2",
+        format_number(ADAM_BETAS[1]),
+        "--init-method-std",
+        format_number(INIT_METHOD_STD),
+    ]
+    notes.append(
+        "data, tokenizer and schedule are placeholders (--mock-data, NullTokenizer, "
+        f"{DEFAULT_TRAIN_ITERS} iterations): replace them with --data-path and your tokenizer"
+    )
+    return Emitted(expressible=not blockers, notes=blockers + notes, content=a)
+
+
+def megatron_env(config: ParallelConfig) -> dict[str, str]:
+    """Environment Megatron-LM requires: ``validate_args`` asserts one CUDA connection for tp > 1
+    before Blackwell, and asserts the opposite for Megatron-FSDP (then tp > 1 only warns)."""
+    fsdp = config.zero_stage >= ZeroStage.GRADIENTS
+    return {"CUDA_DEVICE_MAX_CONNECTIONS": "1"} if config.tp > 1 and not fsdp else {}
+
+
+def num_nodes(gpus: int, gpus_per_node: int) -> int:
+    """Nodes the plan occupies."""
+    return max(1, -(-gpus // gpus_per_node))
+
+
+def _comments(title: str, doc: dict[str, Any], emitted: Emitted) -> list[str]:
+    p = doc["parallelism"]
+    return [
+        f"# {title}, generated by plan for {doc['model']['name']} on {doc['cluster']['gpus']} x "
+        f"{doc['cluster']['gpu']}.",
+        f"# tp={p['tp']} pp={p['pp']} dp={p['dp']} zero={p['zero_stage']} recompute={p['recompute']} "
+        f"mbs={p['micro_batch_size']} grad_accum={p['grad_accum_steps']} "
+        f"sequence_parallel={str(p['sequence_parallel']).lower()}",
+        *(f"# note: {n}" for n in emitted.notes),
+    ]
+
+
+def _guard(emitted: Emitted) -> list[str]:
+    """Strict mode, and an exit with the reason when the framework cannot run the plan."""
+    lines = ["set -euo pipefail"]
+    if not emitted.expressible:
+        reason = "plan: Megatron-LM cannot run this plan: " + "; ".join(emitted.notes)
+        lines += [f"echo {shlex.quote(reason)} >&2", "exit 1"]
+    return lines
+
+
+def flag_lines(args: list[str]) -> list[str]:
+    """``--flag value`` pairs, one per line, values shell-quoted."""
+    pairs, i = [], 0
+    while i < len(args):
+        if i + 1 < len(args) and not args[i + 1].startswith("--"):
+            pairs.append(f"{args[i]} {shlex.quote(args[i + 1])}")
+            i += 2
+        else:
+            pairs.append(args[i])
+            i += 1
+    return pairs
+
+
+def megatron_script(doc: dict[str, Any], emitted: Emitted, config: ParallelConfig, gpus_per_node: int) -> str:
+    """A torchrun launcher for ``pretrain_gpt.py`` (one node per invocation; SLURM runs it on each)."""
+    nodes = num_nodes(doc["cluster"]["gpus"], gpus_per_node)
+    per_node = min(gpus_per_node, doc["cluster"]["gpus"])
+    lines = ["#!/usr/bin/env bash", *_comments("Megatron-LM launch", doc, emitted), *_guard(emitted)]
+    lines += [f"export {k}={v}" for k, v in megatron_env(config).items()]
+    lines += [
+        'MEGATRON="${MEGATRON:-$HOME/Megatron-LM}"',
+        f'NNODES="${{NNODES:-{nodes}}}"',
+        'NODE_RANK="${NODE_RANK:-${SLURM_NODEID:-0}}"',
+        'MASTER_ADDR="${MASTER_ADDR:-localhost}"',
+        f'MASTER_PORT="${{MASTER_PORT:-{MASTER_PORT}}}"',
+        f'torchrun --nproc-per-node {per_node} --nnodes "$NNODES" --node-rank "$NODE_RANK" \\',
+        '  --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \\',
+        '  "$MEGATRON/pretrain_gpt.py" \\',
+        *(f"  {p} \\" for p in flag_lines(emitted.content)),
+        '  "$@"',
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def slurm_script(doc: dict[str, Any], emitted: Emitted, gpus_per_node: int) -> str:
+    """A SLURM batch script running ``megatron.sh`` once per node."""
+    gpus = doc["cluster"]["gpus"]
+    nodes = num_nodes(gpus, gpus_per_node)
+    lines = [
+        "#!/usr/bin/env bash",
+        f"#SBATCH --job-name={doc['model']['name']}-plan",
+        f"#SBATCH --nodes={nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gpus-per-node={min(gpus_per_node, gpus)}",
+        "#SBATCH --exclusive",
+        *_comments("SLURM batch script", doc, emitted),
+        *_guard(emitted),
+        'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
+        f"export MASTER_ADDR MASTER_PORT={MASTER_PORT} NNODES={nodes}",
+        "# Submit from the directory that holds megatron.sh (or set PLAN_DIR).",
+        'srun --kill-on-bad-exit=1 bash -c \'NODE_RANK=$SLURM_NODEID exec bash "$0" "$@"\' '
+        '"${PLAN_DIR:-$SLURM_SUBMIT_DIR}/megatron.sh" "$@"',
+    ]
+    return "\n".join(lines) + "\n"
