@@ -97,13 +97,15 @@ def sweep_row(req: Request, tokens: float | None, price: float | None) -> dict[s
 
 
 def with_scaling_efficiency(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Tokens/s per GPU relative to the smallest fitting count of the same GPU type."""
-    base: dict[str, float] = {}
+    """Tokens/s per GPU relative to the smallest fitting count of the same GPU type (and sequence
+    length, when rows carry one)."""
+    base: dict[tuple, float] = {}
     for row in rows:
         if "tokens_per_s" in row:
             per_gpu = row["tokens_per_s"] / row["gpus"]
-            base.setdefault(row["gpu"], per_gpu)
-            row["scaling_efficiency"] = per_gpu / base[row["gpu"]]
+            key = (row["gpu"], row.get("seq_len"))
+            base.setdefault(key, per_gpu)
+            row["scaling_efficiency"] = per_gpu / base[key]
     return rows
 
 

@@ -10,7 +10,7 @@ from planner.errors import PlannerError
 
 
 def sweep_chart(rows: list[dict[str, Any]], title: str, path: Path, tokens: float | None) -> None:
-    """Write a PNG with one line per GPU type."""
+    """Write a PNG with one line per GPU type (and sequence length, when several)."""
     try:
         import matplotlib
 
@@ -28,11 +28,15 @@ def sweep_chart(rows: list[dict[str, Any]], title: str, path: Path, tokens: floa
         panels = [p for p in panels if p[0] != "days"]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.5), constrained_layout=True)
     for ax, (key, label, log_y) in zip(axes, panels, strict=True):
-        for gpu in dict.fromkeys(r["gpu"] for r in rows):
-            points = [(r["gpus"], r[key]) for r in rows if r["gpu"] == gpu and key in r]
+        series = list(dict.fromkeys((r["gpu"], r.get("seq_len")) for r in rows))
+        many_seqs = len({seq for _, seq in series}) > 1
+        for gpu, seq in series:
+            points = [
+                (r["gpus"], r[key]) for r in rows if (r["gpu"], r.get("seq_len")) == (gpu, seq) and key in r
+            ]
             if points:
                 xs, ys = zip(*points, strict=True)
-                ax.plot(xs, ys, marker="o", label=gpu)
+                ax.plot(xs, ys, marker="o", label=f"{gpu}, seq {seq}" if many_seqs else gpu)
         ax.set_xscale("log", base=2)
         ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:,.0f}"))
         if log_y:

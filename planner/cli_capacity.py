@@ -24,6 +24,7 @@ from planner.cli_options import (
     build_training,
     hardware_option,
     one_line_errors,
+    parse_seq_lens,
     training_options,
 )
 from planner.errors import PlannerError
@@ -32,6 +33,7 @@ from planner.plan import Request
 
 SWEEP_COLUMNS = [
     "gpu",
+    "seq_len",
     "gpus",
     "status",
     "tp",
@@ -59,7 +61,7 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render_sweep(rows: list[dict[str, Any]], smallest: dict[str, Any], fmt: str) -> str:
+def render_sweep(rows: list[dict[str, Any]], smallest: list[dict[str, Any]], fmt: str) -> str:
     """Table, CSV or JSON of a sweep."""
     columns = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
     if fmt == "json":
@@ -73,10 +75,10 @@ def render_sweep(rows: list[dict[str, Any]], smallest: dict[str, Any], fmt: str)
     table = [columns] + [[_cell(r.get(c)) for c in columns] for r in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
     lines = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in table]
-    for gpu, found in smallest.items():
+    for found in smallest:
         lines.append(
-            f"smallest GPU count that trains on {gpu}: {found['gpus'] or 'none up to 1M'} "
-            f"(search started at the lower bound {found['lower_bound']})"
+            f"smallest GPU count that trains on {found['gpu']} at seq {found['seq_len']}: "
+            f"{found['gpus'] or 'none up to 1M'} (search started at the lower bound {found['lower_bound']})"
         )
     return "\n".join(lines)
 
@@ -91,7 +93,7 @@ def render_sweep(rows: list[dict[str, Any]], smallest: dict[str, Any], fmt: str)
     help="GPU counts: 8..1024 (powers of two), 8..64x8 (every 8) or 8,16,48.",
 )
 @hardware_option(multiple=True)
-@training_options
+@training_options(many_seq_lens=True)
 @click.option("--tokens", help="Training budget in tokens (2T, 300B) for days, GPU-hours and cost.")
 @click.option("--price-per-gpu-hour", type=float, help="Price of one GPU-hour, for the cost column.")
 @click.option(
@@ -109,7 +111,7 @@ def sweep_command(
     gpu_names: tuple[str, ...],
     mem: str | None,
     gpus_per_node: int | None,
-    seq_len: int | None,
+    seq_len: str | None,
     global_batch: int | None,
     precision: str,
     framework: str,
@@ -124,7 +126,8 @@ def sweep_command(
 
     Each row is the best plan at that count: layout, memory per GPU, tokens/s, MFU and, with
     --tokens, days and GPU-hours to train (and cost with --price-per-gpu-hour). It also finds the
-    smallest GPU count that trains at all, per GPU type, starting from a lower bound.
+    smallest GPU count that trains at all, per GPU type and sequence length, starting from a lower
+    bound. --seq-len takes a list (2048,8192) to sweep several lengths.
 
     \b
     Example:
@@ -135,28 +138,41 @@ def sweep_command(
     budget = parse_tokens(tokens) if tokens else None
     if price_per_gpu_hour is not None and price_per_gpu_hour < 0:
         raise PlannerError(f"--price-per-gpu-hour must be zero or more, got {price_per_gpu_hour}")
-    training = build_training(spec, seq_len, global_batch, precision, framework, flash_attention, reserve)
-    rows, smallest = [], {}
-    jobs = [(name, n) for name in gpu_names for n in counts]
-    for index, (name, count) in enumerate(jobs, 1):
+    trainings = [
+        build_training(spec, seq, global_batch, precision, framework, flash_attention, reserve)
+        for seq in parse_seq_lens(seq_len)
+    ]
+    rows, smallest = [], []
+    jobs = [(name, training, n) for name in gpu_names for training in trainings for n in counts]
+    for index, (name, training, count) in enumerate(jobs, 1):
         if sys.stderr.isatty():
-            click.echo(f"\rplanning {index}/{len(jobs)}: {name} x {count} GPUs", err=True, nl=False)
+            click.echo(
+                f"\rplanning {index}/{len(jobs)}: {name} x {count} GPUs, seq {training.seq_len}",
+                err=True,
+                nl=False,
+            )
         hardware = build_hardware(name, mem, gpus_per_node)
         req = Request(model=spec, hardware=hardware, training=training, gpus=count)
-        rows.append(sweep_row(req, budget, price_per_gpu_hour))
-        if name not in smallest:
+        rows.append({"seq_len": training.seq_len, **sweep_row(req, budget, price_per_gpu_hour)})
+        if count == counts[0]:
             found = min_gpus(req)
-            smallest[hardware.name] = {"gpus": found.gpus, "lower_bound": found.lower_bound}
+            smallest.append(
+                {
+                    "gpu": hardware.name,
+                    "seq_len": training.seq_len,
+                    "gpus": found.gpus,
+                    "lower_bound": found.lower_bound,
+                }
+            )
     if sys.stderr.isatty():
         click.echo("", err=True)
     rows = with_scaling_efficiency(rows)
     click.echo(render_sweep(rows, smallest, fmt))
     if chart is not None:
         budget_text = f", {tokens} tokens" if tokens else ""
-        title = (
-            f"{spec.name}: seq {training.seq_len}, batch {training.global_batch_size}{budget_text}, "
-            f"{training.precision.value}"
-        )
+        seqs = "/".join(str(t.seq_len) for t in trainings)
+        batches = "/".join(str(t.global_batch_size) for t in trainings)
+        title = f"{spec.name}: seq {seqs}, batch {batches}{budget_text}, {trainings[0].precision.value}"
         sweep_chart(rows, title, chart, budget)
         click.echo(f"wrote {chart}", err=True)
 

@@ -49,12 +49,18 @@ def hardware_option(multiple: bool = False) -> Callable:
     return decorate
 
 
-def training_options(f: Callable) -> Callable:
-    """Sequence, batch, precision, framework, attention kernel and reserve."""
+def training_options(f: Callable | None = None, *, many_seq_lens: bool = False) -> Callable:
+    """Sequence, batch, precision, framework, attention kernel and reserve; ``many_seq_lens`` lets
+    ``--seq-len`` take a comma-separated list."""
+    if f is None:
+        return functools.partial(training_options, many_seq_lens=many_seq_lens)
+    seq_help = "Sequence length (default: the model's context, at most 8192)."
     for option in reversed(
         [
             click.option(
-                "--seq-len", type=int, help="Sequence length (default: the model's context, at most 8192)."
+                "--seq-len",
+                type=str if many_seq_lens else int,
+                help=seq_help + (" A list (2048,8192) sweeps each." if many_seq_lens else ""),
             ),
             click.option("--global-batch", type=int, help="Global batch in sequences (default: ~4M tokens)."),
             click.option(
@@ -147,3 +153,16 @@ def one_line_errors(f: Callable) -> Callable:
             sys.exit(2)
 
     return wrapper
+
+
+def parse_seq_lens(text: str | None) -> list[int | None]:
+    """``--seq-len`` of a sweep: one length, a comma-separated list, or the model's default."""
+    if text is None:
+        return [None]
+    try:
+        values = [int(part) for part in str(text).split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) <= 0:
+        raise PlannerError(f"--seq-len {text!r}: use a positive length or a list such as 2048,4096,8192")
+    return values
