@@ -35,7 +35,7 @@ def main() -> None:
     )
     for row in rows:
         mem = memory(row.model, row.hardware, row.training, row.config)
-        pred = performance(row.model, row.hardware, row.training, row.config, vpp=row.vpp).step_time_s
+        pred = performance(row.model, row.hardware, row.training, row.config).step_time_s
         err = (pred / row.measured_step_s - 1) if row.measured_step_s else None
         if err is not None:
             errors.append(err)

@@ -34,7 +34,7 @@ def loss(rows, constants) -> float:
     return statistics.mean(
         abs(
             math.log(
-                performance(r.model, r.hardware, r.training, r.config, constants, vpp=r.vpp).step_time_s
+                performance(r.model, r.hardware, r.training, r.config, constants).step_time_s
                 / r.measured_step_s
             )
         )

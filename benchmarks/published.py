@@ -6,8 +6,8 @@ marked and their fit verdict is not counted as evidence; a missing ZeRO stage is
 (ZeRO-1, or Megatron's distributed optimizer, the recipes' default) unless the distributed
 optimizer is stated off; ZeRO 2/3 rows follow DeepSpeed/FSDP conventions
 (16-bit gradients), others Megatron's; FlashAttention is on for H100 rows and rows whose notes name
-it; GeLU models carry Megatron's default dropout 0.1. Rows with context parallelism, experts or FP8
-are left to the modern-space issue and reported as skipped.
+it; GeLU models carry Megatron's default dropout 0.1. Rows with experts or FP8 are left to the
+modern-space issue and reported as skipped.
 """
 
 from dataclasses import dataclass, replace
@@ -54,9 +54,7 @@ class Row:
 
 
 def skip_reason(entry: dict) -> str | None:
-    p, m = entry["parallel"], entry["model"]
-    if (p.get("cp") or 1) > 1:
-        return "context parallel"
+    m = entry["model"]
     if m.get("moe"):
         return "mixture of experts"
     if str(entry.get("precision")).startswith("fp8"):
@@ -94,8 +92,8 @@ def model_of(m: dict) -> ModelSpec:
 def row_of(entry: dict) -> Row:
     p, meas, derived = entry["parallel"], entry["measured"], entry.get("derived") or {}
     model, hardware = model_of(entry["model"]), preset(GPUS[entry["gpu"]])
-    gpus, tp, pp = entry["gpus"], p["tp"], p["pp"]
-    dp = p.get("dp") or derived.get("dp") or gpus // (tp * pp)
+    gpus, tp, pp, cp = entry["gpus"], p["tp"], p["pp"], p.get("cp") or 1
+    dp = p.get("dp") or derived.get("dp") or gpus // (tp * cp * pp)
     zero = p.get("zero_stage")
     if zero is None:  # unstated: ZeRO-1 / the distributed optimizer, unless stated off
         zero = 0 if p.get("distributed_optimizer") is False else 1
@@ -115,6 +113,8 @@ def row_of(entry: dict) -> Row:
         tp=tp,
         pp=pp,
         dp=dp,
+        cp=cp,
+        vpp=p.get("vpp") or 1,
         zero_stage=zero,
         recompute=Recompute.FULL,
         micro_batch_size=p["mbs"],

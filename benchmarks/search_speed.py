@@ -55,7 +55,7 @@ def run(model: ModelSpec, gpus: int, seq_len: int, global_batch: int, inter_node
     best = space.config(*result.candidates[0].indices) if result.candidates else None
     layout = (
         (
-            f"tp={best.tp} pp={best.pp} dp={best.dp} zero={int(best.zero_stage)} "
+            f"tp={best.tp} cp={best.cp} pp={best.pp} vpp={best.vpp} dp={best.dp} zero={int(best.zero_stage)} "
             f"rc={best.recompute.value} mbs={best.micro_batch_size}"
         )
         if best

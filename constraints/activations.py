@@ -127,6 +127,22 @@ def in_flight_microbatches(pp: int, stage: int, num_microbatches: int) -> int:
     return max(1, min(pp - stage, num_microbatches))
 
 
+def in_flight_layer_microbatches(layers: int, pp: int, vpp: int, stage: int, num_microbatches: int) -> float:
+    """Layer-micro-batches whose activations rank ``stage`` holds at once.
+
+    1F1B (``vpp = 1``): ``layers/pp`` layers times ``in_flight_microbatches``. Interleaved 1F1B
+    with ``vpp`` model chunks of ``layers/(pp*vpp)`` layers: the warm-up of Megatron-LM's schedule
+    (``megatron/core/pipeline_parallel/schedules.py``: ``(pp - rank - 1)*2 + (vpp - 1)*pp``
+    micro-batch chunks, plus the one in flight), at most all ``vpp*m`` chunks. On the first stage
+    this is ``layers*(1 + (pp - 1)/(pp*vpp))``, the penalty of Korthikanti et al. 2022 Section 4.2.3
+    and Megatron's ``theoretical_memory_usage.py``.
+    """
+    if vpp == 1:
+        return layers / pp * in_flight_microbatches(pp, stage, num_microbatches)
+    chunks = min((pp - stage - 1) * 2 + (vpp - 1) * pp + 1, vpp * num_microbatches)
+    return chunks * layers / (pp * vpp)
+
+
 def embedding_activation_bytes(
     s: int, b: int, h: int, *, t: int, sequence_parallel: bool, dropout: bool
 ) -> float:

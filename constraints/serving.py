@@ -48,12 +48,16 @@ def cached_tokens(tokens: int, window: int | None) -> int:
     return tokens if window is None else min(tokens, window)
 
 
-def kv_cache_bytes(b: int, tokens: int, kv_heads: int, head_dim: int, layers: float, bytes_per_elem: float) -> float:
+def kv_cache_bytes(
+    b: int, tokens: int, kv_heads: int, head_dim: int, layers: float, bytes_per_elem: float
+) -> float:
     """``2 * bytes * b * tokens * kv_heads * head_dim * layers`` (the module docstring's formula)."""
     return KV_TENSORS * bytes_per_elem * b * tokens * kv_heads * head_dim * layers
 
 
-def prefill_workspace_bytes(tokens: int, h: int, q: int, k: int, f: int, gated: bool, t: int, e: int) -> float:
+def prefill_workspace_bytes(
+    tokens: int, h: int, q: int, k: int, f: int, gated: bool, t: int, e: int
+) -> float:
     """Transient activations of one layer during a prefill chunk of ``tokens`` (inference keeps
     nothing for backward, so only the largest layer's intermediates are live at once): the
     residual input and output ``2h``, the QKV output ``(q + 2k)/t`` and the MLP intermediate

@@ -82,7 +82,9 @@ def sweep_row(req: Request, tokens: float | None, price: float | None) -> dict[s
         p, perf = doc["parallelism"], doc["performance"]
         row |= {
             "tp": p["tp"],
+            "cp": p["cp"],
             "pp": p["pp"],
+            "vpp": p["vpp"],
             "dp": p["dp"],
             "zero": p["zero_stage"],
             "recompute": p["recompute"],

@@ -44,8 +44,9 @@ def render_table(doc: dict[str, Any]) -> str:
     if "parallelism" in doc:
         p, m, perf = doc["parallelism"], doc["memory_gib"], doc["performance"]
         label = "closest plan (least memory)" if doc["status"] == "infeasible" else "plan"
+        extra = "".join(f" {k}={p[k]}" for k in ("cp", "vpp") if p.get(k, 1) > 1)
         lines += [
-            f"{label}: tp={p['tp']} pp={p['pp']} dp={p['dp']} zero={p['zero_stage']} "
+            f"{label}: tp={p['tp']} pp={p['pp']} dp={p['dp']}{extra} zero={p['zero_stage']} "
             f"recompute={p['recompute']} mbs={p['micro_batch_size']} "
             f"grad_accum={p['grad_accum_steps']} sp={'on' if p['sequence_parallel'] else 'off'}",
             f"memory per GPU (stage {m['most_loaded_stage']}, GiB):",
@@ -63,7 +64,9 @@ def render_table(doc: dict[str, Any]) -> str:
     for alt in doc.get("alternatives", []):
         p, perf = alt["parallelism"], alt["performance"]
         lines.append(
-            f"alternative: tp={p['tp']} pp={p['pp']} dp={p['dp']} zero={p['zero_stage']} "
+            f"alternative: tp={p['tp']} pp={p['pp']} dp={p['dp']}"
+            + "".join(f" {k}={p[k]}" for k in ("cp", "vpp") if p.get(k, 1) > 1)
+            + f" zero={p['zero_stage']} "
             f"recompute={p['recompute']} mbs={p['micro_batch_size']}: {perf['step_time_s']:.2f} s, "
             f"{alt['memory_gib']['total']:.1f} GiB"
         )
@@ -137,6 +140,8 @@ def main() -> None:
 @click.option("--tp", type=int, help="Pin tensor-parallel size.")
 @click.option("--pp", type=int, help="Pin pipeline-parallel size.")
 @click.option("--dp", type=int, help="Pin data-parallel size.")
+@click.option("--cp", type=int, help="Pin context-parallel size (sequence split over ranks).")
+@click.option("--vpp", type=int, help="Pin virtual pipeline stages per rank (interleaved 1F1B).")
 @click.option(
     "--zero", type=click.IntRange(0, 3), help="Pin ZeRO stage (Megatron: 1 = distributed optimizer)."
 )
@@ -181,6 +186,8 @@ def train(
     tp: int | None,
     pp: int | None,
     dp: int | None,
+    cp: int | None,
+    vpp: int | None,
     zero: int | None,
     recompute: str | None,
     mbs: int | None,
@@ -201,8 +208,9 @@ def train(
     """Plan how to split a model over a GPU cluster for training.
 
     MODEL is a Hugging Face config.json (or the same keys in YAML) or the name of a bundled
-    example (llama2-13b, llama3-70b, ...). Every dimension not pinned (--tp, --pp, --dp, --zero,
-    --recompute, --mbs) is searched by CP-SAT for the shortest step time whose memory fits.
+    example (llama2-13b, llama3-70b, ...). Every dimension not pinned (--tp, --pp, --dp, --cp,
+    --vpp, --zero, --recompute, --mbs) is searched by CP-SAT for the shortest step time whose
+    memory fits.
     Exit status: 0 a plan fits, 1 nothing fits (the closest plan and the smallest fix are
     printed), 2 bad input.
 
@@ -214,7 +222,15 @@ def train(
     """
     spec = load_model(model)
     hardware = build_hardware(gpu_name, mem, gpus_per_node)
-    positive(("--gpus", gpus), ("--tp", tp), ("--pp", pp), ("--dp", dp), ("--mbs", mbs))
+    positive(
+        ("--gpus", gpus),
+        ("--tp", tp),
+        ("--pp", pp),
+        ("--dp", dp),
+        ("--cp", cp),
+        ("--vpp", vpp),
+        ("--mbs", mbs),
+    )
     if time_limit is not None and time_limit <= 0:
         raise PlannerError(f"--time-limit must be positive seconds, got {time_limit}")
     training = build_training(spec, seq_len, global_batch, precision, framework, flash_attention, reserve)
@@ -224,6 +240,8 @@ def train(
         tp=tp,
         pp=pp,
         dp=dp,
+        cp=cp,
+        vpp=vpp,
         zero_stage=None if zero is None else ZeroStage(zero),
         recompute=None if recompute is None else Recompute(recompute),
         micro_batch_size=mbs,

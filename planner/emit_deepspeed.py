@@ -73,6 +73,10 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
             "Megatron sequence parallelism has no DeepSpeed equivalent (Ulysses splits "
             "attention heads instead); plan with --no-sequence-parallel"
         )
+    if config.cp > 1:
+        blockers.append("context parallelism (ring attention) is Megatron-LM's; DeepSpeed has none")
+    if config.vpp > 1:
+        blockers.append("interleaved pipeline stages (vpp > 1) are Megatron-LM's; DeepSpeed has none")
     if config.pp > 1:
         if config.zero_stage >= ZeroStage.GRADIENTS:
             blockers.append("DeepSpeed's pipeline engine supports ZeRO-0/1 only")

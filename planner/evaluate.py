@@ -39,7 +39,7 @@ class StageParams:
 
 def num_microbatches(training: TrainingSpec, config: ParallelConfig) -> int:
     """Micro-batches per step on one data-parallel rank (gradient-accumulation steps)."""
-    return training.global_batch_size // (config.dp * config.micro_batch_size)
+    return training.global_batch_size // (config.dp * config.micro_batch_size)  # cp ranks share sequences
 
 
 def vocab_for(model: ModelSpec, training: TrainingSpec, tp: int) -> int:
@@ -94,7 +94,9 @@ def stage_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int
 ) -> dict[str, float]:
     """Activation bytes on one rank of ``stage``: layers, embedding, output, recompute working set."""
-    s, b, h, t = training.seq_len, config.micro_batch_size, model.hidden_size, config.tp
+    # Context parallelism gives each rank s/cp tokens of every sequence (FlashAttention only, so
+    # no score matrix spans ranks: ``rules.framework_allows_layout``).
+    s, b, h, t = training.seq_len // config.cp, config.micro_batch_size, model.hidden_size, config.tp
     e, sp, dropout = training.precision.activation_bytes, config.sequence_parallel, model.dropout_enabled
 
     def layer(recompute: Recompute) -> float:
@@ -116,9 +118,11 @@ def stage_activation_bytes(
             kernels=A.Kernels.FUSED,
         )
 
-    in_flight = A.in_flight_microbatches(config.pp, stage, num_microbatches(training, config))
+    m = num_microbatches(training, config)
+    in_flight = A.in_flight_microbatches(config.pp, stage, m)
+    layer_microbatches = A.in_flight_layer_microbatches(model.num_layers, config.pp, config.vpp, stage, m)
     parts = {
-        "layers": layer(config.recompute) * model.num_layers / config.pp * in_flight,
+        "layers": layer(config.recompute) * layer_microbatches,
         "recompute_working": A.recompute_working_bytes(layer(Recompute.NONE), layer(config.recompute)),
         "embedding": 0.0,
         "output": 0.0,
@@ -139,7 +143,7 @@ def stage_memory(
 ) -> MemoryBreakdown:
     """Memory of one rank of pipeline stage ``stage``."""
     held = stage_params(model, training, config, stage)
-    prec, fw, zero, dp = training.precision, training.framework, config.zero_stage, config.dp
+    prec, fw, zero, dp = training.precision, training.framework, config.zero_stage, config.shard_group
     unit, stage_total = held.largest_unit, held.params
     weights = M.weights_bytes(held.params, prec, zero, dp) + M.unsharded_unit_bytes(
         unit, stage_total, dp, M.weight_bytes_per_param(prec), zero >= M.ZeroStage.WEIGHTS

@@ -21,7 +21,8 @@ from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
 TP_COLLECTIVES_PER_RECOMPUTE = 2  # the repeated forward of full recompute
-P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward
+P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward (per model chunk)
+CP_PASSES_PER_LAYER = 3  # ring passes of K/V: one forward; K/V again and their gradients backward
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -75,12 +76,15 @@ def pipeline_time(
     training: TrainingSpec,
     config: ParallelConfig,
     c: StepTimeConstants = DEFAULT_CONSTANTS,
-    vpp: int = 1,
 ) -> dict[str, float]:
-    """Seconds of compute, bubble, TP and pipeline communication per step on the last stage."""
+    """Seconds of compute, bubble, TP, context-parallel and pipeline communication per step on the
+    last stage. With context parallelism each rank runs ``s/cp`` tokens of each sequence; its
+    attention still spans the whole sequence, so FLOPs per token are those of length ``s``."""
     s, b, h, t, pp = training.seq_len, config.micro_batch_size, model.hidden_size, config.tp, config.pp
+    cp, vpp = config.cp, config.vpp
     m = num_microbatches(training, config)
     forward, extra = _layer_flops(model, s, config.recompute)
+    s = s // cp  # tokens of each sequence on this rank
     layers = model.num_layers / pp
     head = F.head_forward_flops_per_token(h, model.vocab_size)
     flops_per_token = layers * (F.training_flops_per_token(forward) + extra) + F.training_flops_per_token(
@@ -96,14 +100,24 @@ def pipeline_time(
         TP_COLLECTIVES_PER_RECOMPUTE if config.recompute is Recompute.FULL else 0
     )
     tp_per_microbatch = layers * collectives * T.all_reduce_s(message, t, _link(hardware, t, c))
+    cp_per_microbatch = 0.0
+    if cp > 1:  # ring attention: K and V chunks go round forward, K, V and their gradients backward
+        kv_chunk = 2 * s * b * model.kv_dim / t * training.precision.activation_bytes
+        hops = CP_PASSES_PER_LAYER * (cp - 1) * layers
+        cp_per_microbatch = (
+            hops * T.point_to_point_s(kv_chunk, _link(hardware, t * cp, c)) * (1 - c.cp_overlap)
+        )
     p2p = 0.0
     if pp > 1:
         shard = message / (t if config.sequence_parallel else 1)
-        p2p = P2P_PER_MICROBATCH * m * T.point_to_point_s(shard, _link(hardware, t * pp, c))
+        p2p = P2P_PER_MICROBATCH * vpp * m * T.point_to_point_s(shard, _link(hardware, t * cp * pp, c))
     return {
         "compute": m * microbatch,
-        "bubble": T.pipeline_bubble_fraction(pp, m, vpp) * m * (microbatch + tp_per_microbatch),
+        "bubble": T.pipeline_bubble_fraction(pp, m, vpp)
+        * m
+        * (microbatch + tp_per_microbatch + cp_per_microbatch),
         "tp_comm": m * tp_per_microbatch * (1 - c.tp_overlap),
+        "cp_comm": m * cp_per_microbatch,
         "pp_comm": p2p,
     }
 
@@ -117,7 +131,7 @@ def data_parallel_time(
 ) -> dict[str, float]:
     """Seconds of exposed gradient/parameter communication and of the optimizer step."""
     params = max(stage_params(model, training, config, st).params for st in {0, config.pp - 1})
-    prec, fw, zero, dp = training.precision, training.framework, config.zero_stage, config.dp
+    prec, fw, zero, dp = training.precision, training.framework, config.zero_stage, config.shard_group
     w, g = M.weight_bytes_per_param(prec), M.grad_bytes_per_param(prec, fw)
     link = _link(hardware, config.num_gpus, c)
     if zero is ZeroStage.NONE:
@@ -148,7 +162,7 @@ class Performance:
     hfu: float
     """Hardware FLOPs utilization: recompute counted."""
     breakdown: dict[str, float]
-    """Seconds per term: compute, bubble, tp_comm, pp_comm, dp_comm, optimizer."""
+    """Seconds per term: compute, bubble, tp_comm, cp_comm, pp_comm, dp_comm, optimizer."""
 
 
 def performance(
@@ -157,10 +171,9 @@ def performance(
     training: TrainingSpec,
     config: ParallelConfig,
     c: StepTimeConstants = DEFAULT_CONSTANTS,
-    vpp: int = 1,
 ) -> Performance:
     """Step time of ``config`` and the throughput figures derived from it."""
-    terms = pipeline_time(model, hardware, training, config, c, vpp) | data_parallel_time(
+    terms = pipeline_time(model, hardware, training, config, c) | data_parallel_time(
         model, hardware, training, config, c
     )
     step = sum(terms.values())

@@ -14,11 +14,12 @@ from planner.errors import PlannerError
 from planner.evaluate import memory, num_microbatches
 from planner.launch import launch_files
 from planner.performance import performance
-from planner.rules import divisors, valid_pp, valid_tp
+from planner.rules import divisors, framework_allows_layout, valid_cp, valid_pp, valid_tp, valid_vpp
 from planner.search import Candidate, brute_force, enumerate_candidates, least_memory
 from planner.solver import solve
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
 from planner.specs import (
+    Framework,
     HardwareSpec,
     MemoryBreakdown,
     ModelSpec,
@@ -61,14 +62,36 @@ def validate_pins(req: Request) -> None:
         raise PlannerError(
             f"--pp {pins.pp} does not divide the {model.num_layers} layers; use one of {valid_pp(model)}"
         )
-    fixed = (pins.tp or 1) * (pins.pp or 1) * (pins.dp or 1)
+    fixed = (pins.tp or 1) * (pins.cp or 1) * (pins.pp or 1) * (pins.dp or 1)
     if gpus % fixed:
         raise PlannerError(
-            f"tp*pp*dp = {fixed} does not divide --gpus {gpus}; "
+            f"tp*cp*pp*dp = {fixed} does not divide --gpus {gpus}; "
             f"use values whose product divides {gpus} (divisors: {divisors(gpus)[:12]})"
         )
     if None not in (pins.tp, pins.pp, pins.dp) and fixed != gpus:
-        raise PlannerError(f"--tp {pins.tp} x --pp {pins.pp} x --dp {pins.dp} = {fixed}, not --gpus {gpus}")
+        raise PlannerError(
+            f"--tp {pins.tp} x --cp {pins.cp or 1} x --pp {pins.pp} x --dp {pins.dp} = {fixed}, "
+            f"not --gpus {gpus}"
+        )
+    if pins.cp is not None and pins.cp not in valid_cp(req.training.seq_len):
+        raise PlannerError(
+            f"--cp {pins.cp}: twice it must divide --seq-len {req.training.seq_len}; "
+            f"use one of {valid_cp(req.training.seq_len)[:10]}"
+        )
+    if (
+        pins.cp is not None
+        and pins.cp > 1
+        and not framework_allows_layout(req.training.framework, pins.cp, 1, req.training.flash_attention)
+    ):
+        raise PlannerError("--cp above 1 needs --framework megatron and FlashAttention")
+    if pins.vpp is not None and pins.vpp > 1:
+        pp_choices = [pins.pp] if pins.pp else [p for p in valid_pp(model) if p > 1]
+        if not any(pins.vpp in valid_vpp(model, p) for p in pp_choices if p > 1):
+            raise PlannerError(
+                f"--vpp {pins.vpp}: pp * vpp must divide the {model.num_layers} layers, with pp above 1"
+            )
+        if req.training.framework is not Framework.MEGATRON:
+            raise PlannerError("--vpp above 1 (interleaved pipeline) needs --framework megatron")
     if pins.micro_batch_size is not None and pins.micro_batch_size <= 0:
         raise PlannerError(f"--mbs must be a positive integer, got {pins.micro_batch_size}")
     if pins.micro_batch_size is not None and req.training.global_batch_size % pins.micro_batch_size:
@@ -140,9 +163,9 @@ def run(req: Request) -> Outcome:
     """Search the space (CP-SAT, or brute force with ``exhaustive``)."""
     validate_pins(req)
     space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.gpus_per_node)
-    if not space.pairs:
+    if not space.layouts:
         raise PlannerError(
-            f"no tp x pp layout divides --gpus {req.gpus} for this model; "
+            f"no tp x cp x pp layout divides --gpus {req.gpus} for this model; "
             f"tp from {valid_tp(req.model)}, pp from {valid_pp(req.model)}"
         )
     terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
@@ -151,6 +174,12 @@ def run(req: Request) -> Outcome:
         raise PlannerError(
             f"--global-batch {req.training.global_batch_size} is not divisible by dp*mbs "
             f"for any layout of {req.gpus} GPUs; use a multiple of {req.gpus}"
+        )
+    if not terms.states:
+        raise PlannerError(
+            f"--framework {req.training.framework.value} cannot run any layout these pins leave "
+            "(DeepSpeed's pipeline engine supports ZeRO-0/1 only); unpin --zero or --pp, or use "
+            "--framework megatron"
         )
     counted = len(enumerate_candidates(space, terms))
     if req.exhaustive:
@@ -209,6 +238,8 @@ def parallelism_doc(config: ParallelConfig, training: TrainingSpec) -> dict[str,
         "tp": config.tp,
         "pp": config.pp,
         "dp": config.dp,
+        "cp": config.cp,
+        "vpp": config.vpp,
         "zero_stage": int(config.zero_stage),
         "recompute": config.recompute.value,
         "micro_batch_size": config.micro_batch_size,
@@ -282,7 +313,7 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
         "bound": outcome.bound,
         "gap": gap,
         "candidates": outcome.candidates,
-        "tie_break": "lower zero_stage, less recompute, smaller tp, smaller pp, smaller mbs",
+        "tie_break": "lower zero_stage, less recompute, smaller tp, cp, pp, vpp, smaller mbs",
     }
     doc["alternatives"] = [
         {
@@ -309,6 +340,8 @@ def launch_outputs(req: Request, doc: dict[str, Any]) -> dict[str, str]:
         tp=p["tp"],
         pp=p["pp"],
         dp=p["dp"],
+        cp=p["cp"],
+        vpp=p["vpp"],
         zero_stage=ZeroStage(p["zero_stage"]),
         recompute=Recompute(p["recompute"]),
         micro_batch_size=p["micro_batch_size"],

@@ -55,3 +55,25 @@ def framework_allows_recompute(framework: Framework, recompute: Recompute, flash
     """Selective (core-attention) recompute is Megatron's; with FlashAttention it keeps nothing
     more than no recompute, so DeepSpeed can run it as that."""
     return not (framework is Framework.DEEPSPEED and recompute is Recompute.SELECTIVE and not flash)
+
+
+def valid_cp(seq_len: int) -> list[int]:
+    """Context-parallel sizes: Megatron's load-balanced ring splits each sequence into ``2*cp``
+    chunks, so ``2*cp`` must divide it."""
+    return [c for c in divisors(seq_len) if seq_len % (2 * c) == 0 or c == 1]
+
+
+def valid_vpp(model: ModelSpec, pp: int) -> list[int]:
+    """Virtual stages per rank: 1, or (with pp > 1) a divisor of the layers per stage
+    (Megatron-LM: layers divisible by pp * vpp)."""
+    if pp == 1:
+        return [1]
+    return divisors(model.num_layers // pp)
+
+
+def framework_allows_layout(framework: Framework, cp: int, vpp: int, flash: bool) -> bool:
+    """Context parallelism and interleaved pipelines are Megatron-LM's (DeepSpeed has neither);
+    context parallelism runs with FlashAttention / fused attention only (Transformer Engine)."""
+    if framework is Framework.DEEPSPEED and (cp > 1 or vpp > 1):
+        return False
+    return cp == 1 or flash

@@ -15,7 +15,7 @@ class Candidate:
     """One point of the space with its integer objective and peak memory."""
 
     indices: tuple[int, int, int, int]
-    """(pair, zero, recompute, micro-batch) domain indices."""
+    """(layout, zero, recompute, micro-batch) domain indices."""
     objective: int
     """Time units times the tie-break range, plus the tie-break rank."""
     peak_memory: int
@@ -26,7 +26,7 @@ def enumerate_candidates(space: Space, terms: Terms) -> list[Candidate]:
     """Every candidate whose batch divides, feasible or not, in objective order."""
     found = []
     ranges = (
-        range(len(space.pairs)),
+        range(len(space.layouts)),
         range(len(space.zero_stages)),
         range(len(space.recomputes)),
         range(len(space.micro_batches)),

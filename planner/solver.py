@@ -1,7 +1,7 @@
 """The CP-SAT model: data, variables, constraints, objective, solve -- in that order.
 
 Nothing here restates a formula: every coefficient comes from ``planner.space.compile_terms``,
-tables over only the dimensions each term depends on, linked through the domain-index variables.
+tables over only the dimensions each term depends on, linked by linear sums over row selectors.
 """
 
 import time
@@ -36,35 +36,52 @@ class SolveResult:
 def solve(
     space: Space, terms: Terms, capacity: int, top: int = 1, time_limit_s: float | None = None
 ) -> SolveResult:
-    """Find the ``top`` best feasible candidates; ``optimal`` only when CP-SAT proves it."""
-    # Data
-    states_rows = [(p, z, *mem, terms.data_parallel_us[p, z]) for (p, z), mem in terms.states.items()]
-    act_rows = [(p, r, u, *mem, terms.pipeline_us[p, r, u]) for (p, r, u), mem in terms.activations.items()]
+    """Find the ``top`` best feasible candidates; ``optimal`` only when CP-SAT proves it.
+
+    Each table is a set of rows; one boolean per row selects it (exactly one per table), and the
+    two selected rows must agree on the layout, the only dimension the tables share. Memory per
+    stage and the objective are linear sums over the selected rows.
+    """
+    # Data: a row whose own term already exceeds the capacity on some stage can never be part of
+    # a plan that fits, so it is left out (the feasible set is unchanged; the model gets smaller).
+    states_rows = [(key, mem) for key, mem in terms.states.items() if max(mem) <= capacity]
+    act_rows = [(key, mem) for key, mem in terms.activations.items() if max(mem) <= capacity]
     if not states_rows or not act_rows:
         return SolveResult(status="infeasible", candidates=[], wall_time_s=0.0, objective=None, bound=None)
-    big_mem = max(max(row[2:4]) for row in states_rows) + max(max(row[3:5]) for row in act_rows)
+    n_r, n_l, n_u = len(space.recomputes), len(space.layouts), len(space.micro_batches)
+    scale = space.tie_break_range
 
-    # Variables
+    # Variables: one selector per row of each table.
     model = cp_model.CpModel()
-    pair = model.new_int_var(0, len(space.pairs) - 1, "pair")
-    zero = model.new_int_var(0, len(space.zero_stages) - 1, "zero")
-    rec = model.new_int_var(0, len(space.recomputes) - 1, "recompute")
-    mbs = model.new_int_var(0, len(space.micro_batches) - 1, "mbs")
-    state_first, state_last = (model.new_int_var(0, big_mem, n) for n in ("state_first", "state_last"))
-    act_first, act_last = (model.new_int_var(0, big_mem, n) for n in ("act_first", "act_last"))
-    dp_time = model.new_int_var(0, max(r[4] for r in states_rows), "dp_time")
-    pipe_time = model.new_int_var(0, max(r[5] for r in act_rows), "pipe_time")
+    pick_state = [model.new_bool_var(f"state_{p}_{z}") for (p, z), _ in states_rows]
+    pick_act = [model.new_bool_var(f"act_{p}_{r}_{u}") for (p, r, u), _ in act_rows]
 
-    # Constraints: tables link the dimensions to their terms; memory within capacity per stage.
-    model.add_allowed_assignments([pair, zero, state_first, state_last, dp_time], states_rows)
-    model.add_allowed_assignments([pair, rec, mbs, act_first, act_last, pipe_time], act_rows)
-    model.add(state_first + act_first <= capacity)
-    model.add(state_last + act_last <= capacity)
+    # Constraints: one row of each table, on the same layout; every stage within capacity.
+    model.add_exactly_one(pick_state)
+    model.add_exactly_one(pick_act)
+    model.add(
+        sum(p * x for ((p, _), _), x in zip(states_rows, pick_state, strict=True))
+        == sum(p * y for ((p, _, _), _), y in zip(act_rows, pick_act, strict=True))
+    )
+    for stage in (0, 1):
+        model.add(
+            sum(mem[stage] * x for (_, mem), x in zip(states_rows, pick_state, strict=True))
+            + sum(mem[stage] * y for (_, mem), y in zip(act_rows, pick_act, strict=True))
+            <= capacity
+        )
 
-    # Objective: time, then the lexicographic tie-break of planner.space.Space.tie_break.
-    n_r, n_p, n_u = len(space.recomputes), len(space.pairs), len(space.micro_batches)
-    tie = ((zero * n_r + rec) * n_p + pair) * n_u + mbs
-    model.minimize((pipe_time + dp_time) * space.tie_break_range + tie)
+    # Objective: time, then the lexicographic tie-break of planner.space.Space.tie_break, split
+    # over the two tables (ZeRO stage from the first; recompute, layout, micro-batch from the second).
+    model.minimize(
+        sum(
+            (terms.data_parallel_us[p, z] * scale + z * n_r * n_l * n_u) * x
+            for ((p, z), _), x in zip(states_rows, pick_state, strict=True)
+        )
+        + sum(
+            (terms.pipeline_us[p, r, u] * scale + (r * n_l + p) * n_u + u) * y
+            for ((p, r, u), _), y in zip(act_rows, pick_act, strict=True)
+        )
+    )
 
     # Solve, then exclude each answer to find the next best.
     solver = cp_model.CpSolver()
@@ -82,16 +99,18 @@ def solve(
             if rank == 0 and status == cp_model.UNKNOWN:
                 status_name = "unknown"
             break
-        idx = (solver.value(pair), solver.value(zero), solver.value(rec), solver.value(mbs))
-        peak = max(
-            solver.value(state_first) + solver.value(act_first),
-            solver.value(state_last) + solver.value(act_last),
+        i = next(k for k, x in enumerate(pick_state) if solver.value(x))
+        j = next(k for k, y in enumerate(pick_act) if solver.value(y))
+        (p, z), state_mem = states_rows[i]
+        (_, r, u), act_mem = act_rows[j]
+        peak = max(state_mem[stage] + act_mem[stage] for stage in (0, 1))
+        found.append(
+            Candidate(indices=(p, z, r, u), objective=round(solver.objective_value), peak_memory=peak)
         )
-        found.append(Candidate(indices=idx, objective=round(solver.objective_value), peak_memory=peak))
         if rank == 0:
             status_name = "optimal" if status == cp_model.OPTIMAL else "feasible"
             objective, bound = round(solver.objective_value), round(solver.best_objective_bound)
-        model.add_forbidden_assignments([pair, zero, rec, mbs], [idx])
+        model.add_bool_or([pick_state[i].Not(), pick_act[j].Not()])
     return SolveResult(
         status=status_name, candidates=found, wall_time_s=spent, objective=objective, bound=bound
     )

@@ -1,11 +1,11 @@
 """The candidate space and its integer terms, shared by the CP-SAT builder and brute force.
 
-A candidate is (tp, pp) -- which fixes dp -- with a ZeRO stage, a recompute mode and a micro-batch
-size. Each term is computed by the plain evaluator over only the dimensions it depends on and
-converted to integers at a named scale: memory in bytes rounded up (the solver never
+A candidate is a layout (tp, cp, pp, vpp) -- which fixes dp -- with a ZeRO stage, a recompute mode
+and a micro-batch size. Each term is computed by the plain evaluator over only the dimensions it
+depends on and converted to integers at a named scale: memory in bytes rounded up (the solver never
 under-estimates), time in microseconds rounded to nearest. The objective of a candidate is its
 summed time terms, with a lexicographic tie-break (lower ZeRO stage, less recompute, smaller tp,
-smaller pp, smaller micro-batch) so the same input always gives the same plan.
+cp, pp, vpp, smaller micro-batch) so the same input always gives the same plan.
 """
 
 import math
@@ -16,12 +16,23 @@ from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.evaluate import stage_activation_bytes, stage_memory
 from planner.performance import data_parallel_time, pipeline_time
-from planner.rules import divisors, framework_allows_recompute, framework_allows_sharding, valid_pp, valid_tp
+from planner.rules import (
+    divisors,
+    framework_allows_layout,
+    framework_allows_recompute,
+    framework_allows_sharding,
+    valid_cp,
+    valid_pp,
+    valid_tp,
+    valid_vpp,
+)
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 
 TIME_SCALE_PER_S = 1_000_000  # objective resolution: microseconds
 MEMORY_SCALE_PER_BYTE = 1  # memory resolution: bytes, rounded up
 MAX_MICRO_BATCH = 64
+MIN_TOKENS_PER_CP_RANK = 4096  # below this, ring-attention hops are no longer hidden (not searched)
+MAX_VPP = 8  # virtual stages per rank searched (recipes: Llama 3.1 405B uses 8); pin --vpp for more
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -31,6 +42,8 @@ class Pins:
     tp: int | None = None
     pp: int | None = None
     dp: int | None = None
+    cp: int | None = None
+    vpp: int | None = None
     zero_stage: ZeroStage | None = None
     recompute: Recompute | None = None
     micro_batch_size: int | None = None
@@ -43,41 +56,47 @@ class Pins:
 class Space:
     """Domains of each searched dimension, in tie-break order."""
 
-    pairs: tuple[tuple[int, int], ...]
+    layouts: tuple[tuple[int, int, int, int], ...]
+    """(tp, cp, pp, vpp) combinations, sorted: the tie-break prefers the earlier."""
     zero_stages: tuple[ZeroStage, ...]
     recomputes: tuple[Recompute, ...]
     micro_batches: tuple[int, ...]
     gpus: int
     sequence_parallel: bool | None
 
-    def config(self, pair: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
+    def config(self, layout: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
         """The parallel layout at these domain indices."""
-        tp, pp = self.pairs[pair]
+        tp, cp, pp, vpp = self.layouts[layout]
         sp = (tp > 1) if self.sequence_parallel is None else (self.sequence_parallel and tp > 1)
         return ParallelConfig(
             tp=tp,
             pp=pp,
-            dp=self.gpus // (tp * pp),
+            dp=self.gpus // (tp * cp * pp),
+            cp=cp,
+            vpp=vpp,
             zero_stage=self.zero_stages[zero],
             recompute=self.recomputes[recompute],
             micro_batch_size=self.micro_batches[mbs],
             sequence_parallel=sp,
         )
 
-    def mbs_fits(self, pair: int, mbs: int, global_batch: int) -> bool:
-        """dp * mbs divides the global batch (grad accumulation is a whole number)."""
-        tp, pp = self.pairs[pair]
-        return global_batch % (self.gpus // (tp * pp) * self.micro_batches[mbs]) == 0
+    def mbs_fits(self, layout: int, mbs: int, global_batch: int) -> bool:
+        """dp * mbs divides the global batch (grad accumulation is a whole number); interleaved
+        pipelines also need the micro-batch count divisible by pp (Megatron-LM's schedule)."""
+        tp, cp, pp, vpp = self.layouts[layout]
+        step = self.gpus // (tp * cp * pp) * self.micro_batches[mbs]
+        return global_batch % step == 0 and (vpp == 1 or (global_batch // step) % pp == 0)
 
     @property
     def size(self) -> int:
         """Candidates before the batch-divisibility filter."""
-        return len(self.pairs) * len(self.zero_stages) * len(self.recomputes) * len(self.micro_batches)
+        return len(self.layouts) * len(self.zero_stages) * len(self.recomputes) * len(self.micro_batches)
 
-    def tie_break(self, pair: int, zero: int, recompute: int, mbs: int) -> int:
-        """Lexicographic rank of the indices: ZeRO stage, recompute, (tp, pp) pair, micro-batch."""
-        n_r, n_p, n_u = len(self.recomputes), len(self.pairs), len(self.micro_batches)
-        return ((zero * n_r + recompute) * n_p + pair) * n_u + mbs
+    def tie_break(self, layout: int, zero: int, recompute: int, mbs: int) -> int:
+        """Lexicographic rank of the indices: ZeRO stage, recompute, (tp, cp, pp, vpp) layout,
+        micro-batch."""
+        n_r, n_l, n_u = len(self.recomputes), len(self.layouts), len(self.micro_batches)
+        return ((zero * n_r + recompute) * n_l + layout) * n_u + mbs
 
     @property
     def tie_break_range(self) -> int:
@@ -86,19 +105,30 @@ class Space:
 
 
 def build_space(model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, gpus_per_node: int) -> Space:
-    """The candidate space for ``gpus`` GPUs under the user's pins (possibly empty)."""
+    """The candidate space for ``gpus`` GPUs under the user's pins (possibly empty).
+
+    tp stays within a node unless allowed (``max_tp``); cp is searched while every rank keeps at
+    least ``MIN_TOKENS_PER_CP_RANK`` tokens of a sequence; vpp up to ``MAX_VPP`` chunks per rank.
+    Layouts the framework cannot run are left out (``rules.framework_allows_layout``).
+    """
     max_tp = pins.max_tp or gpus_per_node
     tps = [t for t in valid_tp(model) if gpus % t == 0 and (t <= max_tp or t == pins.tp)]
-    pps = [p for p in valid_pp(model) if gpus % p == 0]
-    pairs = [
-        (t, p)
-        for t in tps
-        for p in pps
-        if gpus % (t * p) == 0
-        and (pins.tp in (None, t))
-        and (pins.pp in (None, p))
-        and (pins.dp in (None, gpus // (t * p)))
+    cps = [
+        c
+        for c in valid_cp(training.seq_len)
+        if c == pins.cp or (pins.cp is None and (c == 1 or training.seq_len // c >= MIN_TOKENS_PER_CP_RANK))
     ]
+    layouts = []
+    for t, c, p in product(tps, cps, valid_pp(model)):
+        if gpus % (t * c * p) or pins.tp not in (None, t) or pins.pp not in (None, p):
+            continue
+        if pins.dp not in (None, gpus // (t * c * p)):
+            continue
+        for v in valid_vpp(model, p):
+            if (v == pins.vpp or (pins.vpp is None and v <= MAX_VPP)) and framework_allows_layout(
+                training.framework, c, v, training.flash_attention
+            ):
+                layouts.append((t, c, p, v))
     zeros = [pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage)
     recomputes = [pins.recompute] if pins.recompute is not None else list(Recompute)
     if pins.micro_batch_size is not None:
@@ -106,7 +136,7 @@ def build_space(model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins,
     else:
         mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
     return Space(
-        pairs=tuple(sorted(pairs)),
+        layouts=tuple(sorted(layouts)),
         zero_stages=tuple(zeros),
         recomputes=tuple(recomputes),
         micro_batches=tuple(mbs),
@@ -135,14 +165,14 @@ class Terms:
     """The integer tables: per-stage memory and time, keyed by domain indices."""
 
     states: dict[tuple[int, int], tuple[int, int]]
-    """(pair, zero) -> memory of weights, grads, optimizer (+ reserve) on (first, last) stage; only
+    """(layout, zero) -> memory of weights, grads, optimizer (+ reserve) on (first, last) stage; only
     the combinations the framework can run."""
     activations: dict[tuple[int, int, int], tuple[int, int]]
-    """(pair, recompute, mbs) -> activation memory on (first, last) stage."""
+    """(layout, recompute, mbs) -> activation memory on (first, last) stage."""
     pipeline_us: dict[tuple[int, int, int], int]
-    """(pair, recompute, mbs) -> compute, bubble, TP and p2p time."""
+    """(layout, recompute, mbs) -> compute, bubble, TP and p2p time."""
     data_parallel_us: dict[tuple[int, int], int]
-    """(pair, zero) -> exposed DP communication and optimizer time."""
+    """(layout, zero) -> exposed DP communication and optimizer time."""
 
 
 def compile_terms(
@@ -155,7 +185,7 @@ def compile_terms(
     """Evaluate every term over only the dimensions it depends on."""
     states, acts, pipe, dpt = {}, {}, {}, {}
     framework = training.framework
-    for p, z in product(range(len(space.pairs)), range(len(space.zero_stages))):
+    for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
         config = space.config(p, z, 0, 0)
         if not framework_allows_sharding(framework, config.pp, config.zero_stage):
             continue
@@ -166,7 +196,7 @@ def compile_terms(
         states[p, z] = tuple(per_stage)
         dpt[p, z] = time_units(sum(data_parallel_time(model, hardware, training, config, constants).values()))
     for p, r, u in product(
-        range(len(space.pairs)), range(len(space.recomputes)), range(len(space.micro_batches))
+        range(len(space.layouts)), range(len(space.recomputes)), range(len(space.micro_batches))
     ):
         if not space.mbs_fits(p, u, training.global_batch_size):
             continue

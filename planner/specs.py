@@ -245,25 +245,37 @@ class ParallelConfig:
     pp: int
     """Pipeline-parallel size (stages)."""
     dp: int
-    """Data-parallel size; ``tp * pp * dp`` is the GPU count."""
+    """Data-parallel size; ``tp * cp * pp * dp`` is the GPU count."""
     zero_stage: ZeroStage = ZeroStage.NONE
-    """What is sharded over ``dp``; Megatron's distributed optimizer is stage 1."""
+    """What is sharded over ``dp * cp``; Megatron's distributed optimizer is stage 1."""
     recompute: Recompute = Recompute.NONE
     """Activation recomputation."""
     micro_batch_size: int = 1
     """Sequences per micro-batch on one data-parallel rank."""
     sequence_parallel: bool = False
     """Megatron sequence parallelism (needs ``tp > 1``)."""
+    vpp: int = 1
+    """Virtual pipeline stages (model chunks) per pipeline rank; 1 = plain 1F1B, > 1 interleaved."""
+    cp: int = 1
+    """Context-parallel size: ranks that split each sequence (ring attention)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "tp", "pp", "dp", "micro_batch_size")
+        _positive(self, "tp", "pp", "dp", "micro_batch_size", "vpp", "cp")
         if self.sequence_parallel and self.tp == 1:
             raise PlannerError("sequence parallel needs --tp above 1; use --no-sequence-parallel")
+        if self.vpp > 1 and self.pp == 1:
+            raise PlannerError("--vpp above 1 needs --pp above 1 (interleaved pipeline)")
 
     @property
     def num_gpus(self) -> int:
         """GPUs the layout occupies."""
-        return self.tp * self.pp * self.dp
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def shard_group(self) -> int:
+        """Ranks that share gradients and shard ZeRO states: data-parallel times context-parallel
+        (Megatron-LM reduces gradients over its ``dp_cp`` group)."""
+        return self.dp * self.cp
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -112,7 +112,10 @@ def test_sweep_csv_json_and_chart(tmp_path):
     h100 = {r["gpus"]: r for r in rows if r["gpu"] == "h100-80gb"}
     a100 = {r["gpus"]: r for r in rows if r["gpu"] == "a100-80gb"}
     assert all(h100[n]["tokens_per_s"] > a100[n]["tokens_per_s"] for n in h100)
-    assert {(m["gpu"], m["seq_len"]) for m in as_json["min_gpus"]} == {("a100-80gb", 8192), ("h100-80gb", 8192)}
+    assert {(m["gpu"], m["seq_len"]) for m in as_json["min_gpus"]} == {
+        ("a100-80gb", 8192),
+        ("h100-80gb", 8192),
+    }
     as_csv = runner.invoke(main, [*args, "--format", "csv"]).stdout.splitlines()
     assert as_csv[0].startswith("gpu,seq_len,gpus,status") and len(as_csv) == 7
     chart = tmp_path / "sweep.png"
@@ -160,8 +163,9 @@ def test_serve_cli_answers_for_llama3_70b_at_32k():
 
 
 def test_sweep_over_sequence_lengths():
-    result = CliRunner().invoke(main, ["sweep", "llama3-8b", "--gpus", "8,16", "--seq-len", "2048,8192",
-                                       "--format", "json"])
+    result = CliRunner().invoke(
+        main, ["sweep", "llama3-8b", "--gpus", "8,16", "--seq-len", "2048,8192", "--format", "json"]
+    )
     doc = json.loads(result.stdout)
     assert [(r["seq_len"], r["gpus"]) for r in doc["rows"]] == [(2048, 8), (2048, 16), (8192, 8), (8192, 16)]
     assert [m["seq_len"] for m in doc["min_gpus"]] == [2048, 8192]

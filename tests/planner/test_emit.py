@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from planner.cli import main
 from planner.emit_megatron import megatron_args, megatron_env
-from planner.rules import valid_pp, valid_tp
+from planner.rules import valid_pp, valid_tp, valid_vpp
 from planner.specs import ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 
 from conftest import FIXTURES, fixture
@@ -50,8 +50,15 @@ def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -
     """The cross-checks of Megatron-LM's validate_args that a plan can trip."""
     a = parse(args)
     tp, pp = int(a["--tensor-model-parallel-size"]), int(a["--pipeline-model-parallel-size"])
-    assert gpus % (tp * pp) == 0
-    dp = gpus // (tp * pp)
+    cp = int(a.get("--context-parallel-size", 1))
+    vpp = int(a.get("--num-virtual-stages-per-pipeline-rank", 1))
+    assert gpus % (tp * cp * pp) == 0
+    dp = gpus // (tp * cp * pp)
+    microbatches = int(a["--global-batch-size"]) // (int(a["--micro-batch-size"]) * dp)
+    if vpp > 1:  # interleaved 1F1B: pp > 1, layers in pp * vpp chunks, micro-batches in groups of pp
+        assert pp > 1 and int(a["--num-layers"]) % (pp * vpp) == 0 and microbatches % pp == 0
+    if cp > 1:  # load-balanced ring attention splits each sequence into 2 * cp chunks
+        assert int(a["--seq-length"]) % (2 * cp) == 0
     if "--sequence-parallel" in a:
         assert tp > 1, "sequence parallelism needs tp > 1"
     assert int(a["--num-layers"]) % pp == 0
@@ -62,7 +69,7 @@ def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -
     if fsdp:
         assert a["--ckpt-format"] == "fsdp_dtensor" and env.get("CUDA_DEVICE_MAX_CONNECTIONS") != "1"
         assert "--use-distributed-optimizer" not in a
-    elif tp > 1:
+    elif tp > 1 or cp > 1:
         assert env.get("CUDA_DEVICE_MAX_CONNECTIONS") == "1"
     if "--add-qkv-bias" in a:
         assert "--disable-bias-linear" in a
@@ -90,6 +97,8 @@ def test_the_golden_set_covers_every_zero_stage_and_recompute():
     assert any("optim_grads" in a for a in args) and any("optim_grads_params" in a for a in args)
     assert any("full" in a for a in args) and any("selective" in a for a in args)
     assert any("--fp16" in a for a in args) and any("--group-query-attention" in a for a in args)
+    assert any("--context-parallel-size" in a for a in args)
+    assert any("--num-virtual-stages-per-pipeline-rank" in a for a in args)
 
 
 @st.composite
@@ -99,16 +108,19 @@ def layouts(draw):
     pp = draw(st.sampled_from(valid_pp(model)))
     dp = draw(st.sampled_from([1, 2, 4, 8]))
     mbs = draw(st.sampled_from([1, 2, 4]))
+    flash = draw(st.booleans())
     training = TrainingSpec(
         seq_len=draw(st.sampled_from([1024, 4096])),
-        global_batch_size=dp * mbs * 8,
+        global_batch_size=dp * mbs * 8 * pp,  # micro-batches divisible by pp (interleaving)
         precision=draw(st.sampled_from(list(Precision))),
-        flash_attention=draw(st.booleans()),
+        flash_attention=flash,
     )
     config = ParallelConfig(
         tp=tp,
         pp=pp,
         dp=dp,
+        cp=draw(st.sampled_from([1, 2, 4])) if flash else 1,
+        vpp=draw(st.sampled_from(valid_vpp(model, pp))),
         zero_stage=draw(st.sampled_from(list(ZeroStage))),
         recompute=draw(st.sampled_from(list(Recompute))),
         micro_batch_size=mbs,
@@ -142,11 +154,14 @@ def test_golden_files_of_the_used_by_example(tmp_path):
         main, ["--gpus", "64", "--mem", "80GB", "llama2-13b", "--format", "yaml", "-o", str(tmp_path)]
     )
     assert result.exit_code == 0, result.output
-    names = ["deepspeed.json", "megatron.sh", "megatron_args.txt", "slurm.sbatch"]
+    names = sorted(p.name for p in tmp_path.iterdir() if p.name != "plan.yaml")
     if os.environ.get("PLAN_UPDATE_GOLDEN"):
         GOLDEN.mkdir(parents=True, exist_ok=True)
+        for old in GOLDEN.iterdir():
+            old.unlink()
         for name in names:
             (GOLDEN / name).write_text((tmp_path / name).read_text())
+    assert names == sorted(p.name for p in GOLDEN.iterdir())
     for name in names:
         assert (tmp_path / name).read_text() == (GOLDEN / name).read_text(), name
     script = (tmp_path / "megatron.sh").read_text()

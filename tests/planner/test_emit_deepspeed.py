@@ -8,7 +8,10 @@ from hypothesis import given, settings
 from test_emit import layouts
 
 from planner.emit_deepspeed import deepspeed_config
+from planner.errors import PlannerError
 from planner.specs import Framework, ParallelConfig, TrainingSpec, ZeroStage
+
+from conftest import ROOT as FIXTURE_ROOT
 
 # DeepSpeed's own config classes. They need torch and deepspeed (the README's test line installs
 # both: torch 2.13 CPU, DS_BUILD_OPS=0 deepspeed).
@@ -106,9 +109,42 @@ def test_deepspeed_rejects_a_wrong_data_parallel_size():
 )
 def test_golden_cases_planned_for_deepspeed_are_accepted(case):
     """Every example model on its golden cluster sizes, planned with --framework deepspeed."""
+    megatron_only = case.get("cp", 1) > 1 or case.get("vpp", 1) > 1
+    if megatron_only or (case["pp"] > 1 and case["zero"] >= 2):
+        with pytest.raises(PlannerError, match="--framework megatron"):
+            plan_case(case, Framework.DEEPSPEED)
+        return
     plan = plan_case(case, Framework.DEEPSPEED)
     emitted = plan["deepspeed"]
     if emitted.expressible:
         accepted_by_deepspeed(emitted.content, plan["dp"])
     else:
         assert emitted.notes and any("pipeline" in n or "selective" in n for n in emitted.notes)
+
+
+EXAMPLE_MODELS = sorted(p.stem for p in (FIXTURE_ROOT / "examples").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("gpus", [16, 256])
+@pytest.mark.parametrize("name", EXAMPLE_MODELS)
+def test_every_example_planned_for_deepspeed_is_accepted(name, gpus):
+    """Each bundled model, searched with --framework deepspeed on two cluster sizes."""
+    from planner.hardware import preset
+    from planner.io import load_model
+    from planner.plan import Request, run
+    from planner.space import Pins
+
+    training = TrainingSpec(seq_len=2048, global_batch_size=1024, framework=Framework.DEEPSPEED)
+    req = Request(
+        model=load_model(name),
+        hardware=preset("h100-80gb"),
+        training=training,
+        gpus=gpus,
+        pins=Pins(sequence_parallel=False),
+    )
+    outcome = run(req)
+    best = (outcome.chosen or [outcome.closest])[0]
+    config = outcome.space.config(*best.indices)
+    emitted = deepspeed_config(req.model, training, config)
+    assert emitted.expressible, emitted.notes
+    accepted_by_deepspeed(emitted.content, config.dp)

@@ -113,3 +113,28 @@ def test_breakdown_sums_to_total(llama13b, stage):
     assert mem.activations == pytest.approx(
         sum(v for k, v in mem.detail.items() if k.startswith("activations_"))
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases())
+def test_memory_never_rises_with_cp(case):
+    model, training, config = case
+    assume(training.flash_attention and training.seq_len % (4 * config.cp) == 0)
+    more = replace(config, cp=config.cp * 2)
+    assert total(model, training, more) <= total(model, training, config) * (1 + EPS)
+
+
+def test_interleaving_holds_the_megatron_penalty_on_the_first_stage():
+    """First stage: ``layers * (1 + (pp - 1)/(pp * vpp))`` layer-micro-batches (Megatron-LM
+    theoretical_memory_usage.py); plain 1F1B: ``layers``; the last stage holds one chunk per model
+    chunk in flight at least."""
+    from constraints.activations import in_flight_layer_microbatches
+
+    for pp, vpp in ((4, 2), (8, 4), (4, 5), (2, 8)):
+        assert in_flight_layer_microbatches(80, pp, vpp, 0, 64) == pytest.approx(
+            80 * (1 + (pp - 1) / (pp * vpp))
+        )
+        assert in_flight_layer_microbatches(80, pp, 1, 0, 64) == 80
+        assert in_flight_layer_microbatches(80, pp, vpp, pp - 1, 64) < in_flight_layer_microbatches(
+            80, pp, vpp, 0, 64
+        )

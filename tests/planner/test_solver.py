@@ -27,6 +27,8 @@ def problems(draw):
     )
     pins = Pins(
         tp=draw(st.none() | st.sampled_from([1, 2])),
+        cp=draw(st.none() | st.sampled_from([1, 2])),
+        vpp=draw(st.none() | st.sampled_from([1, 2])),
         zero_stage=draw(st.none() | st.sampled_from(list(ZeroStage))),
         recompute=draw(st.none() | st.sampled_from(list(Recompute))),
         micro_batch_size=draw(st.none() | st.sampled_from([1, 2])),
@@ -48,7 +50,7 @@ def test_cp_sat_equals_brute_force(problem, top):
     assert result.status == ("optimal" if expected else "infeasible")
     for found in result.candidates:
         config = space.config(*found.indices)
-        assert config.tp * config.pp * config.dp == gpus
+        assert config.num_gpus == config.tp * config.cp * config.pp * config.dp == gpus
         assert found.peak_memory <= capacity
 
 
