@@ -177,3 +177,14 @@ def loss_transient_bytes(s: int, b: int, v: int, *, t: int, kernels: Kernels) ->
     the fp32 logits it keeps: nothing more.
     """
     return 0.0 if kernels is Kernels.FUSED else FP32_BYTES * s * b * v / t
+
+
+def moe_dispatch_bytes(
+    s: int, b: int, h: int, k: int, experts: int, *, t: int, sequence_parallel: bool, e: int
+) -> float:
+    """Extra bytes an MoE layer keeps per micro-batch beyond a dense MLP with intermediate size
+    ``k * f_expert``: the ``k`` routed copies of each token's hidden state that the experts' fc1
+    saves (Megatron-Core's all-to-all token dispatcher permutes them; one copy is already counted as
+    the MLP input) and the fp32 router probabilities. Sequence parallelism splits both over TP."""
+    shard = t if sequence_parallel else 1
+    return (e * s * b * h * (k - 1) + FP32_BYTES * s * b * experts) / shard

@@ -42,6 +42,28 @@ def moe_mlp_params(h: int, f: int, e: int, gated: bool, bias: bool) -> int:
     return router_params(h, e) + e * mlp_params(h, f, gated, bias)
 
 
+def qk_norm_params(d: int) -> int:
+    """Per-head RMSNorm of queries and of keys (Qwen3 ``q_norm``, ``k_norm``): ``d`` weights each."""
+    return 2 * d
+
+
+def mla_params(h: int, a: int, q_lora: int, kv_lora: int, nope: int, rope: int, v: int) -> int:
+    """Multi-head latent attention (DeepSeek-AI 2024, DeepSeek-V2, Section 2.1; HF
+    ``DeepseekV3Attention``): query down (``h x q_lora``) with its RMSNorm and up-projection
+    (``q_lora x a*(nope + rope)``, or ``h x a*(nope + rope)`` without a query rank), the joint
+    key/value down-projection with the shared rotary key (``h x (kv_lora + rope)``) and its RMSNorm,
+    the key/value up-projection (``kv_lora x a*(nope + v)``) and the output (``a*v x h``)."""
+    q = h * q_lora + q_lora + q_lora * a * (nope + rope) if q_lora else h * a * (nope + rope)
+    kv = h * (kv_lora + rope) + kv_lora + kv_lora * a * (nope + v)
+    return q + kv + a * v * h
+
+
+def shared_expert_params(h: int, f: int, gated: bool, gate: bool) -> int:
+    """Shared expert(s) every token goes through (one MLP of intermediate ``f``), and the sigmoid
+    gate on its output in Qwen2-MoE (``h x 1``)."""
+    return (mlp_params(h, f, gated, False) if f else 0) + (h if gate else 0)
+
+
 def norm_params(h: int, bias: bool) -> int:
     """LayerNorm has a scale and a bias (``2h``), RMSNorm a scale only (``h``)."""
     return 2 * h if bias else h
@@ -52,39 +74,39 @@ def embedding_params(v: int, h: int) -> int:
     return v * h
 
 
-def layer_params_per_tp_rank(
-    h: int,
-    a: int,
-    kv: int,
-    d: int,
-    f: int,
-    *,
-    gated: bool,
-    qkv_bias: bool,
-    out_bias: bool,
-    mlp_bias: bool,
-    norm_bias: bool,
-    num_experts: int,
-    t: int,
+def attention_params_per_tp_rank(
+    h: int, a: int, kv: int, d: int, *, qkv_bias: bool, out_bias: bool, qk_norm: bool, t: int
 ) -> float:
-    """Parameters of one transformer layer held by one tensor-parallel rank (``t = 1``: the layer).
-
-    Megatron-LM's split (Shoeybi et al. 2019, Section 3): Q, K, V and fc1 are column-parallel
-    (weights and biases split by ``t``), the output projection and fc2 row-parallel (weights split,
-    biases replicated); norms and the MoE router are replicated. Experts are split by ``t`` (expert
-    tensor parallelism).
-    """
+    """Attention parameters on one tensor-parallel rank (Megatron-LM's split, Shoeybi et al. 2019,
+    Section 3): Q, K, V column-parallel (weights and biases split by ``t``), the output projection
+    row-parallel (weight split, bias replicated); per-head q/k norms replicated."""
     q, k = a * d, kv * d
-    attn_split = 2 * h * (q + k) + ((q + 2 * k) if qkv_bias else 0)
-    attn_replicated = h if out_bias else 0
-    up_matrices = 2 if gated else 1
-    mlp_split = (up_matrices + 1) * h * f + (up_matrices * f if mlp_bias else 0)
-    mlp_replicated = h if mlp_bias else 0
-    if num_experts:
-        mlp_split *= num_experts
-        mlp_replicated = mlp_replicated * num_experts + router_params(h, num_experts)
-    norms = 2 * norm_params(h, norm_bias)
-    return (attn_split + mlp_split) / t + attn_replicated + mlp_replicated + norms
+    split = 2 * h * (q + k) + ((q + 2 * k) if qkv_bias else 0)
+    return split / t + (h if out_bias else 0) + (qk_norm_params(d) if qk_norm else 0)
+
+
+def mla_params_per_tp_rank(
+    h: int, a: int, q_lora: int, kv_lora: int, nope: int, rope: int, v: int, t: int
+) -> float:
+    """Multi-head latent attention on one TP rank: the down-projections and their norms are
+    replicated, the per-head up-projections and the output split by ``t`` (Megatron-LM
+    ``MLASelfAttention``)."""
+    down = (h * q_lora + q_lora if q_lora else 0) + h * (kv_lora + rope) + kv_lora
+    return down + (mla_params(h, a, q_lora, kv_lora, nope, rope, v) - down) / t
+
+
+def mlp_params_per_tp_rank(h: int, f: int, *, gated: bool, bias: bool, t: int) -> float:
+    """A dense MLP on one TP rank: fc1 (gate and up) column-parallel, fc2 row-parallel (its bias
+    replicated)."""
+    return (mlp_params(h, f, gated, bias) - (h if bias else 0)) / t + (h if bias else 0)
+
+
+def routed_expert_params_per_rank(
+    h: int, f: int, e: int, *, gated: bool, bias: bool, ep: int, etp: int
+) -> float:
+    """Routed experts on one rank: ``e/ep`` experts (expert parallelism, Lepikhin et al. 2021,
+    GShard), each split over ``etp`` expert-tensor-parallel ranks (Megatron-Core's default: etp = tp)."""
+    return e / ep * mlp_params(h, f, gated, bias) / etp
 
 
 def largest_matrix_params(h: int, q: int, f: int, t: int) -> float:

@@ -58,6 +58,13 @@ def all_gather_s(buffer_bytes: float, ranks: int, bandwidth_bytes_per_s: float) 
     return (ranks - 1) / ranks * buffer_bytes / bandwidth_bytes_per_s
 
 
+def all_to_all_s(buffer_bytes: float, ranks: int, bandwidth_bytes_per_s: float) -> float:
+    """All-to-all of ``buffer_bytes`` per rank: all but its own ``1/ranks`` leave it."""
+    if ranks <= 1:
+        return 0.0
+    return (ranks - 1) / ranks * buffer_bytes / bandwidth_bytes_per_s
+
+
 def point_to_point_s(message_bytes: float, bandwidth_bytes_per_s: float) -> float:
     """One send between adjacent pipeline stages."""
     return message_bytes / bandwidth_bytes_per_s

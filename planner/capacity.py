@@ -85,6 +85,7 @@ def sweep_row(req: Request, tokens: float | None, price: float | None) -> dict[s
             "cp": p["cp"],
             "pp": p["pp"],
             "vpp": p["vpp"],
+            "ep": p["ep"],
             "dp": p["dp"],
             "zero": p["zero_stage"],
             "recompute": p["recompute"],

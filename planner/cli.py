@@ -44,7 +44,7 @@ def render_table(doc: dict[str, Any]) -> str:
     if "parallelism" in doc:
         p, m, perf = doc["parallelism"], doc["memory_gib"], doc["performance"]
         label = "closest plan (least memory)" if doc["status"] == "infeasible" else "plan"
-        extra = "".join(f" {k}={p[k]}" for k in ("cp", "vpp") if p.get(k, 1) > 1)
+        extra = "".join(f" {k}={p[k]}" for k in ("cp", "vpp", "ep") if p.get(k, 1) > 1)
         lines += [
             f"{label}: tp={p['tp']} pp={p['pp']} dp={p['dp']}{extra} zero={p['zero_stage']} "
             f"recompute={p['recompute']} mbs={p['micro_batch_size']} "
@@ -65,7 +65,7 @@ def render_table(doc: dict[str, Any]) -> str:
         p, perf = alt["parallelism"], alt["performance"]
         lines.append(
             f"alternative: tp={p['tp']} pp={p['pp']} dp={p['dp']}"
-            + "".join(f" {k}={p[k]}" for k in ("cp", "vpp") if p.get(k, 1) > 1)
+            + "".join(f" {k}={p[k]}" for k in ("cp", "vpp", "ep") if p.get(k, 1) > 1)
             + f" zero={p['zero_stage']} "
             f"recompute={p['recompute']} mbs={p['micro_batch_size']}: {perf['step_time_s']:.2f} s, "
             f"{alt['memory_gib']['total']:.1f} GiB"
@@ -142,6 +142,7 @@ def main() -> None:
 @click.option("--dp", type=int, help="Pin data-parallel size.")
 @click.option("--cp", type=int, help="Pin context-parallel size (sequence split over ranks).")
 @click.option("--vpp", type=int, help="Pin virtual pipeline stages per rank (interleaved 1F1B).")
+@click.option("--ep", type=int, help="Pin expert-parallel size (MoE models).")
 @click.option(
     "--zero", type=click.IntRange(0, 3), help="Pin ZeRO stage (Megatron: 1 = distributed optimizer)."
 )
@@ -188,6 +189,7 @@ def train(
     dp: int | None,
     cp: int | None,
     vpp: int | None,
+    ep: int | None,
     zero: int | None,
     recompute: str | None,
     mbs: int | None,
@@ -209,7 +211,7 @@ def train(
 
     MODEL is a Hugging Face config.json (or the same keys in YAML) or the name of a bundled
     example (llama2-13b, llama3-70b, ...). Every dimension not pinned (--tp, --pp, --dp, --cp,
-    --vpp, --zero, --recompute, --mbs) is searched by CP-SAT for the shortest step time whose
+    --vpp, --ep, --zero, --recompute, --mbs) is searched by CP-SAT for the shortest step time whose
     memory fits.
     Exit status: 0 a plan fits, 1 nothing fits (the closest plan and the smallest fix are
     printed), 2 bad input.
@@ -242,6 +244,7 @@ def train(
         dp=dp,
         cp=cp,
         vpp=vpp,
+        ep=ep,
         zero_stage=None if zero is None else ZeroStage(zero),
         recompute=None if recompute is None else Recompute(recompute),
         micro_batch_size=mbs,

@@ -40,6 +40,7 @@ SWEEP_COLUMNS = [
     "cp",
     "pp",
     "vpp",
+    "ep",
     "dp",
     "zero",
     "recompute",

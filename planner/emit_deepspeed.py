@@ -75,6 +75,10 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
         )
     if config.cp > 1:
         blockers.append("context parallelism (ring attention) is Megatron-LM's; DeepSpeed has none")
+    if config.ep > 1:
+        blockers.append(
+            "expert parallelism needs DeepSpeed-MoE layers (deepspeed.moe.layer.MoE) in the model code"
+        )
     if config.vpp > 1:
         blockers.append("interleaved pipeline stages (vpp > 1) are Megatron-LM's; DeepSpeed has none")
     if config.pp > 1:

@@ -29,10 +29,12 @@ from planner.specs import (
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StageParams:
-    """Parameters one rank of a pipeline stage holds, and its largest gathered or reduced unit."""
+    """Parameters one rank of a pipeline stage holds, and its largest gathered unit (ZeRO-3)."""
 
     params: float
-    """All parameters on this rank (its TP shard of its stage)."""
+    """All parameters on this rank (its TP shard of its stage), experts included."""
+    expert_params: float = 0.0
+    """Of those, the routed experts (sharded over ``dp*cp/ep`` instead of ``dp*cp``)."""
     largest_unit: float
     """Largest block ZeRO-2/3 reduces or gathers at once on this rank: a layer or the embedding."""
 
@@ -49,30 +51,71 @@ def vocab_for(model: ModelSpec, training: TrainingSpec, tp: int) -> int:
     return model.vocab_size
 
 
-def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int) -> StageParams:
-    """Parameters on one TP rank of pipeline stage ``stage``."""
+def layer_params_per_rank(model: ModelSpec, config: ParallelConfig) -> tuple[float, float, float]:
+    """(dense layer, MoE layer without its routed experts, routed experts of an MoE layer) on one rank."""
     h, t = model.hidden_size, config.tp
-    layer = P.layer_params_per_tp_rank(
-        h,
-        model.num_heads,
-        model.num_kv_heads,
-        model.head_dim,
-        model.ffn_hidden_size,
-        gated=model.gated_mlp,
-        qkv_bias=model.qkv_bias,
-        out_bias=model.out_bias,
-        mlp_bias=model.mlp_bias,
-        norm_bias=model.norm_bias,
-        num_experts=model.num_experts,
-        t=t,
+    if model.is_mla:
+        attention = P.mla_params_per_tp_rank(
+            h,
+            model.num_heads,
+            model.q_lora_rank,
+            model.kv_lora_rank,
+            model.qk_nope_head_dim,
+            model.qk_rope_head_dim,
+            model.v_head_dim,
+            t,
+        )
+    else:
+        attention = P.attention_params_per_tp_rank(
+            h,
+            model.num_heads,
+            model.num_kv_heads,
+            model.head_dim,
+            qkv_bias=model.qkv_bias,
+            out_bias=model.out_bias,
+            qk_norm=model.qk_norm,
+            t=t,
+        )
+    norms = model.norms_per_layer * P.norm_params(h, model.norm_bias)
+    dense = (
+        attention
+        + norms
+        + P.mlp_params_per_tp_rank(h, model.ffn_hidden_size, gated=model.gated_mlp, bias=model.mlp_bias, t=t)
     )
-    params = layer * model.num_layers / config.pp
+    if not model.is_moe:
+        return dense, 0.0, 0.0
+    shared = P.shared_expert_params(
+        h, model.shared_expert_ffn_hidden_size, model.gated_mlp, model.shared_expert_gate
+    )
+    moe = attention + norms + P.router_params(h, model.num_experts) + shared / t
+    experts = P.routed_expert_params_per_rank(
+        h,
+        model.expert_ffn,
+        model.num_experts,
+        gated=model.gated_mlp,
+        bias=model.mlp_bias,
+        ep=config.ep,
+        etp=t,
+    )
+    return dense, moe, experts
+
+
+def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int) -> StageParams:
+    """Parameters on one TP rank of pipeline stage ``stage``. Stage ``s`` holds layers
+    ``[s*L/pp, (s+1)*L/pp)``; an MoE model's dense layers come first (DeepSeek-V3)."""
+    h, t = model.hidden_size, config.tp
+    dense, moe, experts = layer_params_per_rank(model, config)
+    per_stage = model.num_layers // config.pp
+    first = stage * per_stage
+    n_dense = per_stage if not model.is_moe else max(0, min(model.num_dense_layers - first, per_stage))
+    n_moe = per_stage - n_dense
+    params = n_dense * dense + n_moe * (moe + experts)
     embedding = P.embedding_params(vocab_for(model, training, t), h) / t  # vocab-parallel
     # ZeRO-3 gathers per module in DeepSpeed, per transformer block in FSDP / Megatron-FSDP.
     unit = (
-        P.largest_matrix_params(h, model.q_dim, model.ffn_hidden_size, t)
+        P.largest_matrix_params(h, model.q_dim, max(model.ffn_hidden_size, model.expert_ffn), t)
         if training.framework is Framework.DEEPSPEED
-        else layer
+        else max(dense if n_dense else 0.0, moe + experts if n_moe else 0.0)
     )
     if stage == 0:
         params += embedding
@@ -87,7 +130,7 @@ def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfi
         if not model.tied_embeddings or config.pp > 1:
             params += embedding
             unit = max(unit, embedding)
-    return StageParams(params=params, largest_unit=unit)
+    return StageParams(params=params, expert_params=n_moe * experts, largest_unit=unit)
 
 
 def stage_activation_bytes(
@@ -99,7 +142,24 @@ def stage_activation_bytes(
     s, b, h, t = training.seq_len // config.cp, config.micro_batch_size, model.hidden_size, config.tp
     e, sp, dropout = training.precision.activation_bytes, config.sequence_parallel, model.dropout_enabled
 
+    # An MoE layer's MLP activations are those of a dense MLP as wide as the k experts each token
+    # visits plus the shared expert, and the dispatched token copies (taken for every layer: the
+    # dense layers of DeepSeek-style models are no wider).
+    mlp_width = model.ffn_hidden_size
+    dispatch = 0.0
+    if model.is_moe:
+        routed = model.num_experts_per_token * model.expert_ffn + model.shared_expert_ffn_hidden_size
+        mlp_width = max(mlp_width if model.num_dense_layers else 0, routed)
+        dispatch = A.moe_dispatch_bytes(
+            s, b, h, model.num_experts_per_token, model.num_experts, t=t, sequence_parallel=sp, e=e
+        )
+
     def layer(recompute: Recompute) -> float:
+        if recompute is not Recompute.FULL:
+            return dispatch + layer_only(recompute)
+        return layer_only(recompute)
+
+    def layer_only(recompute: Recompute) -> float:
         return A.layer_activation_bytes(
             s,
             b,
@@ -107,7 +167,7 @@ def stage_activation_bytes(
             model.num_heads,
             model.q_dim,
             model.kv_dim,
-            model.ffn_hidden_size,
+            mlp_width,
             gated=model.gated_mlp,
             t=t,
             sequence_parallel=sp,
@@ -145,17 +205,19 @@ def stage_memory(
     held = stage_params(model, training, config, stage)
     prec, fw, zero, dp = training.precision, training.framework, config.zero_stage, config.shard_group
     unit, stage_total = held.largest_unit, held.params
-    weights = M.weights_bytes(held.params, prec, zero, dp) + M.unsharded_unit_bytes(
+    # Non-expert states shard over dp*cp, routed experts' over their own group dp*cp/ep.
+    groups = ((held.params - held.expert_params, dp), (held.expert_params, config.expert_shard_group))
+    weights = sum(M.weights_bytes(n, prec, zero, g) for n, g in groups) + M.unsharded_unit_bytes(
         unit, stage_total, dp, M.weight_bytes_per_param(prec), zero >= M.ZeroStage.WEIGHTS
     )
-    gradients = M.gradients_bytes(held.params, prec, fw, zero, dp) + M.unsharded_unit_bytes(
+    gradients = sum(M.gradients_bytes(n, prec, fw, zero, g) for n, g in groups) + M.unsharded_unit_bytes(
         unit, stage_total, dp, M.grad_bytes_per_param(prec, fw), zero >= M.ZeroStage.GRADIENTS
     )
     acts = stage_activation_bytes(model, training, config, stage)
     return MemoryBreakdown(
         weights=weights,
         gradients=gradients,
-        optimizer=M.optimizer_bytes(held.params, prec, zero, dp),
+        optimizer=sum(M.optimizer_bytes(n, prec, zero, g) for n, g in groups),
         activations=sum(acts.values()),
         reserve=M.reserve_bytes(
             hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes

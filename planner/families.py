@@ -242,6 +242,91 @@ def _mpt(k: _Keys) -> dict:
     )
 
 
+def _qwen3(k: _Keys) -> dict:
+    return _llama_like(k, qkv_bias_default=False) | dict(qk_norm=True)
+
+
+def _gemma(k: _Keys) -> dict:
+    return _llama_like(k, qkv_bias_default=False) | dict(
+        tied_embeddings=k.bool("tie_word_embeddings", default=True),
+        activation="gelu",
+        unsupported_by_megatron=(
+            "GeGLU MLP (Megatron-LM's --swiglu is SiLU)",
+            "RMSNorm scaled by (1 + weight) and embeddings scaled by sqrt(h)",
+        ),
+    )
+
+
+def _gemma2(k: _Keys) -> dict:
+    # Gemma 2 alternates local (sliding-window) and global layers; serving memory conservatively
+    # caches every layer in full.
+    return _gemma(k) | dict(
+        norms_per_layer=4,
+        sliding_window=None,
+        unsupported_by_megatron=(
+            "GeGLU MLP (Megatron-LM's --swiglu is SiLU)",
+            "four norms per layer and attention/final logit soft-capping",
+            "alternating sliding-window layers",
+        ),
+    )
+
+
+def _moe_fields(k: _Keys, experts_key: str, shared_ffn: int, shared_gate: bool) -> dict:
+    num_layers = k.int("num_hidden_layers")
+    step = k.int("decoder_sparse_step", default=1)
+    dense_only = set(k.config.get("mlp_only_layers") or [])
+    dense = sum(1 for i in range(num_layers) if i in dense_only or (i + 1) % step)
+    return dict(
+        num_experts=k.int(experts_key),
+        num_experts_per_token=k.int("num_experts_per_tok"),
+        moe_ffn_hidden_size=k.int("moe_intermediate_size"),
+        shared_expert_ffn_hidden_size=shared_ffn,
+        shared_expert_gate=shared_gate,
+        num_dense_layers=dense,
+    )
+
+
+def _qwen2_moe(k: _Keys) -> dict:
+    shared = (
+        k.int("shared_expert_intermediate_size", default=0)
+        if k.config.get("shared_expert_intermediate_size")
+        else 0
+    )
+    return (
+        _qwen2(k)
+        | _moe_fields(k, "num_experts", shared, shared_gate=bool(shared))
+        | dict(unsupported_by_megatron=("the sigmoid gate on the shared expert",))
+    )
+
+
+def _qwen3_moe(k: _Keys) -> dict:
+    return _qwen3(k) | _moe_fields(k, "num_experts", 0, shared_gate=False)
+
+
+def _deepseek_v3(k: _Keys) -> dict:
+    fields = _llama_like(k, qkv_bias_default=False)
+    nope, rope = k.int("qk_nope_head_dim"), k.int("qk_rope_head_dim")
+    moe_ffn = k.int("moe_intermediate_size")
+    return fields | dict(
+        head_dim=nope + rope,
+        num_kv_heads=fields["num_heads"],
+        q_lora_rank=k.int("q_lora_rank", default=0) if k.config.get("q_lora_rank") else 0,
+        kv_lora_rank=k.int("kv_lora_rank"),
+        qk_nope_head_dim=nope,
+        qk_rope_head_dim=rope,
+        v_head_dim=k.int("v_head_dim"),
+        num_experts=k.int("n_routed_experts"),
+        num_experts_per_token=k.int("num_experts_per_tok"),
+        moe_ffn_hidden_size=moe_ffn,
+        shared_expert_ffn_hidden_size=moe_ffn * k.int("n_shared_experts", default=1),
+        num_dense_layers=min(k.int("first_k_dense_replace", default=3), fields["num_layers"]),
+        unsupported_by_megatron=(
+            "DeepSeek-V3's grouped sigmoid routing with expert bias, its dense "
+            "first layers and multi-token prediction are not emitted yet",
+        ),
+    )
+
+
 READERS: dict[str, Callable[[_Keys], dict]] = {
     "llama": _llama,
     "mistral": _llama,
@@ -249,6 +334,12 @@ READERS: dict[str, Callable[[_Keys], dict]] = {
     "qwen2": _qwen2,
     "gpt2": _gpt2,
     "gpt_neox": _gpt_neox,
+    "qwen3": _qwen3,
+    "gemma": _gemma,
+    "gemma2": _gemma2,
+    "qwen2_moe": _qwen2_moe,
+    "qwen3_moe": _qwen3_moe,
+    "deepseek_v3": _deepseek_v3,
     "bloom": _bloom,
     "mpt": _mpt,
 }

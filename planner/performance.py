@@ -22,6 +22,7 @@ from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
 TP_COLLECTIVES_PER_RECOMPUTE = 2  # the repeated forward of full recompute
 P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward (per model chunk)
+EP_ALL_TO_ALL_PER_LAYER = 4  # dispatch and combine, forward and backward (Megatron-Core alltoall dispatcher)
 CP_PASSES_PER_LAYER = 3  # ring passes of K/V: one forward; K/V again and their gradients backward
 
 
@@ -36,13 +37,32 @@ class StepFlops:
 
 
 def layer_matmul_params(model: ModelSpec) -> float:
-    """Weights of one layer that every token multiplies (active experts only for MoE)."""
+    """Weights of one layer that every token multiplies: attention (MLA's projections included) and,
+    for MoE, the router, the ``k`` experts a token visits and the shared expert (active parameters);
+    the dense layers of an MoE model are averaged in."""
     h = model.hidden_size
-    attention = P.attention_params(h, model.num_heads, model.num_kv_heads, model.head_dim, False, False)
-    mlp = P.mlp_params(h, model.ffn_hidden_size, model.gated_mlp, False)
-    if model.is_moe:
-        mlp = mlp * model.num_experts_per_token + P.router_params(h, model.num_experts)
-    return attention + mlp
+    if model.is_mla:
+        attention = P.mla_params(
+            h,
+            model.num_heads,
+            model.q_lora_rank,
+            model.kv_lora_rank,
+            model.qk_nope_head_dim,
+            model.qk_rope_head_dim,
+            model.v_head_dim,
+        )
+    else:
+        attention = P.attention_params(h, model.num_heads, model.num_kv_heads, model.head_dim, False, False)
+    dense = P.mlp_params(h, model.ffn_hidden_size, model.gated_mlp, False)
+    if not model.is_moe:
+        return attention + dense
+    active = (
+        model.num_experts_per_token * P.mlp_params(h, model.expert_ffn, model.gated_mlp, False)
+        + P.router_params(h, model.num_experts)
+        + P.shared_expert_params(h, model.shared_expert_ffn_hidden_size, model.gated_mlp, False)
+    )
+    moe_share = model.num_moe_layers / model.num_layers
+    return attention + moe_share * active + (1 - moe_share) * dense
 
 
 def _layer_flops(model: ModelSpec, seq_len: int, recompute: Recompute) -> tuple[float, float]:
@@ -100,6 +120,14 @@ def pipeline_time(
         TP_COLLECTIVES_PER_RECOMPUTE if config.recompute is Recompute.FULL else 0
     )
     tp_per_microbatch = layers * collectives * T.all_reduce_s(message, t, _link(hardware, t, c))
+    ep_per_microbatch = 0.0
+    if model.is_moe and config.ep > 1:  # all-to-all dispatch and combine, forward and backward
+        routed = s * b * model.num_experts_per_token * h * training.precision.activation_bytes
+        passes = EP_ALL_TO_ALL_PER_LAYER + (2 if config.recompute is Recompute.FULL else 0)
+        moe_layers = model.num_moe_layers / pp
+        ep_per_microbatch = (
+            moe_layers * passes * T.all_to_all_s(routed, config.ep, _link(hardware, t * config.ep, c))
+        )
     cp_per_microbatch = 0.0
     if cp > 1:  # ring attention: K and V chunks go round forward, K, V and their gradients backward
         kv_chunk = 2 * s * b * model.kv_dim / t * training.precision.activation_bytes
@@ -118,6 +146,7 @@ def pipeline_time(
         * (microbatch + tp_per_microbatch + cp_per_microbatch),
         "tp_comm": m * tp_per_microbatch * (1 - c.tp_overlap),
         "cp_comm": m * cp_per_microbatch,
+        "ep_comm": m * ep_per_microbatch,
         "pp_comm": p2p,
     }
 
@@ -129,17 +158,25 @@ def data_parallel_time(
     config: ParallelConfig,
     c: StepTimeConstants = DEFAULT_CONSTANTS,
 ) -> dict[str, float]:
-    """Seconds of exposed gradient/parameter communication and of the optimizer step."""
-    params = max(stage_params(model, training, config, st).params for st in {0, config.pp - 1})
-    prec, fw, zero, dp = training.precision, training.framework, config.zero_stage, config.shard_group
+    """Seconds of exposed gradient/parameter communication and of the optimizer step. Non-expert
+    parameters reduce over ``dp*cp``, routed experts over their own group ``dp*cp/ep``."""
+    held = max(
+        (stage_params(model, training, config, st) for st in {0, config.pp - 1}), key=lambda x: x.params
+    )
+    prec, fw, zero = training.precision, training.framework, config.zero_stage
     w, g = M.weight_bytes_per_param(prec), M.grad_bytes_per_param(prec, fw)
     link = _link(hardware, config.num_gpus, c)
-    if zero is ZeroStage.NONE:
-        comm = T.all_reduce_s(params * g, dp, link)
-    else:  # reduce-scatter gradients, all-gather updated weights (twice more for ZeRO-3)
-        gathers = 3 if zero is ZeroStage.WEIGHTS else 1
-        comm = T.all_gather_s(params * g, dp, link) + gathers * T.all_gather_s(params * w, dp, link)
-    updated = params / dp if zero >= ZeroStage.OPTIMIZER else params
+    comm, updated = 0.0, 0.0
+    for params, dp in (
+        (held.params - held.expert_params, config.shard_group),
+        (held.expert_params, config.expert_shard_group),
+    ):
+        if zero is ZeroStage.NONE:
+            comm += T.all_reduce_s(params * g, dp, link)
+        else:  # reduce-scatter gradients, all-gather updated weights (twice more for ZeRO-3)
+            gathers = 3 if zero is ZeroStage.WEIGHTS else 1
+            comm += T.all_gather_s(params * g, dp, link) + gathers * T.all_gather_s(params * w, dp, link)
+        updated += params / dp if zero >= ZeroStage.OPTIMIZER else params
     opt_bytes = M.optimizer_bytes_per_param(prec)
     step = T.optimizer_step_s(
         updated, T.adam_step_bytes_per_param(opt_bytes, g, w), hardware.hbm_bandwidth_bytes_per_s
@@ -162,7 +199,7 @@ class Performance:
     hfu: float
     """Hardware FLOPs utilization: recompute counted."""
     breakdown: dict[str, float]
-    """Seconds per term: compute, bubble, tp_comm, cp_comm, pp_comm, dp_comm, optimizer."""
+    """Seconds per term: compute, bubble, tp_comm, cp_comm, ep_comm, pp_comm, dp_comm, optimizer."""
 
 
 def performance(

@@ -14,7 +14,7 @@ from planner.errors import PlannerError
 from planner.evaluate import memory, num_microbatches
 from planner.launch import launch_files
 from planner.performance import performance
-from planner.rules import divisors, framework_allows_layout, valid_cp, valid_pp, valid_tp, valid_vpp
+from planner.rules import divisors, framework_allows_layout, valid_cp, valid_ep, valid_pp, valid_tp, valid_vpp
 from planner.search import Candidate, brute_force, enumerate_candidates, least_memory
 from planner.solver import solve
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
@@ -97,6 +97,15 @@ def validate_pins(req: Request) -> None:
     if pins.micro_batch_size is not None and req.training.global_batch_size % pins.micro_batch_size:
         raise PlannerError(
             f"--mbs {pins.micro_batch_size} does not divide --global-batch {req.training.global_batch_size}"
+        )
+    if pins.ep is not None and pins.ep not in valid_ep(model):
+        raise PlannerError(
+            f"--ep {pins.ep} does not divide the {model.num_experts} experts; use one of {valid_ep(model)}"
+        )
+    if pins.ep is not None and pins.ep > 1 and req.training.framework is not Framework.MEGATRON:
+        raise PlannerError(
+            "--ep above 1 needs --framework megatron (DeepSpeed's expert parallelism needs "
+            "DeepSpeed-MoE layers in the model code)"
         )
     if pins.sequence_parallel and pins.tp == 1:
         raise PlannerError("--sequence-parallel needs --tp above 1")
@@ -240,6 +249,7 @@ def parallelism_doc(config: ParallelConfig, training: TrainingSpec) -> dict[str,
         "dp": config.dp,
         "cp": config.cp,
         "vpp": config.vpp,
+        "ep": config.ep,
         "zero_stage": int(config.zero_stage),
         "recompute": config.recompute.value,
         "micro_batch_size": config.micro_batch_size,
@@ -313,7 +323,7 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
         "bound": outcome.bound,
         "gap": gap,
         "candidates": outcome.candidates,
-        "tie_break": "lower zero_stage, less recompute, smaller tp, cp, pp, vpp, smaller mbs",
+        "tie_break": "lower zero_stage, less recompute, smaller tp, cp, pp, vpp, ep, smaller mbs",
     }
     doc["alternatives"] = [
         {
@@ -342,6 +352,7 @@ def launch_outputs(req: Request, doc: dict[str, Any]) -> dict[str, str]:
         dp=p["dp"],
         cp=p["cp"],
         vpp=p["vpp"],
+        ep=p["ep"],
         zero_stage=ZeroStage(p["zero_stage"]),
         recompute=Recompute(p["recompute"]),
         micro_batch_size=p["micro_batch_size"],

@@ -71,9 +71,15 @@ def valid_vpp(model: ModelSpec, pp: int) -> list[int]:
     return divisors(model.num_layers // pp)
 
 
-def framework_allows_layout(framework: Framework, cp: int, vpp: int, flash: bool) -> bool:
-    """Context parallelism and interleaved pipelines are Megatron-LM's (DeepSpeed has neither);
-    context parallelism runs with FlashAttention / fused attention only (Transformer Engine)."""
-    if framework is Framework.DEEPSPEED and (cp > 1 or vpp > 1):
+def framework_allows_layout(framework: Framework, cp: int, vpp: int, flash: bool, ep: int = 1) -> bool:
+    """Context parallelism, interleaved pipelines and expert parallelism are Megatron-LM's here
+    (DeepSpeed has neither of the first two, and its expert parallelism needs DeepSpeed-MoE layers
+    in the model code); context parallelism runs with FlashAttention / fused attention only."""
+    if framework is Framework.DEEPSPEED and (cp > 1 or vpp > 1 or ep > 1):
         return False
     return cp == 1 or flash
+
+
+def valid_ep(model: ModelSpec) -> list[int]:
+    """Expert-parallel sizes: divisors of the routed experts (1 for a dense model)."""
+    return divisors(model.num_experts) if model.is_moe else [1]

@@ -1,6 +1,6 @@
 """The candidate space and its integer terms, shared by the CP-SAT builder and brute force.
 
-A candidate is a layout (tp, cp, pp, vpp) -- which fixes dp -- with a ZeRO stage, a recompute mode
+A candidate is a layout (tp, cp, pp, vpp, ep) -- which fixes dp -- with a ZeRO stage, a recompute mode
 and a micro-batch size. Each term is computed by the plain evaluator over only the dimensions it
 depends on and converted to integers at a named scale: memory in bytes rounded up (the solver never
 under-estimates), time in microseconds rounded to nearest. The objective of a candidate is its
@@ -22,6 +22,7 @@ from planner.rules import (
     framework_allows_recompute,
     framework_allows_sharding,
     valid_cp,
+    valid_ep,
     valid_pp,
     valid_tp,
     valid_vpp,
@@ -44,6 +45,7 @@ class Pins:
     dp: int | None = None
     cp: int | None = None
     vpp: int | None = None
+    ep: int | None = None
     zero_stage: ZeroStage | None = None
     recompute: Recompute | None = None
     micro_batch_size: int | None = None
@@ -56,8 +58,8 @@ class Pins:
 class Space:
     """Domains of each searched dimension, in tie-break order."""
 
-    layouts: tuple[tuple[int, int, int, int], ...]
-    """(tp, cp, pp, vpp) combinations, sorted: the tie-break prefers the earlier."""
+    layouts: tuple[tuple[int, int, int, int, int], ...]
+    """(tp, cp, pp, vpp, ep) combinations, sorted: the tie-break prefers the earlier."""
     zero_stages: tuple[ZeroStage, ...]
     recomputes: tuple[Recompute, ...]
     micro_batches: tuple[int, ...]
@@ -66,7 +68,7 @@ class Space:
 
     def config(self, layout: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
         """The parallel layout at these domain indices."""
-        tp, cp, pp, vpp = self.layouts[layout]
+        tp, cp, pp, vpp, ep = self.layouts[layout]
         sp = (tp > 1) if self.sequence_parallel is None else (self.sequence_parallel and tp > 1)
         return ParallelConfig(
             tp=tp,
@@ -74,6 +76,7 @@ class Space:
             dp=self.gpus // (tp * cp * pp),
             cp=cp,
             vpp=vpp,
+            ep=ep,
             zero_stage=self.zero_stages[zero],
             recompute=self.recomputes[recompute],
             micro_batch_size=self.micro_batches[mbs],
@@ -83,7 +86,7 @@ class Space:
     def mbs_fits(self, layout: int, mbs: int, global_batch: int) -> bool:
         """dp * mbs divides the global batch (grad accumulation is a whole number); interleaved
         pipelines also need the micro-batch count divisible by pp (Megatron-LM's schedule)."""
-        tp, cp, pp, vpp = self.layouts[layout]
+        tp, cp, pp, vpp, _ = self.layouts[layout]
         step = self.gpus // (tp * cp * pp) * self.micro_batches[mbs]
         return global_batch % step == 0 and (vpp == 1 or (global_batch // step) % pp == 0)
 
@@ -93,7 +96,7 @@ class Space:
         return len(self.layouts) * len(self.zero_stages) * len(self.recomputes) * len(self.micro_batches)
 
     def tie_break(self, layout: int, zero: int, recompute: int, mbs: int) -> int:
-        """Lexicographic rank of the indices: ZeRO stage, recompute, (tp, cp, pp, vpp) layout,
+        """Lexicographic rank of the indices: ZeRO stage, recompute, (tp, cp, pp, vpp, ep) layout,
         micro-batch."""
         n_r, n_l, n_u = len(self.recomputes), len(self.layouts), len(self.micro_batches)
         return ((zero * n_r + recompute) * n_l + layout) * n_u + mbs
@@ -124,11 +127,13 @@ def build_space(model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins,
             continue
         if pins.dp not in (None, gpus // (t * c * p)):
             continue
-        for v in valid_vpp(model, p):
+        dp_cp = gpus // (t * p)  # ranks the experts can be spread over (dp * cp)
+        eps = [e for e in valid_ep(model) if dp_cp % e == 0 and pins.ep in (None, e)]
+        for v, e in product(valid_vpp(model, p), eps):
             if (v == pins.vpp or (pins.vpp is None and v <= MAX_VPP)) and framework_allows_layout(
-                training.framework, c, v, training.flash_attention
+                training.framework, c, v, training.flash_attention, e
             ):
-                layouts.append((t, c, p, v))
+                layouts.append((t, c, p, v, e))
     zeros = [pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage)
     recomputes = [pins.recompute] if pins.recompute is not None else list(Recompute)
     if pins.micro_batch_size is not None:

@@ -103,6 +103,32 @@ class ModelSpec:
     """Routed experts per MoE layer; 0 for a dense model."""
     num_experts_per_token: int = 0
     """Experts each token is routed to (top-k)."""
+    moe_ffn_hidden_size: int = 0
+    """Intermediate size of one routed expert; 0 means ``ffn_hidden_size`` (Mixtral)."""
+    shared_expert_ffn_hidden_size: int = 0
+    """Intermediate size of the shared expert(s) every token goes through; 0 for none."""
+    shared_expert_gate: bool = False
+    """A sigmoid gate (``h x 1``) on the shared expert (Qwen2-MoE)."""
+    num_dense_layers: int = 0
+    """Layers of an MoE model whose MLP is dense (``ffn_hidden_size``), e.g. DeepSeek's first 3."""
+    qk_norm: bool = False
+    """RMSNorm over each query and key head (Qwen3, ``head_dim`` weights each)."""
+    norms_per_layer: int = 2
+    """Norms in one decoder layer (Gemma 2 has four)."""
+    q_lora_rank: int = 0
+    """Multi-head latent attention (DeepSeek-V2/V3): rank of the query down-projection; 0 = none."""
+    kv_lora_rank: int = 0
+    """MLA: rank of the joint key/value down-projection; 0 = standard attention."""
+    qk_nope_head_dim: int = 0
+    """MLA: query/key head dimensions without rotary embedding."""
+    qk_rope_head_dim: int = 0
+    """MLA: query/key head dimensions with rotary embedding (the key part shared by all heads)."""
+    v_head_dim: int = 0
+    """MLA: value head dimension."""
+    activation: str = "silu"
+    """MLP activation (``silu``: SwiGLU when gated; ``gelu``: GeGLU when gated, GeLU otherwise)."""
+    unsupported_by_megatron: tuple[str, ...] = ()
+    """Features of this family that Megatron-LM's GPT model has no flag for (launch notes)."""
     dropout: float = 0.0
     """Largest of the hidden/attention dropout probabilities; > 0 keeps dropout masks."""
     rope_theta: float = 10000.0
@@ -157,6 +183,21 @@ class ModelSpec:
     def is_moe(self) -> bool:
         """Mixture-of-experts MLPs."""
         return self.num_experts > 0
+
+    @property
+    def is_mla(self) -> bool:
+        """Multi-head latent attention."""
+        return self.kv_lora_rank > 0
+
+    @property
+    def expert_ffn(self) -> int:
+        """Intermediate size of one routed expert."""
+        return self.moe_ffn_hidden_size or self.ffn_hidden_size
+
+    @property
+    def num_moe_layers(self) -> int:
+        """Layers with a mixture-of-experts MLP."""
+        return self.num_layers - self.num_dense_layers if self.is_moe else 0
 
     @property
     def dropout_enabled(self) -> bool:
@@ -258,9 +299,13 @@ class ParallelConfig:
     """Virtual pipeline stages (model chunks) per pipeline rank; 1 = plain 1F1B, > 1 interleaved."""
     cp: int = 1
     """Context-parallel size: ranks that split each sequence (ring attention)."""
+    ep: int = 1
+    """Expert-parallel size: ranks that split the routed experts (carved out of ``dp * cp``)."""
 
     def __post_init__(self) -> None:
-        _positive(self, "tp", "pp", "dp", "micro_batch_size", "vpp", "cp")
+        _positive(self, "tp", "pp", "dp", "micro_batch_size", "vpp", "cp", "ep")
+        if (self.dp * self.cp) % self.ep:
+            raise PlannerError(f"--ep {self.ep} must divide dp*cp = {self.dp * self.cp}")
         if self.sequence_parallel and self.tp == 1:
             raise PlannerError("sequence parallel needs --tp above 1; use --no-sequence-parallel")
         if self.vpp > 1 and self.pp == 1:
@@ -276,6 +321,11 @@ class ParallelConfig:
         """Ranks that share gradients and shard ZeRO states: data-parallel times context-parallel
         (Megatron-LM reduces gradients over its ``dp_cp`` group)."""
         return self.dp * self.cp
+
+    @property
+    def expert_shard_group(self) -> int:
+        """Ranks that hold the same experts and shard their ZeRO states: ``dp * cp / ep``."""
+        return self.dp * self.cp // self.ep
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -141,3 +141,18 @@ def test_deepspeed_plans_are_runnable_by_deepspeed(problem):
     assert [c.indices for c in result.candidates] == [c.indices for c in expected]
     for found in result.candidates:
         assert deepspeed_config(model, training, space.config(*found.indices)).expressible
+
+
+@pytest.mark.parametrize("name, gpus", [("mixtral-8x7b", 64), ("qwen3-30b-a3b", 32), ("deepseek-v3", 1024)])
+def test_moe_search_equals_brute_force_and_uses_expert_parallelism(name, gpus):
+    from planner.io import load_model
+    from planner.specs import TrainingSpec
+
+    model, hardware = load_model(name), preset("h100-80gb")
+    training = TrainingSpec(seq_len=4096, global_batch_size=1024)
+    space = build_space(model, training, gpus, Pins(), hardware.gpus_per_node)
+    assert any(layout[4] > 1 for layout in space.layouts)  # ep is searched for MoE models
+    terms = compile_terms(space, model, hardware, training)
+    expected = brute_force(space, terms, capacity_units(hardware), 2)
+    result = solve(space, terms, capacity_units(hardware), 2)
+    assert [c.indices for c in result.candidates] == [c.indices for c in expected]
