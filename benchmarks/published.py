@@ -6,8 +6,8 @@ marked and their fit verdict is not counted as evidence; a missing ZeRO stage is
 (ZeRO-1, or Megatron's distributed optimizer, the recipes' default) unless the distributed
 optimizer is stated off; ZeRO 2/3 rows follow DeepSpeed/FSDP conventions
 (16-bit gradients), others Megatron's; FlashAttention is on for H100 rows and rows whose notes name
-it; GeLU models carry Megatron's default dropout 0.1. Rows with experts or FP8 are left to the
-modern-space issue and reported as skipped.
+it; GeLU models carry Megatron's default dropout 0.1. FP8 rows, and rows whose layout or MoE shape
+is not stated, are reported as skipped.
 """
 
 from dataclasses import dataclass, replace
@@ -55,8 +55,10 @@ class Row:
 
 def skip_reason(entry: dict) -> str | None:
     m = entry["model"]
-    if m.get("moe"):
-        return "mixture of experts"
+    if m.get("moe") and not m["moe"].get("experts"):
+        return "MoE shape not stated"
+    if any(entry["parallel"].get(k) is None for k in ("tp", "pp", "mbs", "gbs")):
+        return "layout not stated"
     if str(entry.get("precision")).startswith("fp8"):
         return "fp8"
     if entry["gpu"] not in GPUS:
@@ -66,6 +68,7 @@ def skip_reason(entry: dict) -> str | None:
 
 def model_of(m: dict) -> ModelSpec:
     gelu = m["activation"] == "gelu"
+    moe = m.get("moe") or {}
     return ModelSpec(
         name=m["name"],
         family="gpt2" if gelu else "llama",
@@ -86,6 +89,9 @@ def model_of(m: dict) -> ModelSpec:
         positions=PositionEncoding.LEARNED if gelu else PositionEncoding.ROTARY,
         tied_embeddings=gelu,
         dropout=0.1 if gelu else 0.0,
+        num_experts=moe.get("experts") or 0,
+        num_experts_per_token=moe.get("top_k") or 0,
+        moe_ffn_hidden_size=moe.get("moe_ffn_hidden") or 0,
     )
 
 
@@ -115,6 +121,7 @@ def row_of(entry: dict) -> Row:
         dp=dp,
         cp=cp,
         vpp=p.get("vpp") or 1,
+        ep=p.get("ep") or 1,
         zero_stage=zero,
         recompute=Recompute.FULL,
         micro_batch_size=p["mbs"],

@@ -128,7 +128,7 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
     if config.cp > 1:
         a += ["--context-parallel-size", str(config.cp), "--cp-comm-type", "p2p"]
     if config.ep > 1:
-        a += ["--expert-model-parallel-size", str(config.ep)]
+        a += ["--expert-model-parallel-size", str(config.ep), "--expert-tensor-parallel-size", "1"]
     if config.sequence_parallel:
         a += ["--sequence-parallel"]
     a += [

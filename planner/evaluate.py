@@ -26,6 +26,8 @@ from planner.specs import (
     TrainingSpec,
 )
 
+EXPERT_TP = 1  # experts stay whole on a rank (Megatron-Core MoE recipes: --expert-tensor-parallel-size 1)
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StageParams:
@@ -95,7 +97,7 @@ def layer_params_per_rank(model: ModelSpec, config: ParallelConfig) -> tuple[flo
         gated=model.gated_mlp,
         bias=model.mlp_bias,
         ep=config.ep,
-        etp=t,
+        etp=EXPERT_TP,
     )
     return dense, moe, experts
 

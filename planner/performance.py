@@ -122,11 +122,12 @@ def pipeline_time(
     tp_per_microbatch = layers * collectives * T.all_reduce_s(message, t, _link(hardware, t, c))
     ep_per_microbatch = 0.0
     if model.is_moe and config.ep > 1:  # all-to-all dispatch and combine, forward and backward
-        routed = s * b * model.num_experts_per_token * h * training.precision.activation_bytes
+        # Each TP rank dispatches its 1/t of the tokens, k copies each, over ep contiguous ranks.
+        routed = s * b / t * model.num_experts_per_token * h * training.precision.activation_bytes
         passes = EP_ALL_TO_ALL_PER_LAYER + (2 if config.recompute is Recompute.FULL else 0)
         moe_layers = model.num_moe_layers / pp
         ep_per_microbatch = (
-            moe_layers * passes * T.all_to_all_s(routed, config.ep, _link(hardware, t * config.ep, c))
+            moe_layers * passes * T.all_to_all_s(routed, config.ep, _link(hardware, config.ep, c))
         )
     cp_per_microbatch = 0.0
     if cp > 1:  # ring attention: K and V chunks go round forward, K, V and their gradients backward

@@ -127,8 +127,8 @@ def build_space(model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins,
             continue
         if pins.dp not in (None, gpus // (t * c * p)):
             continue
-        dp_cp = gpus // (t * p)  # ranks the experts can be spread over (dp * cp)
-        eps = [e for e in valid_ep(model) if dp_cp % e == 0 and pins.ep in (None, e)]
+        stage_ranks = gpus // p  # ranks of one stage (tp * cp * dp): the experts spread over them
+        eps = [e for e in valid_ep(model) if stage_ranks % e == 0 and pins.ep in (None, e)]
         for v, e in product(valid_vpp(model, p), eps):
             if (v == pins.vpp or (pins.vpp is None and v <= MAX_VPP)) and framework_allows_layout(
                 training.framework, c, v, training.flash_attention, e

@@ -300,12 +300,13 @@ class ParallelConfig:
     cp: int = 1
     """Context-parallel size: ranks that split each sequence (ring attention)."""
     ep: int = 1
-    """Expert-parallel size: ranks that split the routed experts (carved out of ``dp * cp``)."""
+    """Expert-parallel size: ranks that split the routed experts, each expert whole (expert tensor
+    parallelism 1, as Megatron-Core MoE recipes run); carved out of ``tp * cp * dp``."""
 
     def __post_init__(self) -> None:
         _positive(self, "tp", "pp", "dp", "micro_batch_size", "vpp", "cp", "ep")
-        if (self.dp * self.cp) % self.ep:
-            raise PlannerError(f"--ep {self.ep} must divide dp*cp = {self.dp * self.cp}")
+        if (self.tp * self.dp * self.cp) % self.ep:
+            raise PlannerError(f"--ep {self.ep} must divide tp*cp*dp = {self.tp * self.dp * self.cp}")
         if self.sequence_parallel and self.tp == 1:
             raise PlannerError("sequence parallel needs --tp above 1; use --no-sequence-parallel")
         if self.vpp > 1 and self.pp == 1:
@@ -324,8 +325,9 @@ class ParallelConfig:
 
     @property
     def expert_shard_group(self) -> int:
-        """Ranks that hold the same experts and shard their ZeRO states: ``dp * cp / ep``."""
-        return self.dp * self.cp // self.ep
+        """Ranks that hold the same experts and shard their ZeRO states: ``tp * cp * dp / ep``
+        (Megatron-Core's expert-data-parallel group with expert tensor parallelism 1)."""
+        return self.tp * self.dp * self.cp // self.ep
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
