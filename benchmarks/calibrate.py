@@ -46,13 +46,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--published", type=Path, default=DEFAULT_PATH)
     parser.add_argument(
+        "--include-moe",
+        action="store_true",
+        help="also fit on MoE entries (their hierarchical all-to-all is not modelled; off by default)",
+    )
+    parser.add_argument(
         "--stated-only", action="store_true", help="fit only on entries that state their recompute mode"
     )
     args = parser.parse_args()
     rows = [
         r
         for r in load(args.published)[0]
-        if r.measured_step_s and not (args.stated_only and r.recompute_inferred)
+        if r.measured_step_s
+        and not (args.stated_only and r.recompute_inferred)
+        and (args.include_moe or not r.model.is_moe)
     ]
     print(
         f"fitting on {len(rows)} entries, {math.prod(len(v) for v in GRID.values())} grid points", flush=True

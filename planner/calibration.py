@@ -1,6 +1,6 @@
 """The step-time model's few constants, fitted on published runs.
 
-Fitted by ``benchmarks/calibrate.py --stated-only`` on the dense, BF16/FP16, non-CP rows of
+Fitted by ``benchmarks/calibrate.py --stated-only`` on the dense (non-MoE), BF16/FP16 rows of
 ``../shared/calibration/published.yaml`` that state their whole configuration, recompute included
 (Megatron SC21, MosaicML MPT): a grid search minimizing the mean absolute log error of predicted vs
 published step time. ``benchmarks/accuracy.py`` prints the per-entry errors on every usable row.
