@@ -29,7 +29,7 @@ def main() -> None:
     args = parser.parse_args()
     rows, skipped = load(args.published)
     errors, fit_ok, fit_total, mem_errors, table = [], 0, 0, [], []
-    stated_errors, moe_errors = [], []
+    stated_errors, moe_errors, fp8_errors = [], [], []
     print(
         f"{'entry':<62} {'pred s':>8} {'pub s':>8} {'err':>7} {'mem GiB':>8} {'fits':>5} {'pub':>5} recompute"
     )
@@ -43,6 +43,8 @@ def main() -> None:
                 stated_errors.append(abs(err))
             if row.model.is_moe:
                 moe_errors.append(abs(err))
+            if row.training.precision.value == "fp8":
+                fp8_errors.append(abs(err))
         if not row.recompute_inferred:
             fit_total += 1
             fit_ok += mem.fits == (not row.oom)
@@ -81,7 +83,9 @@ def main() -> None:
         f"  dense entries stating their recompute (the calibration set): n={len(stated_errors)}, "
         f"median |error| "
         f"{statistics.median(stated_errors):.1%}; MoE entries: n={len(moe_errors)}, median |error| "
-        f"{statistics.median(moe_errors) if moe_errors else float('nan'):.1%}"
+        f"{statistics.median(moe_errors) if moe_errors else float('nan'):.1%}; "
+        f"FP8 entries: n={len(fp8_errors)}, "
+        f"median |error| {statistics.median(fp8_errors) if fp8_errors else float('nan'):.1%}"
     )
     print(
         f"fit verdicts agreeing with the source (rows that state recompute): {fit_ok}/{fit_total}; "

@@ -6,8 +6,8 @@ marked and their fit verdict is not counted as evidence; a missing ZeRO stage is
 (ZeRO-1, or Megatron's distributed optimizer, the recipes' default) unless the distributed
 optimizer is stated off; ZeRO 2/3 rows follow DeepSpeed/FSDP conventions
 (16-bit gradients), others Megatron's; FlashAttention is on for H100 rows and rows whose notes name
-it; GeLU models carry Megatron's default dropout 0.1. FP8 rows, and rows whose layout or MoE shape
-is not stated, are reported as skipped.
+it; GeLU models carry Megatron's default dropout 0.1. Rows whose layout or MoE shape is not stated
+are reported as skipped.
 """
 
 from dataclasses import dataclass, replace
@@ -59,8 +59,6 @@ def skip_reason(entry: dict) -> str | None:
         return "MoE shape not stated"
     if any(entry["parallel"].get(k) is None for k in ("tp", "pp", "mbs", "gbs")):
         return "layout not stated"
-    if str(entry.get("precision")).startswith("fp8"):
-        return "fp8"
     if entry["gpu"] not in GPUS:
         return f"gpu {entry['gpu']}"
     return None
@@ -108,7 +106,9 @@ def row_of(entry: dict) -> Row:
     training = TrainingSpec(
         seq_len=entry["model"]["seq_len"],
         global_batch_size=p["gbs"],
-        precision=Precision.FP16 if entry.get("precision") == "fp16" else Precision.BF16,
+        precision={"fp16": Precision.FP16, "fp8": Precision.FP8}.get(
+            str(entry.get("precision")), Precision.BF16
+        ),
         framework=Framework.DEEPSPEED
         if zero >= ZeroStage.GRADIENTS
         or (zero == ZeroStage.OPTIMIZER and p.get("distributed_optimizer") is False)

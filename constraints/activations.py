@@ -44,16 +44,17 @@ def norm_saved_bytes_per_element(kernels: Kernels, e: int) -> int:
     return e if kernels is Kernels.FUSED else FP32_BYTES + e
 
 
-def mlp_saved_bytes_per_f(kernels: Kernels, gated: bool, e: int) -> int:
+def mlp_saved_bytes_per_f(kernels: Kernels, gated: bool, e: int, fc2_input_bytes: int | None = None) -> int:
     """Bytes the MLP keeps per intermediate element ``s*b*f``, its input excluded.
 
     Plain: GeLU input and output (fc2 input), ``2e``. Gated, fused: fc1 output (gate and up,
     ``2e``) and the SwiGLU output (``e``). Gated, HF: gate output, SiLU output, up output and
-    their product, ``4e``.
+    their product, ``4e``. ``fc2_input_bytes``: FP8 training saves the fc2 input as its FP8 cast.
     """
+    fc2_in = e if fc2_input_bytes is None else fc2_input_bytes
     if not gated:
-        return 2 * e
-    return 3 * e if kernels is Kernels.FUSED else 4 * e
+        return e + fc2_in
+    return 2 * e + fc2_in if kernels is Kernels.FUSED else 3 * e + fc2_in
 
 
 def score_saved_bytes_per_element(
@@ -83,6 +84,7 @@ def layer_activation_bytes(
     e: int,
     kernels: Kernels,
     mask_bytes: int = MASK_BYTES,
+    linear_input_bytes: int | None = None,
 ) -> float:
     """Bytes one transformer layer keeps for backward for one micro-batch on one TP rank.
 
@@ -92,13 +94,16 @@ def layer_activation_bytes(
     parallelism splits them; the rest is split by ``t``. ``mask_bytes`` is 1 (bool) on CUDA; PyTorch's
     CPU dropout keeps masks in the activation dtype. Selective recompute drops the attention
     scores (nothing to drop with FlashAttention); full recompute keeps only the layer input.
+    ``linear_input_bytes``: FP8 training (Transformer Engine) saves the inputs of the QKV, fc1 and
+    fc2 GEMMs as their 1-byte casts; the attention output stays 16-bit (FlashAttention needs it).
     """
+    li = e if linear_input_bytes is None else linear_input_bytes
     sbh = s * b * h
     if recompute is Recompute.FULL:
         return e * sbh / (t if sequence_parallel else 1)
     replicated = (
         2 * norm_saved_bytes_per_element(kernels, e) * sbh  # two norms
-        + 2 * e * sbh  # inputs of the QKV and fc1 projections
+        + 2 * li * sbh  # inputs of the QKV and fc1 projections
         + (2 * mask_bytes * sbh if dropout else 0)  # residual dropout masks
     )
     kv_width = k if flash else q  # without flash, GQA K/V are repeated to all heads
@@ -107,7 +112,7 @@ def layer_activation_bytes(
         attention += LSE_BYTES * a * s * b
     elif recompute is Recompute.NONE:
         attention += score_saved_bytes_per_element(kernels, dropout, e, mask_bytes) * a * s * s * b
-    mlp = mlp_saved_bytes_per_f(kernels, gated, e) * s * b * f
+    mlp = mlp_saved_bytes_per_f(kernels, gated, e, li) * s * b * f
     return replicated / (t if sequence_parallel else 1) + (attention + mlp) / t
 
 

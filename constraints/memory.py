@@ -22,8 +22,15 @@ MEGATRON_MAIN_GRAD_BYTES = FP32_BYTES  # --accumulate-allreduce-grads-in-fp32, d
 ZERO3_UNITS_IN_FLIGHT = 2  # the unit in use and the one prefetched (or still reducing)
 
 
+FP8_WEIGHT_CACHE_BYTES = 2  # Transformer Engine keeps each weight's FP8 cast, row- and column-wise
+
+
 def weight_bytes_per_param(precision: Precision) -> int:
-    """Bytes of the working (compute) copy of one weight: 2 in 16-bit, 4 in fp32."""
+    """Bytes of the working (compute) copy of one weight: 2 in 16-bit, 4 in fp32; FP8 training keeps
+    the bf16 weight and Transformer Engine's cached FP8 casts of it for the forward and the
+    transposed backward GEMMs (``transformer_engine`` ``Float8Tensor`` row/column-wise data)."""
+    if precision is Precision.FP8:
+        return HALF_BYTES + FP8_WEIGHT_CACHE_BYTES
     return HALF_BYTES if precision.is_mixed else FP32_BYTES
 
 

@@ -12,6 +12,8 @@ class Precision(Enum):
     BF16 = "bf16"
     FP16 = "fp16"
     FP32 = "fp32"
+    FP8 = "fp8"
+    """bf16 training whose linear layers run in FP8 (Transformer Engine, Micikevicius et al. 2022)."""
 
     @property
     def is_mixed(self) -> bool:
@@ -20,8 +22,13 @@ class Precision(Enum):
 
     @property
     def activation_bytes(self) -> int:
-        """Bytes of one activation element: 2 for bf16/fp16, 4 for fp32."""
+        """Bytes of one activation element: 2 for bf16/fp16 (and FP8 training), 4 for fp32."""
         return 4 if self is Precision.FP32 else 2
+
+    @property
+    def gemm_input_bytes(self) -> int:
+        """Bytes of a linear layer's saved input: FP8 training keeps the FP8 cast (1), else as above."""
+        return 1 if self is Precision.FP8 else self.activation_bytes
 
 
 class Framework(Enum):

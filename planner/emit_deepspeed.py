@@ -35,8 +35,13 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
             },
         },
     }
-    if training.precision is Precision.BF16:
+    if training.precision in (Precision.BF16, Precision.FP8):
         ds["bf16"] = {"enabled": True}
+    if training.precision is Precision.FP8:
+        blockers.append(
+            "FP8 linear layers come from Transformer Engine modules in the model code, "
+            "not from the DeepSpeed config"
+        )
     elif training.precision is Precision.FP16:
         ds["fp16"] = {
             "enabled": True,

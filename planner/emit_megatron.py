@@ -137,8 +137,10 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
         "--global-batch-size",
         str(training.global_batch_size),
     ]
-    if training.precision is Precision.BF16:
+    if training.precision in (Precision.BF16, Precision.FP8):
         a += ["--bf16"]
+    if training.precision is Precision.FP8:
+        a += ["--fp8-format", "hybrid", "--fp8-amax-history-len", "1024", "--fp8-amax-compute-algo", "max"]
     elif training.precision is Precision.FP16:
         a += ["--fp16"]
     if config.zero_stage is ZeroStage.OPTIMIZER:

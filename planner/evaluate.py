@@ -178,6 +178,7 @@ def stage_activation_bytes(
             recompute=recompute,
             e=e,
             kernels=A.Kernels.FUSED,
+            linear_input_bytes=training.precision.gemm_input_bytes,
         )
 
     m = num_microbatches(training, config)

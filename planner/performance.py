@@ -17,11 +17,12 @@ from constraints import throughput as T
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.evaluate import num_microbatches, stage_params
-from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
+from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
 TP_COLLECTIVES_PER_RECOMPUTE = 2  # the repeated forward of full recompute
 P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward (per model chunk)
+FLOPS_PER_MAC_TRAINING = 2 * (1 + F.BACKWARD_TO_FORWARD)  # forward and backward of a weight
 EP_ALL_TO_ALL_PER_LAYER = 4  # dispatch and combine, forward and backward (Megatron-Core alltoall dispatcher)
 CP_PASSES_PER_LAYER = 3  # ring passes of K/V: one forward; K/V again and their gradients backward
 
@@ -112,7 +113,14 @@ def pipeline_time(
     )
     efficiency = T.gemm_efficiency(b * s, h / t, c.gemm_max_efficiency, c.gemm_half_size)
     passes = 1 + F.BACKWARD_TO_FORWARD + (1 if config.recompute is Recompute.FULL else 0)
-    microbatch = T.compute_s(flops_per_token * b * s / t, hardware.peak_flops, efficiency) + T.elementwise_s(
+    peak = hardware.peak_flops
+    if training.precision is Precision.FP8:  # the layers' GEMMs at the FP8 peak; attention and head in bf16
+        layer_gemm = FLOPS_PER_MAC_TRAINING * layer_matmul_params(model) * layers
+        peak = flops_per_token / (
+            layer_gemm / (hardware.peak_flops_fp8 or peak)  # no FP8 units: bf16 speed (plan rejects it)
+            + (flops_per_token - layer_gemm) / peak
+        )
+    microbatch = T.compute_s(flops_per_token * b * s / t, peak, efficiency) + T.elementwise_s(
         b * s * layers, h / t, passes, c.elementwise_bytes_per_width, hardware.hbm_bandwidth_bytes_per_s
     )
     message = s * b * h * training.precision.activation_bytes

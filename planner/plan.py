@@ -24,6 +24,7 @@ from planner.specs import (
     MemoryBreakdown,
     ModelSpec,
     ParallelConfig,
+    Precision,
     Recompute,
     TrainingSpec,
     ZeroStage,
@@ -53,6 +54,11 @@ def validate_pins(req: Request) -> None:
     pins, model, gpus = req.pins, req.model, req.gpus
     if gpus <= 0:
         raise PlannerError(f"--gpus must be a positive integer, got {gpus}")
+    if req.training.precision is Precision.FP8 and not req.hardware.peak_flops_fp8:
+        raise PlannerError(
+            f"--precision fp8 needs FP8 tensor cores; {req.hardware.name} has none "
+            "(use h100-80gb, h200, b200, or peak_tflops_fp8 in a hardware file)"
+        )
     if pins.tp is not None and pins.tp not in valid_tp(model):
         raise PlannerError(
             f"--tp {pins.tp} does not divide the {model.num_heads} heads and "

@@ -14,6 +14,21 @@ from planner.space import Pins
 from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
 
 CASES = [
+    {
+        "model": "llama3-8b",
+        "gpus": 16,
+        "seq_len": 8192,
+        "global_batch": 256,
+        "tp": 2,
+        "cp": 1,
+        "pp": 1,
+        "vpp": 1,
+        "ep": 1,
+        "zero": 1,
+        "recompute": "none",
+        "mbs": 1,
+        "precision": "fp8",
+    },
     # mixture of experts with expert parallelism, and Qwen3's per-head q/k norms
     {
         "model": "mixtral-8x7b",
