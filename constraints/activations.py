@@ -193,3 +193,13 @@ def moe_dispatch_bytes(
     the MLP input) and the fp32 router probabilities. Sequence parallelism splits both over TP."""
     shard = t if sequence_parallel else 1
     return (e * s * b * h * (k - 1) + FP32_BYTES * s * b * experts) / shard
+
+
+OFFLOAD_RESIDENT_LAYERS = 2  # the layer computing and the one whose activations are in transit
+
+
+def resident_layer_microbatches(layer_microbatches: float, offload: bool) -> float:
+    """Layer-micro-batches whose activations stay on the GPU: all of them, or with activation
+    offloading only the layer computing and the one being copied to or from the host
+    (Megatron-Core ``cpu_offloading`` double buffering; DeepSpeed ``cpu_checkpointing``)."""
+    return min(layer_microbatches, OFFLOAD_RESIDENT_LAYERS) if offload else layer_microbatches

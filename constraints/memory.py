@@ -67,8 +67,14 @@ def gradients_bytes(
     return sharded_bytes(num_params, per_param, dp, zero >= ZeroStage.GRADIENTS)
 
 
-def optimizer_bytes(num_params: float, precision: Precision, zero: ZeroStage, dp: int) -> float:
-    """Optimizer states on one rank: sharded from ZeRO-1 (Megatron: distributed optimizer) on."""
+def optimizer_bytes(
+    num_params: float, precision: Precision, zero: ZeroStage, dp: int, offload: bool = False
+) -> float:
+    """Optimizer states on one GPU: sharded from ZeRO-1 (Megatron: distributed optimizer) on; none
+    when offloaded to the CPU (ZeRO-Offload, Ren et al. 2021, Section 4: fp32 master weights and
+    Adam states in host memory, the update on the CPU)."""
+    if offload:
+        return 0.0
     return sharded_bytes(num_params, optimizer_bytes_per_param(precision), dp, zero >= ZeroStage.OPTIMIZER)
 
 

@@ -79,3 +79,13 @@ def adam_step_bytes_per_param(optimizer_bytes: float, grad_bytes: float, weight_
     """Bytes moved per parameter by one fused Adam step: optimizer states read and written, the
     gradient read, the working weight written."""
     return 2 * optimizer_bytes + grad_bytes + weight_bytes
+
+
+def host_transfer_s(buffer_bytes: float, pcie_bytes_per_s: float) -> float:
+    """Copy between GPU and host memory over PCIe."""
+    return buffer_bytes / pcie_bytes_per_s
+
+
+def cpu_adam_s(params: float, params_per_s: float) -> float:
+    """Adam update of ``params`` on the CPU (DeepSpeed CPU-Adam)."""
+    return params / params_per_s

@@ -31,6 +31,10 @@ class StepTimeConstants:
     """Share of ring-attention traffic hidden behind attention compute (Megatron/TE overlap each
     K/V hop with the previous chunk's attention). Not fitted: no usable CP entry states its
     recompute; 0.5 is an assumption, to be fitted when such data exists."""
+    cpu_adam_params_per_s: float = 3.0e8
+    """CPU Adam updates per second available to one GPU's shard (DeepSpeed CPU-Adam on a two-socket
+    host shared by its 8 GPUs; order of magnitude from Ren et al. 2021, ZeRO-Offload, Section 5.2).
+    Not fitted: no published entry offloads."""
     tp_overlap: float = 0.0
     """Share of TP collectives hidden (0: Megatron without TE comm overlap; not fitted)."""
 

@@ -45,6 +45,7 @@ def render_table(doc: dict[str, Any]) -> str:
         p, m, perf = doc["parallelism"], doc["memory_gib"], doc["performance"]
         label = "closest plan (least memory)" if doc["status"] == "infeasible" else "plan"
         extra = "".join(f" {k}={p[k]}" for k in ("cp", "vpp", "ep") if p.get(k, 1) > 1)
+        extra += "".join(f" {k}=on" for k in ("optimizer_offload", "activation_offload") if p.get(k))
         lines += [
             f"{label}: tp={p['tp']} pp={p['pp']} dp={p['dp']}{extra} zero={p['zero_stage']} "
             f"recompute={p['recompute']} mbs={p['micro_batch_size']} "
@@ -144,6 +145,14 @@ def main() -> None:
 @click.option("--vpp", type=int, help="Pin virtual pipeline stages per rank (interleaved 1F1B).")
 @click.option("--ep", type=int, help="Pin expert-parallel size (MoE models).")
 @click.option(
+    "--offload",
+    type=click.Choice(["none", "optimizer", "activations", "both"]),
+    help="Pin CPU offload of the optimizer and/or the activations.",
+)
+@click.option(
+    "--allow-offload", is_flag=True, help="Let the search offload the optimizer or activations to the CPU."
+)
+@click.option(
     "--zero", type=click.IntRange(0, 3), help="Pin ZeRO stage (Megatron: 1 = distributed optimizer)."
 )
 @click.option(
@@ -190,6 +199,8 @@ def train(
     cp: int | None,
     vpp: int | None,
     ep: int | None,
+    offload: str | None,
+    allow_offload: bool,
     zero: int | None,
     recompute: str | None,
     mbs: int | None,
@@ -245,6 +256,9 @@ def train(
         cp=cp,
         vpp=vpp,
         ep=ep,
+        optimizer_offload=None if offload is None else offload in ("optimizer", "both"),
+        activation_offload=None if offload is None else offload in ("activations", "both"),
+        allow_offload=allow_offload,
         zero_stage=None if zero is None else ZeroStage(zero),
         recompute=None if recompute is None else Recompute(recompute),
         micro_batch_size=mbs,

@@ -69,6 +69,14 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
             "stage3_param_persistence_threshold": DS_PERSISTENCE_THRESHOLD,
             "stage3_max_live_parameters": DS_MAX_LIVE_PARAMETERS,
         }
+    if config.optimizer_offload:
+        zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
+        if config.zero_stage is ZeroStage.NONE:
+            blockers.append("optimizer offload needs ZeRO stage 1 or more (ZeRO-Offload)")
+    if config.activation_offload and config.recompute is not Recompute.FULL:
+        blockers.append(
+            "DeepSpeed offloads activation checkpoints only (cpu_checkpointing with full recompute)"
+        )
     ds["zero_optimization"] = zero
     if config.tp > 1:
         ds["tensor_parallel"] = {"autotp_size": config.tp}
@@ -94,9 +102,9 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
         )
     if config.recompute is Recompute.FULL:
         ds["activation_checkpointing"] = {
-            "partition_activations": False,
+            "partition_activations": config.activation_offload,
             "contiguous_memory_optimization": False,
-            "cpu_checkpointing": False,
+            "cpu_checkpointing": config.activation_offload,
         }
         notes.append("full recompute: checkpoint every layer (HF: model.gradient_checkpointing_enable())")
     elif config.recompute is Recompute.SELECTIVE:

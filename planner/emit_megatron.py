@@ -162,6 +162,16 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
                 "Megatron-FSDP with tp > 1: Megatron warns that the two want different "
                 "CUDA_DEVICE_MAX_CONNECTIONS; it is left unset, as FSDP requires"
             )
+    if config.optimizer_offload:
+        a += ["--optimizer-cpu-offload", "--use-precision-aware-optimizer", "--overlap-cpu-optimizer-d2h-h2d"]
+        if config.zero_stage is not ZeroStage.OPTIMIZER:
+            blockers.append("Megatron-LM offloads the optimizer with its distributed optimizer only (ZeRO-1)")
+    if config.activation_offload:
+        a += ["--cpu-offloading-num-layers", str(model.num_layers - 1)]
+        if config.pp > 1 or config.recompute is Recompute.FULL:
+            blockers.append(
+                "Megatron-Core activation offloading runs without pipelining and instead of full recompute"
+            )
     if config.recompute is Recompute.SELECTIVE:
         a += ["--recompute-granularity", "selective"]
     elif config.recompute is Recompute.FULL:

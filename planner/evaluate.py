@@ -135,55 +135,61 @@ def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfi
     return StageParams(params=params, expert_params=n_moe * experts, largest_unit=unit)
 
 
+def layer_activation_bytes(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, recompute: Recompute
+) -> float:
+    """Bytes one layer keeps for one micro-batch on one rank under ``recompute``."""
+    # Context parallelism gives each rank s/cp tokens of every sequence (FlashAttention only, so
+    # no score matrix spans ranks: ``rules.framework_allows_layout``).
+    s, b, h, t = training.seq_len // config.cp, config.micro_batch_size, model.hidden_size, config.tp
+    e, sp = training.precision.activation_bytes, config.sequence_parallel
+    # An MoE layer's MLP activations are those of a dense MLP as wide as the k experts each token
+    # visits plus the shared expert, and the dispatched token copies (taken for every layer: the
+    # dense layers of DeepSeek-style models are no wider).
+    mlp_width, dispatch = model.ffn_hidden_size, 0.0
+    if model.is_moe:
+        routed = model.num_experts_per_token * model.expert_ffn + model.shared_expert_ffn_hidden_size
+        mlp_width = max(mlp_width if model.num_dense_layers else 0, routed)
+        if recompute is not Recompute.FULL:
+            dispatch = A.moe_dispatch_bytes(
+                s, b, h, model.num_experts_per_token, model.num_experts, t=t, sequence_parallel=sp, e=e
+            )
+    return dispatch + A.layer_activation_bytes(
+        s,
+        b,
+        h,
+        model.num_heads,
+        model.q_dim,
+        model.kv_dim,
+        mlp_width,
+        gated=model.gated_mlp,
+        t=t,
+        sequence_parallel=sp,
+        flash=training.flash_attention,
+        dropout=model.dropout_enabled,
+        recompute=recompute,
+        e=e,
+        kernels=A.Kernels.FUSED,
+        linear_input_bytes=training.precision.gemm_input_bytes,
+    )
+
+
 def stage_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int
 ) -> dict[str, float]:
     """Activation bytes on one rank of ``stage``: layers, embedding, output, recompute working set."""
-    # Context parallelism gives each rank s/cp tokens of every sequence (FlashAttention only, so
-    # no score matrix spans ranks: ``rules.framework_allows_layout``).
     s, b, h, t = training.seq_len // config.cp, config.micro_batch_size, model.hidden_size, config.tp
     e, sp, dropout = training.precision.activation_bytes, config.sequence_parallel, model.dropout_enabled
 
-    # An MoE layer's MLP activations are those of a dense MLP as wide as the k experts each token
-    # visits plus the shared expert, and the dispatched token copies (taken for every layer: the
-    # dense layers of DeepSeek-style models are no wider).
-    mlp_width = model.ffn_hidden_size
-    dispatch = 0.0
-    if model.is_moe:
-        routed = model.num_experts_per_token * model.expert_ffn + model.shared_expert_ffn_hidden_size
-        mlp_width = max(mlp_width if model.num_dense_layers else 0, routed)
-        dispatch = A.moe_dispatch_bytes(
-            s, b, h, model.num_experts_per_token, model.num_experts, t=t, sequence_parallel=sp, e=e
-        )
-
     def layer(recompute: Recompute) -> float:
-        if recompute is not Recompute.FULL:
-            return dispatch + layer_only(recompute)
-        return layer_only(recompute)
-
-    def layer_only(recompute: Recompute) -> float:
-        return A.layer_activation_bytes(
-            s,
-            b,
-            h,
-            model.num_heads,
-            model.q_dim,
-            model.kv_dim,
-            mlp_width,
-            gated=model.gated_mlp,
-            t=t,
-            sequence_parallel=sp,
-            flash=training.flash_attention,
-            dropout=dropout,
-            recompute=recompute,
-            e=e,
-            kernels=A.Kernels.FUSED,
-            linear_input_bytes=training.precision.gemm_input_bytes,
-        )
+        return layer_activation_bytes(model, training, config, recompute)
 
     m = num_microbatches(training, config)
     in_flight = A.in_flight_microbatches(config.pp, stage, m)
-    layer_microbatches = A.in_flight_layer_microbatches(model.num_layers, config.pp, config.vpp, stage, m)
+    layer_microbatches = A.resident_layer_microbatches(
+        A.in_flight_layer_microbatches(model.num_layers, config.pp, config.vpp, stage, m),
+        config.activation_offload,
+    )
     parts = {
         "layers": layer(config.recompute) * layer_microbatches,
         "recompute_working": A.recompute_working_bytes(layer(Recompute.NONE), layer(config.recompute)),
@@ -220,7 +226,7 @@ def stage_memory(
     return MemoryBreakdown(
         weights=weights,
         gradients=gradients,
-        optimizer=sum(M.optimizer_bytes(n, prec, zero, g) for n, g in groups),
+        optimizer=sum(M.optimizer_bytes(n, prec, zero, g, config.optimizer_offload) for n, g in groups),
         activations=sum(acts.values()),
         reserve=M.reserve_bytes(
             hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes

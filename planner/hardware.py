@@ -40,6 +40,7 @@ PRESETS: dict[str, HardwareSpec] = {
             memory_bytes=81559 * MIB,
             peak_flops=989 * TERA,
             peak_flops_fp8=1979 * TERA,
+            pcie_bandwidth_bytes_per_s=50 * GB,
             hbm_bandwidth_bytes_per_s=3350 * GB,
             intra_node_bandwidth_bytes_per_s=450 * GB,
             inter_node_bandwidth_bytes_per_s=50 * GB,
@@ -49,6 +50,7 @@ PRESETS: dict[str, HardwareSpec] = {
             memory_bytes=143771 * MIB,
             peak_flops=989 * TERA,
             peak_flops_fp8=1979 * TERA,
+            pcie_bandwidth_bytes_per_s=50 * GB,
             hbm_bandwidth_bytes_per_s=4800 * GB,
             intra_node_bandwidth_bytes_per_s=450 * GB,
             inter_node_bandwidth_bytes_per_s=50 * GB,
@@ -58,6 +60,7 @@ PRESETS: dict[str, HardwareSpec] = {
             memory_bytes=180 * GB,
             peak_flops=2250 * TERA,
             peak_flops_fp8=4500 * TERA,
+            pcie_bandwidth_bytes_per_s=50 * GB,
             hbm_bandwidth_bytes_per_s=8000 * GB,
             intra_node_bandwidth_bytes_per_s=900 * GB,
             inter_node_bandwidth_bytes_per_s=50 * GB,
@@ -75,6 +78,7 @@ HARDWARE_KEYS = {
     "intra_node_bandwidth_gbps": ("intra_node_bandwidth_bytes_per_s", GB),
     "inter_node_bandwidth_gbps": ("inter_node_bandwidth_bytes_per_s", GB),
     "gpus_per_node": ("gpus_per_node", 1),
+    "pcie_bandwidth_gbps": ("pcie_bandwidth_bytes_per_s", GB),
 }
 
 
@@ -100,7 +104,7 @@ def hardware_from_mapping(data: Mapping[str, Any], name: str) -> HardwareSpec:
     fields: dict[str, Any] = {}
     for key, (field_name, scale) in HARDWARE_KEYS.items():
         if key not in data:
-            if field_name in ("gpus_per_node", "peak_flops_fp8"):
+            if field_name in ("gpus_per_node", "peak_flops_fp8", "pcie_bandwidth_bytes_per_s"):
                 continue
             raise PlannerError(f"{name}: missing key '{key}'")
         value = data[key]

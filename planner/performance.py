@@ -16,7 +16,7 @@ from constraints import params as P
 from constraints import throughput as T
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
-from planner.evaluate import num_microbatches, stage_params
+from planner.evaluate import layer_activation_bytes, num_microbatches, stage_params
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
@@ -144,6 +144,11 @@ def pipeline_time(
         cp_per_microbatch = (
             hops * T.point_to_point_s(kv_chunk, _link(hardware, t * cp, c)) * (1 - c.cp_overlap)
         )
+    offload = 0.0
+    if config.activation_offload:  # activations out in forward, back in backward, hidden behind compute
+        stored = layers * layer_activation_bytes(model, training, config, config.recompute)
+        copy = 2 * T.host_transfer_s(stored, hardware.pcie_bandwidth_bytes_per_s)
+        offload = max(0.0, copy - microbatch)
     p2p = 0.0
     if pp > 1:
         shard = message / (t if config.sequence_parallel else 1)
@@ -157,6 +162,7 @@ def pipeline_time(
         "cp_comm": m * cp_per_microbatch,
         "ep_comm": m * ep_per_microbatch,
         "pp_comm": p2p,
+        "offload": m * offload,
     }
 
 
@@ -175,7 +181,7 @@ def data_parallel_time(
     prec, fw, zero = training.precision, training.framework, config.zero_stage
     w, g = M.weight_bytes_per_param(prec), M.grad_bytes_per_param(prec, fw)
     link = _link(hardware, config.num_gpus, c)
-    comm, updated = 0.0, 0.0
+    comm, updated, host = 0.0, 0.0, 0.0
     for params, dp in (
         (held.params - held.expert_params, config.shard_group),
         (held.expert_params, config.expert_shard_group),
@@ -185,8 +191,16 @@ def data_parallel_time(
         else:  # reduce-scatter gradients, all-gather updated weights (twice more for ZeRO-3)
             gathers = 3 if zero is ZeroStage.WEIGHTS else 1
             comm += T.all_gather_s(params * g, dp, link) + gathers * T.all_gather_s(params * w, dp, link)
-        updated += params / dp if zero >= ZeroStage.OPTIMIZER else params
+        shard = params / dp if zero >= ZeroStage.OPTIMIZER else params
+        updated += shard
+        if config.optimizer_offload:  # gradients down, updated weights up, Adam on the CPU
+            host += T.host_transfer_s(shard * (g + w), hardware.pcie_bandwidth_bytes_per_s)
     opt_bytes = M.optimizer_bytes_per_param(prec)
+    if config.optimizer_offload:
+        return {
+            "dp_comm": comm * (1 - c.dp_overlap),
+            "optimizer": host + T.cpu_adam_s(updated, c.cpu_adam_params_per_s),
+        }
     step = T.optimizer_step_s(
         updated, T.adam_step_bytes_per_param(opt_bytes, g, w), hardware.hbm_bandwidth_bytes_per_s
     )
@@ -208,7 +222,8 @@ class Performance:
     hfu: float
     """Hardware FLOPs utilization: recompute counted."""
     breakdown: dict[str, float]
-    """Seconds per term: compute, bubble, tp_comm, cp_comm, ep_comm, pp_comm, dp_comm, optimizer."""
+    """Seconds per term: compute, bubble, tp_comm, cp_comm, ep_comm, pp_comm, offload, dp_comm,
+    optimizer."""
 
 
 def performance(

@@ -186,6 +186,17 @@ def run(req: Request) -> Outcome:
     terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
     capacity = capacity_units(req.hardware)
     if not terms.activations:
+        batch_fits = any(
+            space.mbs_fits(p, u, req.training.global_batch_size)
+            for p in range(len(space.layouts))
+            for u in range(len(space.micro_batches))
+        )
+        if batch_fits:
+            raise PlannerError(
+                f"--framework {req.training.framework.value} cannot run the recompute / offload these pins "
+                "leave (DeepSpeed offloads activations only with full recompute; Megatron-LM without "
+                "pipelining and instead of full recompute); change the pins or use --framework megatron"
+            )
         raise PlannerError(
             f"--global-batch {req.training.global_batch_size} is not divisible by dp*mbs "
             f"for any layout of {req.gpus} GPUs; use a multiple of {req.gpus}"
@@ -256,6 +267,8 @@ def parallelism_doc(config: ParallelConfig, training: TrainingSpec) -> dict[str,
         "cp": config.cp,
         "vpp": config.vpp,
         "ep": config.ep,
+        "optimizer_offload": config.optimizer_offload,
+        "activation_offload": config.activation_offload,
         "zero_stage": int(config.zero_stage),
         "recompute": config.recompute.value,
         "micro_batch_size": config.micro_batch_size,
@@ -359,6 +372,8 @@ def launch_outputs(req: Request, doc: dict[str, Any]) -> dict[str, str]:
         cp=p["cp"],
         vpp=p["vpp"],
         ep=p["ep"],
+        optimizer_offload=p["optimizer_offload"],
+        activation_offload=p["activation_offload"],
         zero_stage=ZeroStage(p["zero_stage"]),
         recompute=Recompute(p["recompute"]),
         micro_batch_size=p["micro_batch_size"],

@@ -45,16 +45,35 @@ def check_layout(model: ModelSpec, training: TrainingSpec, config: ParallelConfi
         )
 
 
-def framework_allows_sharding(framework: Framework, pp: int, zero: ZeroStage) -> bool:
+def framework_allows_sharding(
+    framework: Framework, pp: int, zero: ZeroStage, optimizer_offload: bool = False
+) -> bool:
     """DeepSpeed's pipeline engine runs ZeRO-0/1 only (``deepspeed/runtime/pipe/engine.py``
-    asserts it); Megatron-LM accepts every stage with pipelining (Megatron-FSDP for 2/3)."""
-    return not (framework is Framework.DEEPSPEED and pp > 1 and zero >= ZeroStage.GRADIENTS)
+    asserts it); Megatron-LM accepts every stage with pipelining (Megatron-FSDP for 2/3). Optimizer
+    offload needs sharded optimizer states: DeepSpeed ZeRO-Offload from stage 1, Megatron's
+    hybrid-device optimizer with its distributed optimizer (stage 1)."""
+    if framework is Framework.DEEPSPEED and pp > 1 and zero >= ZeroStage.GRADIENTS:
+        return False
+    if optimizer_offload:
+        return zero == ZeroStage.OPTIMIZER if framework is Framework.MEGATRON else zero >= ZeroStage.OPTIMIZER
+    return True
 
 
-def framework_allows_recompute(framework: Framework, recompute: Recompute, flash: bool) -> bool:
+def framework_allows_recompute(
+    framework: Framework, recompute: Recompute, flash: bool, activation_offload: bool = False, pp: int = 1
+) -> bool:
     """Selective (core-attention) recompute is Megatron's; with FlashAttention it keeps nothing
-    more than no recompute, so DeepSpeed can run it as that."""
-    return not (framework is Framework.DEEPSPEED and recompute is Recompute.SELECTIVE and not flash)
+    more than no recompute, so DeepSpeed can run it as that. Activation offload: DeepSpeed moves
+    the full-recompute checkpoints (``cpu_checkpointing``); Megatron-Core offloads the activations of
+    all but the last layer, without pipelining (``TransformerConfig`` rejects pp > 1) and instead
+    of full recompute."""
+    if framework is Framework.DEEPSPEED and recompute is Recompute.SELECTIVE and not flash:
+        return False
+    if activation_offload:
+        if framework is Framework.DEEPSPEED:
+            return recompute is Recompute.FULL
+        return pp == 1 and recompute is not Recompute.FULL
+    return True
 
 
 def valid_cp(seq_len: int) -> list[int]:

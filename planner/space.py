@@ -50,6 +50,10 @@ class Pins:
     recompute: Recompute | None = None
     micro_batch_size: int | None = None
     sequence_parallel: bool | None = None
+    optimizer_offload: bool | None = None
+    activation_offload: bool | None = None
+    allow_offload: bool = False
+    """Search CPU offload of the optimizer and of activations (off unless allowed or pinned)."""
     max_tp: int | None = None
     """Largest tp searched (default: GPUs per node, so TP stays on NVLink)."""
 
@@ -60,8 +64,10 @@ class Space:
 
     layouts: tuple[tuple[int, int, int, int, int], ...]
     """(tp, cp, pp, vpp, ep) combinations, sorted: the tie-break prefers the earlier."""
-    zero_stages: tuple[ZeroStage, ...]
-    recomputes: tuple[Recompute, ...]
+    zero_stages: tuple[tuple[ZeroStage, bool], ...]
+    """(ZeRO stage, optimizer offloaded to the CPU)."""
+    recomputes: tuple[tuple[Recompute, bool], ...]
+    """(recompute mode, activations offloaded to the CPU)."""
     micro_batches: tuple[int, ...]
     gpus: int
     sequence_parallel: bool | None
@@ -77,8 +83,10 @@ class Space:
             cp=cp,
             vpp=vpp,
             ep=ep,
-            zero_stage=self.zero_stages[zero],
-            recompute=self.recomputes[recompute],
+            zero_stage=self.zero_stages[zero][0],
+            optimizer_offload=self.zero_stages[zero][1],
+            recompute=self.recomputes[recompute][0],
+            activation_offload=self.recomputes[recompute][1],
             micro_batch_size=self.micro_batches[mbs],
             sequence_parallel=sp,
         )
@@ -134,8 +142,20 @@ def build_space(model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins,
                 training.framework, c, v, training.flash_attention, e
             ):
                 layouts.append((t, c, p, v, e))
-    zeros = [pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage)
-    recomputes = [pins.recompute] if pins.recompute is not None else list(Recompute)
+
+    def offload_options(pinned: bool | None) -> list[bool]:
+        return [pinned] if pinned is not None else ([False, True] if pins.allow_offload else [False])
+
+    zeros = [
+        (z, o)
+        for z in ([pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage))
+        for o in offload_options(pins.optimizer_offload)
+    ]
+    recomputes = [
+        (r, o)
+        for r in ([pins.recompute] if pins.recompute is not None else list(Recompute))
+        for o in offload_options(pins.activation_offload)
+    ]
     if pins.micro_batch_size is not None:
         mbs = [pins.micro_batch_size]
     else:
@@ -192,7 +212,7 @@ def compile_terms(
     framework = training.framework
     for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
         config = space.config(p, z, 0, 0)
-        if not framework_allows_sharding(framework, config.pp, config.zero_stage):
+        if not framework_allows_sharding(framework, config.pp, config.zero_stage, config.optimizer_offload):
             continue
         per_stage = []
         for st in (0, config.pp - 1):
@@ -206,7 +226,9 @@ def compile_terms(
         if not space.mbs_fits(p, u, training.global_batch_size):
             continue
         config = space.config(p, 0, r, u)
-        if not framework_allows_recompute(framework, config.recompute, training.flash_attention):
+        if not framework_allows_recompute(
+            framework, config.recompute, training.flash_attention, config.activation_offload, config.pp
+        ):
             continue
         acts[p, r, u] = tuple(
             bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))

@@ -232,6 +232,8 @@ class HardwareSpec:
     """GPUs that share the intra-node link."""
     peak_flops_fp8: float = 0.0
     """Dense FP8 peak, FLOP/s; 0 when the GPU has no FP8 tensor cores."""
+    pcie_bandwidth_bytes_per_s: float = 25e9
+    """Host-device bandwidth per GPU, one direction (PCIe Gen4 x16 ~25 GB/s, Gen5 ~50 GB/s), for offload."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -299,6 +301,12 @@ class ParallelConfig:
     """Virtual pipeline stages (model chunks) per pipeline rank; 1 = plain 1F1B, > 1 interleaved."""
     cp: int = 1
     """Context-parallel size: ranks that split each sequence (ring attention)."""
+    optimizer_offload: bool = False
+    """Master weights and Adam states live in CPU memory and the Adam step runs on the CPU
+    (DeepSpeed ZeRO-Offload, Ren et al. 2021; Megatron ``--optimizer-cpu-offload``)."""
+    activation_offload: bool = False
+    """Kept activations go to CPU memory and come back for backward (Megatron ``--cpu-offloading``,
+    all layers but one; DeepSpeed ``cpu_checkpointing`` of the full-recompute checkpoints)."""
     ep: int = 1
     """Expert-parallel size: ranks that split the routed experts, each expert whole (expert tensor
     parallelism 1, as Megatron-Core MoE recipes run); carved out of ``tp * cp * dp``."""

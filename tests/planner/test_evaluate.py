@@ -138,3 +138,11 @@ def test_interleaving_holds_the_megatron_penalty_on_the_first_stage():
         assert in_flight_layer_microbatches(80, pp, vpp, pp - 1, 64) < in_flight_layer_microbatches(
             80, pp, vpp, 0, 64
         )
+
+
+@settings(max_examples=150, deadline=None)
+@given(cases(), st.booleans(), st.booleans())
+def test_offload_never_raises_memory(case, optimizer, activations):
+    model, training, config = case
+    offloaded = replace(config, optimizer_offload=optimizer, activation_offload=activations)
+    assert total(model, training, offloaded) <= total(model, training, config) * (1 + EPS)

@@ -29,6 +29,7 @@ def problems(draw):
         tp=draw(st.none() | st.sampled_from([1, 2])),
         cp=draw(st.none() | st.sampled_from([1, 2])),
         vpp=draw(st.none() | st.sampled_from([1, 2])),
+        allow_offload=draw(st.booleans()),
         zero_stage=draw(st.none() | st.sampled_from(list(ZeroStage))),
         recompute=draw(st.none() | st.sampled_from(list(Recompute))),
         micro_batch_size=draw(st.none() | st.sampled_from([1, 2])),
