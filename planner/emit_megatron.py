@@ -44,9 +44,29 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
         "--ffn-hidden-size",
         str(model.ffn_hidden_size),
     ]
-    if model.head_dim * model.num_heads != model.hidden_size:
+    if model.is_mla:  # DeepSeek-V2/V3 multi-head latent attention (Megatron-Core MLASelfAttention)
+        a += [
+            "--multi-latent-attention",
+            "--kv-lora-rank",
+            str(model.kv_lora_rank),
+            "--qk-head-dim",
+            str(model.qk_nope_head_dim),
+            "--qk-pos-emb-head-dim",
+            str(model.qk_rope_head_dim),
+            "--v-head-dim",
+            str(model.v_head_dim),
+            "--rope-type",
+            "rope",
+        ]
+        if model.q_lora_rank:
+            a += ["--q-lora-rank", str(model.q_lora_rank)]
+        notes.append(
+            "MLA with plain RoPE (set --rope-type yarn and its factors for long-context YaRN); "
+            "multi-token prediction is off, as in the parameter count"
+        )
+    elif model.head_dim * model.num_heads != model.hidden_size:
         a += ["--kv-channels", str(model.head_dim)]
-    if model.num_kv_heads != model.num_heads:
+    if model.num_kv_heads != model.num_heads and not model.is_mla:
         a += ["--group-query-attention", "--num-query-groups", str(model.num_kv_heads)]
     a += [
         "--seq-length",
@@ -81,8 +101,6 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
     if model.parallel_residual:
         blockers.append("parallel attention/MLP residual (GPT-NeoX) is not in Megatron-LM's GPT model")
     blockers.extend(model.unsupported_by_megatron)
-    if model.is_mla and not model.unsupported_by_megatron:
-        blockers.append("multi-head latent attention flags are not emitted yet")
     if model.qk_norm:
         a += ["--qk-layernorm"]
     if model.is_moe:
@@ -101,6 +119,19 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
         if model.num_dense_layers:
             pattern = f"([0]*{model.num_dense_layers}+[1]*{model.num_moe_layers})"
             a += ["--moe-layer-freq", pattern]
+        if model.moe_router_score != "softmax":
+            a += ["--moe-router-score-function", model.moe_router_score]
+        if model.moe_expert_bias:
+            a += ["--moe-router-enable-expert-bias"]
+        if model.moe_router_groups:
+            a += [
+                "--moe-router-num-groups",
+                str(model.moe_router_groups),
+                "--moe-router-group-topk",
+                str(model.moe_router_group_topk),
+            ]
+        if model.moe_routed_scaling:
+            a += ["--moe-router-topk-scaling-factor", format_number(model.moe_routed_scaling)]
         notes.append(
             "MoE: top-k softmax routing without auxiliary loss; add --moe-aux-loss-coeff "
             "(Mixtral used 0.02) and capacity options to taste"

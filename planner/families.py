@@ -320,10 +320,11 @@ def _deepseek_v3(k: _Keys) -> dict:
         moe_ffn_hidden_size=moe_ffn,
         shared_expert_ffn_hidden_size=moe_ffn * k.int("n_shared_experts", default=1),
         num_dense_layers=min(k.int("first_k_dense_replace", default=3), fields["num_layers"]),
-        unsupported_by_megatron=(
-            "DeepSeek-V3's grouped sigmoid routing with expert bias, its dense "
-            "first layers and multi-token prediction are not emitted yet",
-        ),
+        moe_router_score="sigmoid",
+        moe_expert_bias=True,
+        moe_router_groups=k.int("n_group", default=1) if k.config.get("n_group") else 0,
+        moe_router_group_topk=k.int("topk_group", default=1) if k.config.get("topk_group") else 0,
+        moe_routed_scaling=k.positive("routed_scaling_factor", default=1.0),
     )
 
 

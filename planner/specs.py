@@ -111,6 +111,16 @@ class ModelSpec:
     """A sigmoid gate (``h x 1``) on the shared expert (Qwen2-MoE)."""
     num_dense_layers: int = 0
     """Layers of an MoE model whose MLP is dense (``ffn_hidden_size``), e.g. DeepSeek's first 3."""
+    moe_router_score: str = "softmax"
+    """Router scoring: ``softmax`` (Mixtral, Qwen) or ``sigmoid`` (DeepSeek-V3)."""
+    moe_expert_bias: bool = False
+    """Auxiliary-loss-free load balancing with a per-expert routing bias (DeepSeek-V3)."""
+    moe_router_groups: int = 0
+    """Group-limited routing: expert groups (DeepSeek-V3 ``n_group``); 0 = none."""
+    moe_router_group_topk: int = 0
+    """Group-limited routing: groups each token may use (``topk_group``)."""
+    moe_routed_scaling: float = 0.0
+    """Scale of the routed experts' output (``routed_scaling_factor``); 0 = none."""
     qk_norm: bool = False
     """RMSNorm over each query and key head (Qwen3, ``head_dim`` weights each)."""
     norms_per_layer: int = 2
