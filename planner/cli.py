@@ -210,6 +210,7 @@ def train(
     framework: str,
     flash_attention: bool,
     reserve: str,
+    moe_capacity_factor: float | None,
     sequence_parallel: bool | None,
     allow_inter_node_tp: bool,
     top: int,
@@ -246,7 +247,9 @@ def train(
     )
     if time_limit is not None and time_limit <= 0:
         raise PlannerError(f"--time-limit must be positive seconds, got {time_limit}")
-    training = build_training(spec, seq_len, global_batch, precision, framework, flash_attention, reserve)
+    training = build_training(
+        spec, seq_len, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
+    )
     if sequence_parallel is None and training.framework is Framework.DEEPSPEED:
         sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism
     pins = Pins(

@@ -120,6 +120,7 @@ def sweep_command(
     framework: str,
     flash_attention: bool,
     reserve: str,
+    moe_capacity_factor: float | None,
     tokens: str | None,
     price_per_gpu_hour: float | None,
     fmt: str,
@@ -142,7 +143,9 @@ def sweep_command(
     if price_per_gpu_hour is not None and price_per_gpu_hour < 0:
         raise PlannerError(f"--price-per-gpu-hour must be zero or more, got {price_per_gpu_hour}")
     trainings = [
-        build_training(spec, seq, global_batch, precision, framework, flash_attention, reserve)
+        build_training(
+            spec, seq, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
+        )
         for seq in parse_seq_lens(seq_len)
     ]
     rows, smallest = [], []

@@ -89,6 +89,11 @@ def training_options(f: Callable | None = None, *, many_seq_lens: bool = False) 
                 help="Memory kept free for CUDA context, NCCL and fragmentation: a share (10%) or a size "
                 "(6GiB).",
             ),
+            click.option(
+                "--moe-capacity-factor",
+                type=float,
+                help="MoE expert capacity as a multiple of the average load (drops, pads); default dropless.",
+            ),
         ]
     ):
         f = option(f)
@@ -115,6 +120,7 @@ def build_training(
     framework: str,
     flash_attention: bool,
     reserve: str,
+    moe_capacity_factor: float | None = None,
 ) -> TrainingSpec:
     """The training run, with the documented defaults."""
     positive(("--seq-len", seq_len), ("--global-batch", global_batch))
@@ -128,6 +134,7 @@ def build_training(
         flash_attention=flash_attention,
         reserve_fraction=share,
         reserve_fixed_bytes=fixed,
+        moe_capacity_factor=moe_capacity_factor,
     )
 
 

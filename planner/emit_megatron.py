@@ -119,6 +119,12 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
         if model.num_dense_layers:
             pattern = f"([0]*{model.num_dense_layers}+[1]*{model.num_moe_layers})"
             a += ["--moe-layer-freq", pattern]
+        if training.moe_capacity_factor is not None:
+            a += [
+                "--moe-expert-capacity-factor",
+                format_number(training.moe_capacity_factor),
+                "--moe-pad-expert-input-to-capacity",
+            ]
         if model.moe_router_score != "softmax":
             a += ["--moe-router-score-function", model.moe_router_score]
         if model.moe_expert_bias:

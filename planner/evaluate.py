@@ -148,7 +148,10 @@ def layer_activation_bytes(
     # dense layers of DeepSeek-style models are no wider).
     mlp_width, dispatch = model.ffn_hidden_size, 0.0
     if model.is_moe:
-        routed = model.num_experts_per_token * model.expert_ffn + model.shared_expert_ffn_hidden_size
+        capacity = training.moe_capacity_factor or 1.0  # padded to capacity, or the average (dropless)
+        routed = (
+            capacity * model.num_experts_per_token * model.expert_ffn + model.shared_expert_ffn_hidden_size
+        )
         mlp_width = max(mlp_width if model.num_dense_layers else 0, routed)
         if recompute is not Recompute.FULL:
             dispatch = A.moe_dispatch_bytes(

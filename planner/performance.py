@@ -37,10 +37,11 @@ class StepFlops:
     """Plus recomputation (HFU basis)."""
 
 
-def layer_matmul_params(model: ModelSpec) -> float:
+def layer_matmul_params(model: ModelSpec, capacity_factor: float | None = None) -> float:
     """Weights of one layer that every token multiplies: attention (MLA's projections included) and,
-    for MoE, the router, the ``k`` experts a token visits and the shared expert (active parameters);
-    the dense layers of an MoE model are averaged in."""
+    for MoE, the router, the ``k`` experts a token visits and the shared expert (active parameters;
+    times the capacity factor when experts are padded to capacity); the dense layers of an MoE
+    model are averaged in."""
     h = model.hidden_size
     if model.is_mla:
         attention = P.mla_params(
@@ -57,8 +58,9 @@ def layer_matmul_params(model: ModelSpec) -> float:
     dense = P.mlp_params(h, model.ffn_hidden_size, model.gated_mlp, False)
     if not model.is_moe:
         return attention + dense
+    capacity = capacity_factor or 1.0  # experts padded to capacity compute the padding too
     active = (
-        model.num_experts_per_token * P.mlp_params(h, model.expert_ffn, model.gated_mlp, False)
+        capacity * model.num_experts_per_token * P.mlp_params(h, model.expert_ffn, model.gated_mlp, False)
         + P.router_params(h, model.num_experts)
         + P.shared_expert_params(h, model.shared_expert_ffn_hidden_size, model.gated_mlp, False)
     )
@@ -66,9 +68,14 @@ def layer_matmul_params(model: ModelSpec) -> float:
     return attention + moe_share * active + (1 - moe_share) * dense
 
 
-def _layer_flops(model: ModelSpec, seq_len: int, recompute: Recompute) -> tuple[float, float]:
-    """(forward, recompute) FLOPs of one layer per token."""
-    forward = F.layer_forward_flops_per_token(layer_matmul_params(model), seq_len, model.q_dim)
+def _layer_flops(
+    model: ModelSpec, seq_len: int, recompute: Recompute, capacity_factor: float | None = None
+) -> tuple[float, float]:
+    """(forward, recompute) FLOPs of one layer per token (with MoE padding when a capacity factor
+    pads experts: executed, not model, FLOPs)."""
+    forward = F.layer_forward_flops_per_token(
+        layer_matmul_params(model, capacity_factor), seq_len, model.q_dim
+    )
     score = F.attention_score_forward_flops_per_token(seq_len, model.q_dim)
     return forward, F.recompute_flops_per_token(forward, score, recompute)
 
@@ -104,7 +111,7 @@ def pipeline_time(
     s, b, h, t, pp = training.seq_len, config.micro_batch_size, model.hidden_size, config.tp, config.pp
     cp, vpp = config.cp, config.vpp
     m = num_microbatches(training, config)
-    forward, extra = _layer_flops(model, s, config.recompute)
+    forward, extra = _layer_flops(model, s, config.recompute, training.moe_capacity_factor)
     s = s // cp  # tokens of each sequence on this rank
     layers = model.num_layers / pp
     head = F.head_forward_flops_per_token(h, model.vocab_size)
@@ -115,7 +122,9 @@ def pipeline_time(
     passes = 1 + F.BACKWARD_TO_FORWARD + (1 if config.recompute is Recompute.FULL else 0)
     peak = hardware.peak_flops
     if training.precision is Precision.FP8:  # the layers' GEMMs at the FP8 peak; attention and head in bf16
-        layer_gemm = FLOPS_PER_MAC_TRAINING * layer_matmul_params(model) * layers
+        layer_gemm = (
+            FLOPS_PER_MAC_TRAINING * layer_matmul_params(model, training.moe_capacity_factor) * layers
+        )
         peak = flops_per_token / (
             layer_gemm / (hardware.peak_flops_fp8 or peak)  # no FP8 units: bf16 speed (plan rejects it)
             + (flops_per_token - layer_gemm) / peak

@@ -282,9 +282,14 @@ class TrainingSpec:
     """Share of device memory kept free for what no formula allocates."""
     reserve_fixed_bytes: float = DEFAULT_RESERVE_FIXED_BYTES
     """Fixed reserve added to the fraction."""
+    moe_capacity_factor: float | None = None
+    """MoE expert capacity as a multiple of the average load (tokens beyond it are dropped and every
+    expert's input is padded to it); None = dropless, sized for the average load."""
 
     def __post_init__(self) -> None:
         _positive(self, "seq_len", "global_batch_size")
+        if self.moe_capacity_factor is not None and self.moe_capacity_factor <= 0:
+            raise PlannerError(f"--moe-capacity-factor must be positive, got {self.moe_capacity_factor}")
         if not 0.0 <= self.reserve_fraction < 1.0 or self.reserve_fixed_bytes < 0:
             raise PlannerError("reserve must be a share below 100% (e.g. 10%) or a size (e.g. 4GiB)")
 

@@ -15,6 +15,21 @@ from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroSta
 
 CASES = [
     {
+        "model": "mixtral-8x7b",
+        "gpus": 32,
+        "seq_len": 4096,
+        "global_batch": 256,
+        "tp": 2,
+        "cp": 1,
+        "pp": 2,
+        "vpp": 1,
+        "ep": 8,
+        "zero": 1,
+        "recompute": "selective",
+        "mbs": 1,
+        "capacity": 1.25,
+    },
+    {
         "model": "llama3-8b",
         "gpus": 8,
         "seq_len": 8192,
@@ -562,6 +577,7 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         precision=Precision(case.get("precision", "bf16")),
         framework=framework,
         flash_attention=case.get("flash", True),
+        moe_capacity_factor=case.get("capacity"),
     )
     pins = Pins(
         tp=case.get("tp"),
