@@ -16,6 +16,7 @@ from constraints import params as P
 from constraints import throughput as T
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.counts import attention_params
 from planner.evaluate import layer_activation_bytes, num_microbatches, stage_params
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
@@ -43,17 +44,9 @@ def layer_matmul_params(model: ModelSpec, capacity_factor: float | None = None) 
     times the capacity factor when experts are padded to capacity); the dense layers of an MoE
     model are averaged in."""
     h = model.hidden_size
-    if model.is_mla:
-        attention = P.mla_params(
-            h,
-            model.num_heads,
-            model.q_lora_rank,
-            model.kv_lora_rank,
-            model.qk_nope_head_dim,
-            model.qk_rope_head_dim,
-            model.v_head_dim,
-        )
-    else:
+    if model.is_mla:  # its two small RMSNorms are counted too: under 0.01% of the projections
+        attention = float(attention_params(model))
+    else:  # weights only, as Narayanan et al. count FLOPs
         attention = P.attention_params(h, model.num_heads, model.num_kv_heads, model.head_dim, False, False)
     dense = P.mlp_params(h, model.ffn_hidden_size, model.gated_mlp, False)
     if not model.is_moe:
