@@ -278,10 +278,11 @@ def train(
         exhaustive=exhaustive,
         time_limit_s=time_limit,
     )
-    doc = document(req, run(req))
+    outcome = run(req)
+    doc = document(req, outcome)
     click.echo(render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml")))
     if output is not None:
-        files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **launch_outputs(req, doc)}
+        files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **launch_outputs(req, outcome, doc)}
         for name, text in files.items():
             write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)

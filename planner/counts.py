@@ -78,15 +78,7 @@ class ParamCount:
 def attention_params(model: ModelSpec) -> int:
     """One layer's attention: standard (GQA, biases, per-head q/k norms) or multi-head latent."""
     if model.is_mla:
-        return P.mla_params(
-            model.hidden_size,
-            model.num_heads,
-            model.q_lora_rank,
-            model.kv_lora_rank,
-            model.qk_nope_head_dim,
-            model.qk_rope_head_dim,
-            model.v_head_dim,
-        )
+        return P.mla_params(model.hidden_size, model.num_heads, *model.mla_shape)
     attention = P.attention_params(
         model.hidden_size, model.num_heads, model.num_kv_heads, model.head_dim, model.qkv_bias, model.out_bias
     )

@@ -57,16 +57,7 @@ def layer_params_per_rank(model: ModelSpec, config: ParallelConfig) -> tuple[flo
     """(dense layer, MoE layer without its routed experts, routed experts of an MoE layer) on one rank."""
     h, t = model.hidden_size, config.tp
     if model.is_mla:
-        attention = P.mla_params_per_tp_rank(
-            h,
-            model.num_heads,
-            model.q_lora_rank,
-            model.kv_lora_rank,
-            model.qk_nope_head_dim,
-            model.qk_rope_head_dim,
-            model.v_head_dim,
-            t,
-        )
+        attention = P.mla_params_per_tp_rank(h, model.num_heads, *model.mla_shape, t)
     else:
         attention = P.attention_params_per_tp_rank(
             h,

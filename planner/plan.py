@@ -25,9 +25,7 @@ from planner.specs import (
     ModelSpec,
     ParallelConfig,
     Precision,
-    Recompute,
     TrainingSpec,
-    ZeroStage,
 )
 
 MIN_FIX_SEQ_LEN = 256
@@ -327,9 +325,8 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
             "reserve_fixed_gib": gib(req.training.reserve_fixed_bytes),
         },
     }
-    best = outcome.chosen[0] if outcome.chosen else outcome.closest
-    if best is not None:
-        config = outcome.space.config(*best.indices)
+    config = best_config(outcome)
+    if config is not None:
         doc |= config_doc(req, config)
         doc["launch"] = launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[1]
     gap = None
@@ -360,23 +357,15 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
     return doc
 
 
-def launch_outputs(req: Request, doc: dict[str, Any]) -> dict[str, str]:
-    """The launch files for the document's plan (none when nothing was planned)."""
-    if "parallelism" not in doc:
+def best_config(outcome: Outcome) -> ParallelConfig | None:
+    """The plan's layout: the best candidate, or the closest one when nothing fits."""
+    best = outcome.chosen[0] if outcome.chosen else outcome.closest
+    return None if best is None else outcome.space.config(*best.indices)
+
+
+def launch_outputs(req: Request, outcome: Outcome, doc: dict[str, Any]) -> dict[str, str]:
+    """The launch files for the outcome's plan (none when nothing was planned)."""
+    config = best_config(outcome)
+    if config is None:
         return {}
-    p = doc["parallelism"]
-    config = ParallelConfig(
-        tp=p["tp"],
-        pp=p["pp"],
-        dp=p["dp"],
-        cp=p["cp"],
-        vpp=p["vpp"],
-        ep=p["ep"],
-        optimizer_offload=p["optimizer_offload"],
-        activation_offload=p["activation_offload"],
-        zero_stage=ZeroStage(p["zero_stage"]),
-        recompute=Recompute(p["recompute"]),
-        micro_batch_size=p["micro_batch_size"],
-        sequence_parallel=p["sequence_parallel"],
-    )
     return launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[0]

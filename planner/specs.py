@@ -200,6 +200,17 @@ class ModelSpec:
         return self.kv_lora_rank > 0
 
     @property
+    def mla_shape(self) -> tuple[int, int, int, int, int]:
+        """MLA's (q_lora_rank, kv_lora_rank, qk_nope_head_dim, qk_rope_head_dim, v_head_dim)."""
+        return (
+            self.q_lora_rank,
+            self.kv_lora_rank,
+            self.qk_nope_head_dim,
+            self.qk_rope_head_dim,
+            self.v_head_dim,
+        )
+
+    @property
     def expert_ffn(self) -> int:
         """Intermediate size of one routed expert."""
         return self.moe_ffn_hidden_size or self.ffn_hidden_size
