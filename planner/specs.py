@@ -9,7 +9,9 @@ from enum import Enum
 from typing import Any
 
 from constraints.units import BYTES_PER_GIB, Framework, Precision, Recompute, ZeroStage
+from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.errors import PlannerError
+from planner.profile import HardwareProfile
 
 __all__ = [
     "Framework",
@@ -255,6 +257,9 @@ class HardwareSpec:
     """Dense FP8 peak, FLOP/s; 0 when the GPU has no FP8 tensor cores."""
     pcie_bandwidth_bytes_per_s: float = 25e9
     """Host-device bandwidth per GPU, one direction (PCIe Gen4 x16 ~25 GB/s, Gen5 ~50 GB/s), for offload."""
+    profile: HardwareProfile | None = None
+    """Achieved-performance tables and fitted constants of a hardware profile file; None for a
+    plain preset or hardware file."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -273,6 +278,11 @@ class HardwareSpec:
     def memory_gib(self) -> float:
         """Capacity in GiB."""
         return self.memory_bytes / BYTES_PER_GIB
+
+    @property
+    def step_constants(self) -> StepTimeConstants:
+        """The step-time constants for this GPU: the profile's fitted ones over the defaults."""
+        return self.profile.step_constants() if self.profile else DEFAULT_CONSTANTS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
