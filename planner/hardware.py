@@ -78,8 +78,10 @@ HARDWARE_KEYS = {
     "intra_node_bandwidth_gbps": ("intra_node_bandwidth_bytes_per_s", GB),
     "inter_node_bandwidth_gbps": ("inter_node_bandwidth_bytes_per_s", GB),
     "gpus_per_node": ("gpus_per_node", 1),
+    "nvlink_domain_gpus": ("nvlink_domain_gpus", 1),
     "pcie_bandwidth_gbps": ("pcie_bandwidth_bytes_per_s", GB),
 }
+INTEGER_FIELDS = ("gpus_per_node", "nvlink_domain_gpus")
 
 
 def preset(name: str) -> HardwareSpec:
@@ -95,7 +97,8 @@ def preset(name: str) -> HardwareSpec:
 def hardware_from_mapping(data: Mapping[str, Any], name: str) -> HardwareSpec:
     """A hardware file: ``memory_gb``, ``peak_tflops``, ``hbm_bandwidth_gbps``,
     ``intra_node_bandwidth_gbps``, ``inter_node_bandwidth_gbps`` (GB/s, one direction, per GPU),
-    optional ``gpus_per_node`` and ``peak_tflops_fp8``."""
+    optional ``gpus_per_node``, ``nvlink_domain_gpus`` (default: the node), ``peak_tflops_fp8`` and
+    ``pcie_bandwidth_gbps``."""
     if not isinstance(data, Mapping):
         raise PlannerError(f"{name}: a hardware file is a mapping of {', '.join(HARDWARE_KEYS)}")
     unknown = sorted(set(data) - set(HARDWARE_KEYS) - {"name"})
@@ -104,11 +107,13 @@ def hardware_from_mapping(data: Mapping[str, Any], name: str) -> HardwareSpec:
     fields: dict[str, Any] = {}
     for key, (field_name, scale) in HARDWARE_KEYS.items():
         if key not in data:
-            if field_name in ("gpus_per_node", "peak_flops_fp8", "pcie_bandwidth_bytes_per_s"):
+            if field_name in INTEGER_FIELDS + ("peak_flops_fp8", "pcie_bandwidth_bytes_per_s"):
                 continue
             raise PlannerError(f"{name}: missing key '{key}'")
         value = data[key]
         if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
             raise PlannerError(f"{name}: key '{key}' must be a positive number, got {value!r}")
-        fields[field_name] = int(value) if field_name == "gpus_per_node" else value * scale
+        if field_name in INTEGER_FIELDS and not float(value).is_integer():
+            raise PlannerError(f"{name}: key '{key}' must be a whole number of GPUs, got {value!r}")
+        fields[field_name] = int(value) if field_name in INTEGER_FIELDS else value * scale
     return HardwareSpec(name=str(data.get("name", name)), **fields)
