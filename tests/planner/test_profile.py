@@ -26,6 +26,7 @@ PROFILE = {
     "intra_node_bandwidth_gbps": 450.0,
     "inter_node_bandwidth_gbps": 50.0,
     "gpus_per_node": 8,
+    "nvlink_domain_gpus": 8,
     "pcie_bandwidth_gbps": 50.0,
     "provenance": {
         "peak_tflops": "vendor: NVIDIA H200 datasheet",
