@@ -2,8 +2,9 @@
 
 import pytest
 
-from conftest import fixture
 from constraints import kernels as K
+
+from conftest import fixture
 
 FLOPS = fixture("kernel_flops.json")
 NCCL = fixture("nccl_tests_output.json")
