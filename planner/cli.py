@@ -278,6 +278,7 @@ def train(
         top=top,
         exhaustive=exhaustive,
         time_limit_s=time_limit,
+        constants=hardware.step_constants,
     )
     outcome = run(req)
     doc = document(req, outcome)
