@@ -26,6 +26,7 @@ from planner.cli_profile import profile_command
 from planner.cli_serve import serve_command
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_model, write_atomic
+from planner.launch import refusals
 from planner.plan import Request, document, launch_outputs, run
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
@@ -289,6 +290,8 @@ def train(
         for name, text in files.items():
             write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)
+        for line in refusals(doc.get("launch", {})):
+            click.echo(line, err=True)
     if doc["status"] == "infeasible":
         sys.exit(DOES_NOT_FIT_EXIT_CODE)
 
