@@ -23,6 +23,7 @@ from planner.cli_options import (
     positive,
     training_options,
 )
+from planner.cli_profile import profile_command
 from planner.cli_serve import serve_command
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_model, write_atomic
@@ -144,6 +145,7 @@ def main() -> None:
     plan sweep MODEL              GPU counts and types: throughput, days, GPU-hours, cost, chart
     plan compare A.yaml B.yaml    two plans, term by term
     plan serve MODEL              serving memory: weights, KV cache, largest batch and context
+    plan profile -o FILE          measure this machine's GPU: a hardware profile for --gpu FILE
 
     \b
     Examples:
@@ -327,3 +329,4 @@ def train(
 main.add_command(sweep_command)
 main.add_command(compare_command)
 main.add_command(serve_command)
+main.add_command(profile_command)
