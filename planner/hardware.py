@@ -6,10 +6,12 @@ B200: 1800) and one InfiniBand NIC per GPU (A100 systems: HDR 200 Gb/s; H100/H20
 400 Gb/s). The memory is what the driver reports (``nvidia-smi``), e.g. 81559 MiB for H100 SXM.
 """
 
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.numbers import check_number
 from planner.specs import HardwareSpec
 
 MIB = 1024**2
@@ -86,29 +88,33 @@ def preset(name: str) -> HardwareSpec:
     """A named preset; unknown names list the known ones."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in PRESETS:
+        close = difflib.get_close_matches(key, [*PRESETS, *ALIASES], n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         raise PlannerError(
-            f"--gpu: unknown preset {name!r}; use one of {', '.join(PRESETS)} or a hardware YAML file"
+            f"--gpu: unknown preset {name!r}{hint}; use one of {', '.join(PRESETS)} or a hardware YAML file"
         )
     return PRESETS[key]
 
 
-def hardware_from_mapping(data: Mapping[str, Any], name: str) -> HardwareSpec:
+def hardware_from_mapping(data: Mapping[str, Any], name: str, source: str | None = None) -> HardwareSpec:
     """A hardware file: ``memory_gb``, ``peak_tflops``, ``hbm_bandwidth_gbps``,
     ``intra_node_bandwidth_gbps``, ``inter_node_bandwidth_gbps`` (GB/s, one direction, per GPU),
-    optional ``gpus_per_node`` and ``peak_tflops_fp8``."""
+    optional ``gpus_per_node`` and ``peak_tflops_fp8``; ``source`` (the file) is named in errors."""
+    where = source or name
     if not isinstance(data, Mapping):
-        raise PlannerError(f"{name}: a hardware file is a mapping of {', '.join(HARDWARE_KEYS)}")
+        raise PlannerError(f"{where}: a hardware file is a mapping of {', '.join(HARDWARE_KEYS)}")
     unknown = sorted(set(data) - set(HARDWARE_KEYS) - {"name"})
     if unknown:
-        raise PlannerError(f"{name}: unknown key(s) {', '.join(unknown)}; use {', '.join(HARDWARE_KEYS)}")
+        raise PlannerError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(HARDWARE_KEYS)}")
     fields: dict[str, Any] = {}
     for key, (field_name, scale) in HARDWARE_KEYS.items():
         if key not in data:
             if field_name in ("gpus_per_node", "peak_flops_fp8", "pcie_bandwidth_bytes_per_s"):
                 continue
-            raise PlannerError(f"{name}: missing key '{key}'")
-        value = data[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise PlannerError(f"{name}: key '{key}' must be a positive number, got {value!r}")
-        fields[field_name] = int(value) if field_name == "gpus_per_node" else value * scale
-    return HardwareSpec(name=str(data.get("name", name)), **fields)
+            raise PlannerError(f"{where}: missing key '{key}'")
+        value = check_number(data[key], key, where)
+        fields[field_name] = value if field_name == "gpus_per_node" else value * scale
+    label = data.get("name", name)
+    if not isinstance(label, str):
+        raise PlannerError(f"{where}: key 'name' must be a string, got {type(label).__name__}")
+    return HardwareSpec(name=label, **fields)

@@ -1,10 +1,10 @@
 """The launch files of a plan, and the plan document's ``launch`` block."""
 
-import json
 from typing import Any
 
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import flag_lines, megatron_args, megatron_env, megatron_script, slurm_script
+from planner.numbers import json_text
 from planner.specs import ModelSpec, ParallelConfig, TrainingSpec
 
 
@@ -20,7 +20,7 @@ def launch_files(
         "slurm.sbatch": slurm_script(doc, megatron, gpus_per_node),
     }
     if deepspeed.expressible:
-        files["deepspeed.json"] = json.dumps(deepspeed.content, indent=2) + "\n"
+        files["deepspeed.json"] = json_text(deepspeed.content) + "\n"
     block = {
         "megatron": {
             "expressible": megatron.expressible,

@@ -10,6 +10,7 @@ from typing import Any
 
 from constraints.units import BYTES_PER_GIB, Framework, Precision, Recompute, ZeroStage
 from planner.errors import PlannerError
+from planner.quoting import check_printable
 
 __all__ = [
     "Framework",
@@ -155,6 +156,9 @@ class ModelSpec:
     """Tokens each layer attends to (Mistral ``sliding_window``); None for full attention."""
 
     def __post_init__(self) -> None:
+        check_printable(self.name, "model name")
+        if self.rope_scaling is not None:
+            check_printable(self.rope_scaling, f"model {self.name}: rope_scaling type")
         _positive(
             self,
             "num_layers",
@@ -257,6 +261,7 @@ class HardwareSpec:
     """Host-device bandwidth per GPU, one direction (PCIe Gen4 x16 ~25 GB/s, Gen5 ~50 GB/s), for offload."""
 
     def __post_init__(self) -> None:
+        check_printable(self.name, "hardware name")
         for name in (
             "memory_bytes",
             "peak_flops",
