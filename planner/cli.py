@@ -24,9 +24,10 @@ from planner.cli_options import (
 from planner.cli_serve import serve_command
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.io import load_model, write_atomic
+from planner.launch import refusals
 from planner.numbers import json_text
 from planner.plan import Request, document, launch_outputs, run
-from planner.quoting import one_line
+from planner.quoting import escaped
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
 
@@ -123,7 +124,7 @@ class DefaultCommandGroup(click.Group):
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except click.ClickException as exc:
-            click.echo(f"Error: {one_line(' '.join(exc.format_message().split()))}", err=True)
+            click.echo(f"Error: {escaped(' '.join(exc.format_message().split()))}", err=True)
             sys.exit(USAGE_EXIT_CODE)
         except click.Abort:
             click.echo("Aborted!", err=True)
@@ -293,6 +294,7 @@ def train(
         top=top,
         exhaustive=exhaustive,
         time_limit_s=time_limit,
+        constants=hardware.step_constants,
     )
     outcome = run(req)
     doc = document(req, outcome)
@@ -302,6 +304,8 @@ def train(
         for name, text in files.items():
             write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)
+        for line in refusals(doc.get("launch", {})):
+            click.echo(line, err=True)
     if doc["status"] == "infeasible":
         sys.exit(DOES_NOT_FIT_EXIT_CODE)
 

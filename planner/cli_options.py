@@ -11,7 +11,7 @@ import click
 from planner.errors import PlannerError
 from planner.io import load_hardware, parse_reserve, parse_size
 from planner.numbers import check_number
-from planner.quoting import one_line
+from planner.quoting import escaped
 from planner.specs import Framework, HardwareSpec, ModelSpec, Precision, TrainingSpec
 
 DEFAULT_TOKENS_PER_STEP = 4 * 1024 * 1024  # ~4M tokens per step (GPT-3, Llama 2 recipes)
@@ -109,7 +109,11 @@ def build_hardware(name: str, mem: str | None, gpus_per_node: int | None) -> Har
         hardware = replace(hardware, memory_bytes=parse_size(mem, "--mem"))
     if gpus_per_node is not None:
         positive(("--gpus-per-node", gpus_per_node))
-        hardware = replace(hardware, gpus_per_node=gpus_per_node)
+        # A domain of one node follows the node; a rack-wide domain (NVL72) stays.
+        domain = gpus_per_node if hardware.nvlink_domain_gpus == hardware.gpus_per_node else None
+        hardware = replace(
+            hardware, gpus_per_node=gpus_per_node, nvlink_domain_gpus=domain or hardware.nvlink_domain_gpus
+        )
     return hardware
 
 
@@ -159,10 +163,10 @@ def one_line_errors(f: Callable) -> Callable:
         try:
             return f(*args, **kwargs)
         except PlannerError as exc:
-            click.echo(f"Error: {one_line(str(exc))}", err=True)
+            click.echo(f"Error: {escaped(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:
-            click.echo(f"Error: {one_line(str(exc.filename or ''))}: {exc.strerror or exc}", err=True)
+            click.echo(f"Error: {escaped(str(exc.filename or ''))}: {exc.strerror or exc}", err=True)
             sys.exit(2)
 
     return wrapper

@@ -1,19 +1,18 @@
-"""User-derived strings: refused at load time when they hold control characters, and quoted for
-their context in every generated file (shell word, shell comment, SLURM directive).
+"""User-derived strings: refused at load time when they hold control characters.
 
 Names come from files other people wrote (a model's file name, a hardware file's ``name``, a
 ``rope_scaling`` type) and end up in launch scripts that run on clusters with the user's
-credentials. A newline in a comment starts a command; ``$(...)`` or a backtick in an unquoted word
-runs one. The loaders call ``check_printable``; the emitters call ``shell_word``, ``shell_comment``
-and ``slurm_value`` even so, so that a string that reaches them another way is still inert.
+credentials, and in terminal output. A newline in a script comment starts a command; an escape
+sequence rewrites the terminal. The specs call ``check_printable`` when they are built (one
+validation point for every loader); the script emitters (``planner/emit_shell.py``) quote values
+with ``shlex.quote`` and refuse, by the same definition, what cannot be quoted in a comment.
 """
 
-import shlex
 import unicodedata
 
 from planner.errors import PlannerError
 
-__all__ = ["MAX_NAME_CHARS", "check_printable", "one_line", "shell_comment", "shell_word", "slurm_value"]
+__all__ = ["MAX_NAME_CHARS", "check_printable", "escaped", "has_unprintable"]
 
 MAX_NAME_CHARS = 200
 # Unicode categories that are not text on one line: control (Cc: newline, escape, NUL), format
@@ -21,7 +20,6 @@ MAX_NAME_CHARS = 200
 # separators (Zl, Zp), lone surrogates (Cs), private-use and unassigned code points (Co, Cn): what
 # Python's ``str.isprintable`` refuses, except spaces.
 UNPRINTABLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn"})
-SLURM_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
 
 
 def _unprintable(char: str) -> bool:
@@ -40,29 +38,18 @@ def check_printable(value: object, field: str) -> str:
     bad = next((c for c in value if _unprintable(c)), None)
     if bad is not None:
         raise PlannerError(
-            f"{field} {one_line(value)!r} holds the control character U+{ord(bad):04X}; "
+            f"{field} {escaped(value)!r} holds the control character U+{ord(bad):04X}; "
             "names must be printable text on one line"
         )
     return value
 
 
-def one_line(text: str) -> str:
-    """``text`` with every unprintable character written as an escape (``\\n``, ``\\x1b``)."""
+def has_unprintable(text: str) -> bool:
+    """Whether ``text`` holds a character that is not printable text on one line."""
+    return any(_unprintable(c) for c in text)
+
+
+def escaped(text: str) -> str:
+    """``text`` with every unprintable character written as an escape (``\\n``, ``\\x1b``): for error
+    messages, which must stay one line whatever the user typed."""
     return "".join(c.encode("unicode_escape").decode("ascii") if _unprintable(c) else c for c in text)
-
-
-def shell_word(value: str) -> str:
-    """One shell word that expands to exactly ``value`` (``shlex.quote``)."""
-    return shlex.quote(value)
-
-
-def shell_comment(text: str) -> str:
-    """A ``# ...`` line that stays a comment whatever ``text`` holds: unprintable characters
-    (newline, carriage return, NUL) are escaped, so nothing after them becomes a command."""
-    return "# " + one_line(text)
-
-
-def slurm_value(value: str) -> str:
-    """A value for an ``#SBATCH --option=VALUE`` directive: sbatch splits directives on spaces and
-    reads quotes, so only ``[A-Za-z0-9._+-]`` pass; anything else becomes ``_``."""
-    return "".join(c if c in SLURM_SAFE else "_" for c in value) or "plan"

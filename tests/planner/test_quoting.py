@@ -4,9 +4,9 @@ must pass ``bash -n`` and run with fake ``torchrun``/``srun`` on PATH without th
 creating its marker file."""
 
 import json
-import shlex
 import subprocess
 import unicodedata
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -15,9 +15,12 @@ from hypothesis import HealthCheck, given, settings
 
 from planner.cli import main
 from planner.emit import Emitted
-from planner.emit_megatron import megatron_args, megatron_script, slurm_script
+from planner.emit_deepspeed import deepspeed_config
+from planner.emit_megatron import megatron_args
+from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
+from planner.emit_shell import job_name
 from planner.errors import PlannerError
-from planner.quoting import check_printable, shell_comment, shell_word, slurm_value
+from planner.quoting import check_printable, escaped, has_unprintable
 from planner.specs import ParallelConfig, TrainingSpec
 
 from conftest import example
@@ -63,59 +66,60 @@ def run_script(sandbox: Path, text: str) -> tuple[subprocess.CompletedProcess, P
     return done, marker
 
 
-def base_plan() -> tuple[dict, Emitted, ParallelConfig]:
+def base_plan() -> tuple[dict, Emitted, Emitted]:
     model = example("llama3.2-1b")
-    config = ParallelConfig(tp=2, pp=1, dp=4, sequence_parallel=True)
+    config = ParallelConfig(tp=1, pp=1, dp=8)
     training = TrainingSpec(seq_len=4096, global_batch_size=64)
     doc = {
         "model": {"name": model.name},
         "cluster": {"gpus": 8, "gpu": "h100-80gb"},
         "parallelism": {
-            "tp": 2,
+            "tp": 1,
             "pp": 1,
-            "dp": 4,
+            "dp": 8,
             "cp": 1,
             "vpp": 1,
             "ep": 1,
             "zero_stage": 0,
             "recompute": "none",
             "micro_batch_size": 1,
-            "grad_accum_steps": 16,
-            "sequence_parallel": True,
+            "grad_accum_steps": 8,
+            "sequence_parallel": False,
         },
     }
-    return doc, megatron_args(model, training, config), config
+    return doc, megatron_args(model, training, config), deepspeed_config(model, training, config)
+
+
+def scripts(doc: dict, megatron: Emitted, deepspeed: Emitted) -> dict[str, str]:
+    return {
+        "megatron.sh": megatron_script(doc, megatron, {}, 8),
+        "slurm.sbatch": slurm_script(doc, "megatron.sh", megatron.notes, 8),
+        "deepspeed.sh": deepspeed_script(doc, deepspeed, 8, 1000),
+    }
 
 
 @NO_FILESYSTEM_EXAMPLES
 @given(name=hostile_strings, gpu=hostile_strings, note=hostile_strings, value=hostile_strings)
 def test_emitted_scripts_keep_any_string_inert(sandbox, name, gpu, note, value):
-    """Even strings the loaders refuse (newlines, NUL) stay inert if they reach an emitter."""
-    doc, emitted, config = base_plan()
+    """Even strings the loaders refuse (newlines, NUL) cannot act if they reach an emitter: the
+    emitter refuses them in one line, or the script passes ``bash -n``, runs without the injected
+    command and hands the value to torchrun as one argument, unchanged."""
+    doc, megatron, deepspeed = base_plan()
     doc["model"]["name"], doc["cluster"]["gpu"] = name, gpu
-    for expressible in (True, False):
-        hostile = Emitted(
-            expressible=expressible,
-            notes=[note, *emitted.notes],
-            content=[*emitted.content, "--data-path", value],
-        )
-        for text in (slurm_script(doc, hostile, 8), megatron_script(doc, hostile, config, 8)):
-            done, marker = run_script(sandbox, text)
-            assert not marker.exists(), text
-            assert done.returncode == (0 if expressible else 1), done.stderr
-        if expressible:  # torchrun got the value as one argument, unchanged (bash drops NUL bytes)
-            launched = (sandbox / "fake.log").read_bytes().decode().split("\0")
-            sent = value.replace(MARKER, str(sandbox / "injected")).replace("\x00", "")
-            assert launched[launched.index("--data-path") + 1] == sent
-
-
-@given(text=hostile_strings)
-def test_shell_word_round_trips_and_comments_stay_one_line(text):
-    text = text.replace("\x00", "")
-    assert shlex.split(shell_word(text)) == [text]
-    comment = shell_comment(text)
-    assert comment.startswith("# ") and "\n" not in comment and "\r" not in comment
-    assert set(slurm_value(text)) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._+-")
+    megatron = replace(megatron, notes=[note, *megatron.notes], content=[*megatron.content, "--x", value])
+    deepspeed = replace(deepspeed, notes=[note, *deepspeed.notes])
+    try:
+        texts = scripts(doc, megatron, deepspeed)
+    except PlannerError as exc:
+        assert has_unprintable(name + gpu + note) and "\n" not in str(exc)
+        return
+    for file_name in ("slurm.sbatch", "deepspeed.sh", "megatron.sh"):
+        done, marker = run_script(sandbox, texts[file_name])
+        assert not marker.exists(), texts[file_name]
+        assert done.returncode == 0, done.stderr
+    launched = (sandbox / "fake.log").read_bytes().decode().split("\0")  # megatron.sh ran last
+    sent = value.replace(MARKER, str(sandbox / "injected")).replace("\x00", "")
+    assert launched[launched.index("--x") + 1] == sent
 
 
 @given(text=hostile_strings)
@@ -198,3 +202,9 @@ def test_rope_scaling_type_cannot_reach_a_comment(tmp_path):
     path.write_text(json.dumps(config))
     result = CliRunner().invoke(main, ["--gpus", "8", str(path)])
     assert result.exit_code == 2 and "rope_scaling type" in result.output, result.output
+
+
+@given(text=hostile_strings)
+def test_job_names_and_error_text_stay_on_one_line(text):
+    assert set(job_name(text)) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+    assert not has_unprintable(escaped(text))
