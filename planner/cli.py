@@ -11,6 +11,7 @@ from typing import Any
 import click
 import yaml
 
+from planner.checkpoint import parse_interval
 from planner.cli_capacity import compare_command, sweep_command
 from planner.cli_options import (
     CONTEXT,
@@ -21,6 +22,7 @@ from planner.cli_options import (
     positive,
     training_options,
 )
+from planner.cli_profile import profile_command
 from planner.cli_serve import serve_command
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.io import load_model, write_atomic
@@ -64,6 +66,8 @@ def render_table(doc: dict[str, Any]) -> str:
             f"{perf['tflops_per_gpu']:.0f} TFLOP/s per GPU, MFU {perf['mfu']:.1%}, HFU {perf['hfu']:.1%}",
             "  breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in perf["breakdown"].items()),
         ]
+    if "checkpoint" in doc:
+        lines.append(checkpoint_line(doc["checkpoint"]))
     for alt in doc.get("alternatives", []):
         p, perf = alt["parallelism"], alt["performance"]
         lines.append(
@@ -94,6 +98,21 @@ def render_table(doc: dict[str, Any]) -> str:
     s = doc["solver"]
     lines.append(f"solver: {s['method']}, {s['candidates']} candidates, {s['wall_time_s']:.3f} s")
     return "\n".join(lines)
+
+
+def checkpoint_line(c: dict[str, Any]) -> str:
+    """The checkpoint block in one or two lines."""
+    line = (
+        f"checkpoint ({c['format']}): {c['full_gib']:,.1f} GiB (weights {c['weights_gib']:,.1f}, "
+        f"optimizer {c['optimizer_gib']:,.1f}), largest rank shard {c['largest_rank_shard_gib']:,.2f} GiB; "
+        f"every {c['interval_steps']} steps ({c['interval_minutes']:,.1f} min)"
+    )
+    if "save_time_s" in c:
+        line += (
+            f"\n  save {c['save_time_s']:,.1f} s at {c['storage_gbps']:g} GB/s: "
+            f"{c['time_lost_fraction']:.2%} of training time"
+        )
+    return line
 
 
 def render(doc: dict[str, Any], fmt: str) -> str:
@@ -142,6 +161,7 @@ def main() -> None:
     plan sweep MODEL              GPU counts and types: throughput, days, GPU-hours, cost, chart
     plan compare A.yaml B.yaml    two plans, term by term
     plan serve MODEL              serving memory: weights, KV cache, largest batch and context
+    plan profile -o FILE          measure this machine's GPU: a hardware profile for --gpu FILE
 
     \b
     Examples:
@@ -197,6 +217,15 @@ def main() -> None:
     help="Output format (default: table on a terminal, else yaml).",
 )
 @click.option(
+    "--checkpoint-interval",
+    help="Save interval for checkpoint planning and the launch files: steps (500) or time (30min, 2h).",
+)
+@click.option(
+    "--storage-gbps",
+    type=float,
+    help="Aggregate checkpoint write bandwidth in GB/s: adds the save time and the share of training lost.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
@@ -233,6 +262,8 @@ def train(
     top: int,
     exhaustive: bool,
     time_limit: float | None,
+    checkpoint_interval: str | None,
+    storage_gbps: float | None,
     fmt: str | None,
     output: Path | None,
 ) -> None:
@@ -295,6 +326,7 @@ def train(
         exhaustive=exhaustive,
         time_limit_s=time_limit,
         constants=hardware.step_constants,
+        checkpoint=parse_interval(checkpoint_interval, storage_gbps),
     )
     outcome = run(req)
     doc = document(req, outcome)
@@ -313,3 +345,4 @@ def train(
 main.add_command(sweep_command)
 main.add_command(compare_command)
 main.add_command(serve_command)
+main.add_command(profile_command)
