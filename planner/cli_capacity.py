@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,12 @@ from planner.cli_options import (
     hardware_option,
     one_line_errors,
     parse_seq_lens,
+    positive,
     training_options,
 )
 from planner.errors import PlannerError
 from planner.io import load_model, read_mapping
+from planner.numbers import json_text
 from planner.plan import Request
 from planner.tables import cell, markdown_table, text_table
 
@@ -72,7 +73,7 @@ def render_sweep(
     baselines = baselines or []
     columns = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
     if fmt == "json":
-        return json.dumps({"rows": rows, "min_gpus": smallest, "scaling_baseline": baselines}, indent=2)
+        return json_text({"rows": rows, "min_gpus": smallest, "scaling_baseline": baselines})
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -167,6 +168,7 @@ def sweep_command(
     spec = load_model(model)
     counts = parse_gpu_counts(gpu_counts)
     budget = parse_tokens(tokens) if tokens else None
+    positive(("--price-per-gpu-hour", price_per_gpu_hour))
     price_table = parse_prices(prices, price_per_gpu_hour)
     trainings = [
         build_training(
@@ -215,7 +217,7 @@ def sweep_command(
 def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:
     """Table, Markdown or JSON of a plan diff (table and Markdown rounded for people)."""
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json_text(rows)
     columns = ["section", "term", "A", "B", "B - A", "B / A"]
     cells = [
         [
