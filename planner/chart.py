@@ -6,16 +6,25 @@ picture placed on a slide keeps its text legible. matplotlib is an optional extr
 (``pip install '.[chart]'``); only this module imports it.
 """
 
+import importlib.util
+import io
 from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.io import write_atomic
 from planner.tables import compact, significant
 
 SLIDE_INCHES = (13.33, 7.5)  # PowerPoint/Keynote widescreen slide
 DPI = 150  # 2000 x 1125 pixels
 FONT_PT = 13
 TITLE_PT = 16
+
+
+def require_matplotlib() -> None:
+    """Fail before a sweep starts, not after it, when the chart cannot be drawn."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PlannerError("--chart needs matplotlib: pip install -e '.[chart]' (or leave out --chart)")
 
 
 def _tick(value: float) -> str:
@@ -60,14 +69,13 @@ def sweep_chart(
     baselines: list[dict[str, Any]] | None = None,
 ) -> None:
     """Write a PNG with one line per GPU type (and sequence length, when several)."""
-    try:
-        import matplotlib
+    require_matplotlib()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        raise PlannerError("--chart needs matplotlib: pip install '.[chart]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
     panels = _panels(rows, tokens, baselines or [])
     columns = 2 if len(panels) > 2 else len(panels)
     grid = (2 if len(panels) > 2 else 1, columns)
@@ -116,8 +124,7 @@ def sweep_chart(
     for ax in list(axes.flat)[len(panels) :]:
         ax.set_visible(False)
     fig.suptitle(title, fontsize=TITLE_PT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=DPI, format="png")
+    png = io.BytesIO()
+    fig.savefig(png, dpi=DPI, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    write_atomic(path, png.getvalue(), option="--chart")  # a unique temporary file, then rename
