@@ -4,11 +4,12 @@ This is the specification the solver is checked against: ``plan`` with every dim
 prints it, the brute-force enumerator ranks it, and the CP-SAT builder compiles the same functions
 into tables.
 
-The most-loaded GPU is the heavier of two ranks, both computed: the first pipeline stage
-(embedding, and ``min(pp, m)`` micro-batches in flight under 1F1B) and the last stage (final norm,
-LM head or the tied-embedding copy, fp32 logits, one micro-batch in flight). Middle stages hold
-fewer micro-batches than the first and no embedding or head, so they are never heavier. With
-``pp = 1`` both are the same rank.
+The most-loaded GPU is the heaviest of three ranks, all computed: the first pipeline stage
+(embedding, and ``min(pp, m)`` micro-batches in flight under 1F1B), the second (the first middle
+stage: most micro-batches in flight of the middle ones, which all hold the same layers) and the last
+stage (final norm, LM head or the tied-embedding copy, fp32 logits, one micro-batch in flight). With
+an even split the second is never heavier than the first; with lighter ends
+(``ParallelConfig.first_stage_layers``) it can be. With ``pp = 1`` they are one rank.
 """
 
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from constraints import activations as A
 from constraints import memory as M
 from constraints import params as P
+from constraints import pipeline as S
 from constraints.units import Framework, Recompute
 from planner.specs import (
     HardwareSpec,
@@ -44,6 +46,21 @@ class StageParams:
 def num_microbatches(training: TrainingSpec, config: ParallelConfig) -> int:
     """Micro-batches per step on one data-parallel rank (gradient-accumulation steps)."""
     return training.global_batch_size // (config.dp * config.micro_batch_size)  # cp ranks share sequences
+
+
+def stage_layers(model: ModelSpec, config: ParallelConfig) -> tuple[int, ...]:
+    """Decoder layers of each pipeline stage, first to last (``constraints.pipeline``)."""
+    if not config.uneven_stages:
+        return (model.num_layers // config.pp,) * config.pp
+    return S.stage_layer_counts(
+        model.num_layers, config.pp, config.first_stage_layers, config.last_stage_layers
+    )
+
+
+def loaded_stages(config: ParallelConfig) -> tuple[int, int, int]:
+    """The stages that can be the most loaded: first, second (the busiest middle one) and last;
+    repeated when the pipeline has fewer stages, so tables over them keep one shape."""
+    return (0, min(1, config.pp - 1), config.pp - 1)
 
 
 def vocab_for(model: ModelSpec, training: TrainingSpec, tp: int) -> int:
@@ -94,12 +111,13 @@ def layer_params_per_rank(model: ModelSpec, config: ParallelConfig) -> tuple[flo
 
 
 def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int) -> StageParams:
-    """Parameters on one TP rank of pipeline stage ``stage``. Stage ``s`` holds layers
-    ``[s*L/pp, (s+1)*L/pp)``; an MoE model's dense layers come first (DeepSeek-V3)."""
+    """Parameters on one TP rank of pipeline stage ``stage``: its layers (``stage_layers``, in
+    order); an MoE model's dense layers come first (DeepSeek-V3)."""
     h, t = model.hidden_size, config.tp
     dense, moe, experts = layer_params_per_rank(model, config)
-    per_stage = model.num_layers // config.pp
-    first = stage * per_stage
+    counts = stage_layers(model, config)
+    per_stage = counts[stage]
+    first = sum(counts[:stage])
     n_dense = per_stage if not model.is_moe else max(0, min(model.num_dense_layers - first, per_stage))
     n_moe = per_stage - n_dense
     params = n_dense * dense + n_moe * (moe + experts)
@@ -181,7 +199,9 @@ def stage_activation_bytes(
     m = num_microbatches(training, config)
     in_flight = A.in_flight_microbatches(config.pp, stage, m)
     layer_microbatches = A.resident_layer_microbatches(
-        A.in_flight_layer_microbatches(model.num_layers, config.pp, config.vpp, stage, m),
+        S.stage_in_flight_layer_microbatches(
+            stage_layers(model, config)[stage], config.pp, config.vpp, stage, m
+        ),
         config.activation_offload,
     )
     parts = {
@@ -234,8 +254,8 @@ def stage_memory(
 def memory(
     model: ModelSpec, hardware: HardwareSpec, training: TrainingSpec, config: ParallelConfig
 ) -> MemoryBreakdown:
-    """Memory of the most-loaded GPU: the heavier of the first and last pipeline stage."""
-    stages = {0, config.pp - 1}
+    """Memory of the most-loaded GPU: the heaviest of the first, second and last pipeline stage."""
     return max(
-        (stage_memory(model, hardware, training, config, s) for s in sorted(stages)), key=lambda m: m.total
+        (stage_memory(model, hardware, training, config, s) for s in sorted(set(loaded_stages(config)))),
+        key=lambda m: m.total,
     )

@@ -1,9 +1,10 @@
 """Step time of one configuration, term by term, from ``constraints/flops.py`` and
 ``constraints/throughput.py``.
 
-The slowest rank is the last pipeline stage (its layers plus the LM head); the step is ``m`` of
-its micro-batches plus the bubble, the exposed TP and pipeline communication, the exposed
-data-parallel gradient communication and the optimizer step. Terms are grouped by the dimensions
+The slowest rank is the pipeline stage whose micro-batch takes longest (the last with an even
+split: its layers plus the LM head); the step is ``m`` of its micro-batches plus the bubble, the
+exposed TP and pipeline communication, the exposed data-parallel gradient communication and the
+optimizer step. Terms are grouped by the dimensions
 they depend on, so the solver can tabulate them: ``pipeline_time`` depends on (tp, pp, dp,
 recompute, micro-batch), ``data_parallel_time`` on (tp, pp, dp, ZeRO stage).
 """
@@ -17,7 +18,13 @@ from constraints import throughput as T
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.counts import attention_params
-from planner.evaluate import layer_activation_bytes, num_microbatches, stage_params
+from planner.evaluate import (
+    layer_activation_bytes,
+    loaded_stages,
+    num_microbatches,
+    stage_layers,
+    stage_params,
+)
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
@@ -92,25 +99,24 @@ def _link(hardware: HardwareSpec, span_gpus: int, c: StepTimeConstants) -> float
     return raw * c.comm_efficiency
 
 
-def pipeline_time(
+def _stage_microbatch(
     model: ModelSpec,
     hardware: HardwareSpec,
     training: TrainingSpec,
     config: ParallelConfig,
-    c: StepTimeConstants = DEFAULT_CONSTANTS,
+    c: StepTimeConstants,
+    layers: float,
+    head: bool,
 ) -> dict[str, float]:
-    """Seconds of compute, bubble, TP, context-parallel and pipeline communication per step on the
-    last stage. With context parallelism each rank runs ``s/cp`` tokens of each sequence; its
-    attention still spans the whole sequence, so FLOPs per token are those of length ``s``."""
-    s, b, h, t, pp = training.seq_len, config.micro_batch_size, model.hidden_size, config.tp, config.pp
-    cp, vpp = config.cp, config.vpp
-    m = num_microbatches(training, config)
+    """Seconds of one micro-batch on a stage of ``layers`` layers (and the LM head when ``head``):
+    compute, exposed TP, context-parallel, expert-parallel and offload time."""
+    s, b, h, t = training.seq_len, config.micro_batch_size, model.hidden_size, config.tp
+    cp = config.cp
     forward, extra = _layer_flops(model, s, config.recompute, training.moe_capacity_factor)
     s = s // cp  # tokens of each sequence on this rank
-    layers = model.num_layers / pp
-    head = F.head_forward_flops_per_token(h, model.vocab_size)
+    head_flops = F.head_forward_flops_per_token(h, model.vocab_size) if head else 0.0
     flops_per_token = layers * (F.training_flops_per_token(forward) + extra) + F.training_flops_per_token(
-        head
+        head_flops
     )
     efficiency = T.gemm_efficiency(b * s, h / t, c.gemm_max_efficiency, c.gemm_half_size)
     passes = 1 + F.BACKWARD_TO_FORWARD + (1 if config.recompute is Recompute.FULL else 0)
@@ -123,49 +129,70 @@ def pipeline_time(
             layer_gemm / (hardware.peak_flops_fp8 or peak)  # no FP8 units: bf16 speed (plan rejects it)
             + (flops_per_token - layer_gemm) / peak
         )
-    microbatch = T.compute_s(flops_per_token * b * s / t, peak, efficiency) + T.elementwise_s(
+    compute = T.compute_s(flops_per_token * b * s / t, peak, efficiency) + T.elementwise_s(
         b * s * layers, h / t, passes, c.elementwise_bytes_per_width, hardware.hbm_bandwidth_bytes_per_s
     )
     message = s * b * h * training.precision.activation_bytes
     collectives = TP_COLLECTIVES_PER_LAYER + (
         TP_COLLECTIVES_PER_RECOMPUTE if config.recompute is Recompute.FULL else 0
     )
-    tp_per_microbatch = layers * collectives * T.all_reduce_s(message, t, _link(hardware, t, c))
-    ep_per_microbatch = 0.0
+    tp = layers * collectives * T.all_reduce_s(message, t, _link(hardware, t, c))
+    ep = 0.0
     if model.is_moe and config.ep > 1:  # all-to-all dispatch and combine, forward and backward
         # Each TP rank dispatches its 1/t of the tokens, k copies each, over ep contiguous ranks.
         routed = s * b / t * model.num_experts_per_token * h * training.precision.activation_bytes
         passes = EP_ALL_TO_ALL_PER_LAYER + (2 if config.recompute is Recompute.FULL else 0)
-        moe_layers = model.num_moe_layers / pp
-        ep_per_microbatch = (
-            moe_layers * passes * T.all_to_all_s(routed, config.ep, _link(hardware, config.ep, c))
-        )
-    cp_per_microbatch = 0.0
+        moe_layers = layers * model.num_moe_layers / model.num_layers
+        ep = moe_layers * passes * T.all_to_all_s(routed, config.ep, _link(hardware, config.ep, c))
+    ring = 0.0
     if cp > 1:  # ring attention: K and V chunks go round forward, K, V and their gradients backward
         kv_chunk = 2 * s * b * model.kv_dim / t * training.precision.activation_bytes
         hops = CP_PASSES_PER_LAYER * (cp - 1) * layers
-        cp_per_microbatch = (
-            hops * T.point_to_point_s(kv_chunk, _link(hardware, t * cp, c)) * (1 - c.cp_overlap)
-        )
+        ring = hops * T.point_to_point_s(kv_chunk, _link(hardware, t * cp, c)) * (1 - c.cp_overlap)
     offload = 0.0
     if config.activation_offload:  # activations out in forward, back in backward, hidden behind compute
         stored = layers * layer_activation_bytes(model, training, config, config.recompute)
         copy = 2 * T.host_transfer_s(stored, hardware.pcie_bandwidth_bytes_per_s)
-        offload = max(0.0, copy - microbatch)
+        offload = max(0.0, copy - compute)
+    return {"compute": compute, "tp": tp, "cp": ring, "ep": ep, "offload": offload}
+
+
+def pipeline_time(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants = DEFAULT_CONSTANTS,
+) -> dict[str, float]:
+    """Seconds of compute, bubble, TP, context-parallel and pipeline communication per step on the
+    slowest stage: of the first (its layers), the middle (theirs) and the last (its layers and the
+    LM head), the one whose micro-batch takes longest sets the pace of 1F1B and its bubble. With
+    context parallelism each rank runs ``s/cp`` tokens of each sequence; its attention still spans
+    the whole sequence, so FLOPs per token are those of length ``s``."""
+    pp, vpp, t, cp = config.pp, config.vpp, config.tp, config.cp
+    m = num_microbatches(training, config)
+    counts = stage_layers(model, config)
+    slowest = max(
+        (
+            _stage_microbatch(model, hardware, training, config, c, counts[st], head=st == pp - 1)
+            for st in set(loaded_stages(config))
+        ),
+        key=lambda terms: sum(terms.values()) - terms["tp"] * c.tp_overlap,
+    )
+    microbatch = slowest["compute"]
     p2p = 0.0
     if pp > 1:
-        shard = message / (t if config.sequence_parallel else 1)
+        message = training.seq_len // cp * config.micro_batch_size * model.hidden_size
+        shard = message * training.precision.activation_bytes / (t if config.sequence_parallel else 1)
         p2p = P2P_PER_MICROBATCH * vpp * m * T.point_to_point_s(shard, _link(hardware, t * cp * pp, c))
     return {
         "compute": m * microbatch,
-        "bubble": T.pipeline_bubble_fraction(pp, m, vpp)
-        * m
-        * (microbatch + tp_per_microbatch + cp_per_microbatch),
-        "tp_comm": m * tp_per_microbatch * (1 - c.tp_overlap),
-        "cp_comm": m * cp_per_microbatch,
-        "ep_comm": m * ep_per_microbatch,
+        "bubble": T.pipeline_bubble_fraction(pp, m, vpp) * m * (microbatch + slowest["tp"] + slowest["cp"]),
+        "tp_comm": m * slowest["tp"] * (1 - c.tp_overlap),
+        "cp_comm": m * slowest["cp"],
+        "ep_comm": m * slowest["ep"],
         "pp_comm": p2p,
-        "offload": m * offload,
+        "offload": m * slowest["offload"],
     }
 
 
@@ -179,7 +206,8 @@ def data_parallel_time(
     """Seconds of exposed gradient/parameter communication and of the optimizer step. Non-expert
     parameters reduce over ``dp*cp``, routed experts over their own group ``dp*cp/ep``."""
     held = max(
-        (stage_params(model, training, config, st) for st in {0, config.pp - 1}), key=lambda x: x.params
+        (stage_params(model, training, config, st) for st in set(loaded_stages(config))),
+        key=lambda x: x.params,
     )
     prec, fw, zero = training.precision, training.framework, config.zero_stage
     w, g = M.weight_bytes_per_param(prec), M.grad_bytes_per_param(prec, fw)

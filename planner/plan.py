@@ -15,7 +15,16 @@ from planner.errors import PlannerError
 from planner.evaluate import memory, num_microbatches
 from planner.launch import launch_files
 from planner.performance import performance
-from planner.rules import divisors, framework_allows_layout, valid_cp, valid_ep, valid_pp, valid_tp, valid_vpp
+from planner.rules import (
+    divisors,
+    framework_allows_layout,
+    pipeline_sizes,
+    pipeline_splits,
+    valid_cp,
+    valid_ep,
+    valid_pp,
+    valid_tp,
+)
 from planner.search import Candidate, brute_force, enumerate_candidates, least_memory
 from planner.solver import solve
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
@@ -64,9 +73,12 @@ def validate_pins(req: Request) -> None:
             f"--tp {pins.tp} does not divide the {model.num_heads} heads and "
             f"{model.num_kv_heads} KV heads; use one of {valid_tp(model)}"
         )
-    if pins.pp is not None and pins.pp not in valid_pp(model):
+    sizes = pipeline_sizes(model, req.training.framework)
+    if pins.pp is not None and pins.pp not in sizes:
+        shown = ", ".join(map(str, sizes[:16])) + (", ..." if len(sizes) > 16 else "")
+        uneven = " (first and last stages may hold fewer layers)" if sizes != valid_pp(model) else ""
         raise PlannerError(
-            f"--pp {pins.pp} does not divide the {model.num_layers} layers; use one of {valid_pp(model)}"
+            f"--pp {pins.pp} cannot split the {model.num_layers} layers{uneven}; use one of {shown}"
         )
     fixed = (pins.tp or 1) * (pins.cp or 1) * (pins.pp or 1) * (pins.dp or 1)
     if gpus % fixed:
@@ -91,10 +103,13 @@ def validate_pins(req: Request) -> None:
     ):
         raise PlannerError("--cp above 1 needs --framework megatron and FlashAttention")
     if pins.vpp is not None and pins.vpp > 1:
-        pp_choices = [pins.pp] if pins.pp else [p for p in valid_pp(model) if p > 1]
-        if not any(pins.vpp in valid_vpp(model, p) for p in pp_choices if p > 1):
+        pp_choices = [pins.pp] if pins.pp else [p for p in sizes if p > 1]
+        fw = req.training.framework
+        if not any(pipeline_splits(model, p, pins.vpp, fw) for p in pp_choices if p > 1):
             raise PlannerError(
-                f"--vpp {pins.vpp}: pp * vpp must divide the {model.num_layers} layers, with pp above 1"
+                f"--vpp {pins.vpp}: every pipeline rank's layers must split into {pins.vpp} chunks "
+                f"(pp * vpp dividing the {model.num_layers} layers, or uneven ends that allow it), "
+                "with pp above 1"
             )
         if req.training.framework is not Framework.MEGATRON:
             raise PlannerError("--vpp above 1 (interleaved pipeline) needs --framework megatron")

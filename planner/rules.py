@@ -1,5 +1,6 @@
 """Which layouts a model admits: divisibility rules with messages that say what would work."""
 
+from constraints.pipeline import end_stage_splits, megatron_split_form
 from planner.errors import PlannerError
 from planner.specs import Framework, ModelSpec, ParallelConfig, Recompute, TrainingSpec, ZeroStage
 
@@ -18,6 +19,33 @@ def valid_tp(model: ModelSpec) -> list[int]:
 def valid_pp(model: ModelSpec) -> list[int]:
     """PP sizes that give every stage the same number of layers."""
     return divisors(model.num_layers)
+
+
+def pipeline_sizes(model: ModelSpec, framework: Framework) -> list[int]:
+    """PP sizes with a whole split of the layers: every divisor, and with Megatron-LM every size
+    whose first and last stages can hold fewer layers than the middle ones
+    (``constraints.pipeline.end_stage_splits``)."""
+    if framework is not Framework.MEGATRON:
+        return valid_pp(model)
+    n = model.num_layers
+    return [p for p in range(1, n + 1) if n % p == 0 or end_stage_splits(n, p)]
+
+
+def pipeline_splits(model: ModelSpec, pp: int, vpp: int, framework: Framework) -> list[tuple[int, int]]:
+    """(first, last) stage layers searched for this pp and vpp: ``(0, 0)`` for the even split when
+    there is one, then, with Megatron-LM, the lighter-ended splits it can build
+    (``constraints.pipeline.megatron_split_form``). DeepSpeed's ``PipelineModule`` balances its own
+    partition, so only the even split is planned for it."""
+    n = model.num_layers
+    splits = [(0, 0)] if n % pp == 0 and (n // pp) % vpp == 0 else []
+    if framework is Framework.MEGATRON and pp > 1:
+        even = (n // pp, n // pp) if n % pp == 0 else None
+        splits += [
+            (first, last)
+            for first, last in end_stage_splits(n, pp)
+            if (first, last) != even and megatron_split_form(n, pp, vpp, first, last) is not None
+        ]
+    return splits
 
 
 def check_layout(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, gpus: int) -> None:

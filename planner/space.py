@@ -14,18 +14,18 @@ from itertools import product
 
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
-from planner.evaluate import stage_activation_bytes, stage_memory
+from planner.evaluate import loaded_stages, stage_activation_bytes, stage_memory
 from planner.performance import data_parallel_time, pipeline_time
 from planner.rules import (
     divisors,
     framework_allows_layout,
     framework_allows_recompute,
     framework_allows_sharding,
+    pipeline_sizes,
+    pipeline_splits,
     valid_cp,
     valid_ep,
-    valid_pp,
     valid_tp,
-    valid_vpp,
 )
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 
@@ -56,14 +56,17 @@ class Pins:
     """Search CPU offload of the optimizer and of activations (off unless allowed or pinned)."""
     max_tp: int | None = None
     """Largest tp searched (default: GPUs per node, so TP stays on NVLink)."""
+    first_stage_layers: int | None = None
+    last_stage_layers: int | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Space:
     """Domains of each searched dimension, in tie-break order."""
 
-    layouts: tuple[tuple[int, int, int, int, int], ...]
-    """(tp, cp, pp, vpp, ep) combinations, sorted: the tie-break prefers the earlier."""
+    layouts: tuple[tuple[int, int, int, int, int, int, int], ...]
+    """(tp, cp, pp, vpp, ep, first_stage_layers, last_stage_layers) combinations, sorted: the
+    tie-break prefers the earlier (the even split, (0, 0), first)."""
     zero_stages: tuple[tuple[ZeroStage, bool], ...]
     """(ZeRO stage, optimizer offloaded to the CPU)."""
     recomputes: tuple[tuple[Recompute, bool], ...]
@@ -74,7 +77,7 @@ class Space:
 
     def config(self, layout: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
         """The parallel layout at these domain indices."""
-        tp, cp, pp, vpp, ep = self.layouts[layout]
+        tp, cp, pp, vpp, ep, first, last = self.layouts[layout]
         sp = (tp > 1) if self.sequence_parallel is None else (self.sequence_parallel and tp > 1)
         return ParallelConfig(
             tp=tp,
@@ -83,6 +86,8 @@ class Space:
             cp=cp,
             vpp=vpp,
             ep=ep,
+            first_stage_layers=first,
+            last_stage_layers=last,
             zero_stage=self.zero_stages[zero][0],
             optimizer_offload=self.zero_stages[zero][1],
             recompute=self.recomputes[recompute][0],
@@ -94,7 +99,7 @@ class Space:
     def mbs_fits(self, layout: int, mbs: int, global_batch: int) -> bool:
         """dp * mbs divides the global batch (grad accumulation is a whole number); interleaved
         pipelines also need the micro-batch count divisible by pp (Megatron-LM's schedule)."""
-        tp, cp, pp, vpp, _ = self.layouts[layout]
+        tp, cp, pp, vpp = self.layouts[layout][:4]
         step = self.gpus // (tp * cp * pp) * self.micro_batches[mbs]
         return global_batch % step == 0 and (vpp == 1 or (global_batch // step) % pp == 0)
 
@@ -133,18 +138,22 @@ def build_space(
         if c == pins.cp or (pins.cp is None and (c == 1 or training.seq_len // c >= MIN_TOKENS_PER_CP_RANK))
     ]
     layouts = []
-    for t, c, p in product(tps, cps, valid_pp(model)):
+    for t, c, p in product(tps, cps, pipeline_sizes(model, training.framework)):
         if gpus % (t * c * p) or pins.tp not in (None, t) or pins.pp not in (None, p):
             continue
         if pins.dp not in (None, gpus // (t * c * p)):
             continue
         stage_ranks = gpus // p  # ranks of one stage (tp * cp * dp): the experts spread over them
         eps = [e for e in valid_ep(model) if stage_ranks % e == 0 and pins.ep in (None, e)]
-        for v, e in product(valid_vpp(model, p), eps):
-            if (v == pins.vpp or (pins.vpp is None and v <= MAX_VPP)) and framework_allows_layout(
-                training.framework, c, v, training.flash_attention, e
-            ):
-                layouts.append((t, c, p, v, e))
+        vpps = [1] if p == 1 else range(1, max(MAX_VPP, pins.vpp or 1) + 1)
+        for v, e in product(vpps, eps):
+            if not (v == pins.vpp or (pins.vpp is None and v <= MAX_VPP)):
+                continue
+            if not framework_allows_layout(training.framework, c, v, training.flash_attention, e):
+                continue
+            for first, last in pipeline_splits(model, p, v, training.framework):
+                if pins.first_stage_layers in (None, first) and pins.last_stage_layers in (None, last):
+                    layouts.append((t, c, p, v, e, first, last))
 
     def offload_options(pinned: bool | None) -> list[bool]:
         return [pinned] if pinned is not None else ([False, True] if pins.allow_offload else [False])
@@ -183,20 +192,15 @@ def time_units(seconds: float) -> int:
     return round(seconds * TIME_SCALE_PER_S)
 
 
-def stages(config: ParallelConfig) -> tuple[int, ...]:
-    """The stages that can be the most loaded: first and last."""
-    return tuple(sorted({0, config.pp - 1}))
-
-
 @dataclass(frozen=True, slots=True)
 class Terms:
     """The integer tables: per-stage memory and time, keyed by domain indices."""
 
-    states: dict[tuple[int, int], tuple[int, int]]
-    """(layout, zero) -> memory of weights, grads, optimizer (+ reserve) on (first, last) stage; only
-    the combinations the framework can run."""
-    activations: dict[tuple[int, int, int], tuple[int, int]]
-    """(layout, recompute, mbs) -> activation memory on (first, last) stage."""
+    states: dict[tuple[int, int], tuple[int, ...]]
+    """(layout, zero) -> memory of weights, grads, optimizer (+ reserve) on each of
+    ``evaluate.loaded_stages`` (first, second, last); only the combinations the framework can run."""
+    activations: dict[tuple[int, int, int], tuple[int, ...]]
+    """(layout, recompute, mbs) -> activation memory on each of ``evaluate.loaded_stages``."""
     pipeline_us: dict[tuple[int, int, int], int]
     """(layout, recompute, mbs) -> compute, bubble, TP and p2p time."""
     data_parallel_us: dict[tuple[int, int], int]
@@ -218,7 +222,7 @@ def compile_terms(
         if not framework_allows_sharding(framework, config.pp, config.zero_stage, config.optimizer_offload):
             continue
         per_stage = []
-        for st in (0, config.pp - 1):
+        for st in loaded_stages(config):
             mem = stage_memory(model, hardware, training, config, st)
             per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
         states[p, z] = tuple(per_stage)
@@ -235,7 +239,7 @@ def compile_terms(
             continue
         acts[p, r, u] = tuple(
             bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
-            for st in (0, config.pp - 1)
+            for st in loaded_stages(config)
         )
         pipe[p, r, u] = time_units(sum(pipeline_time(model, hardware, training, config, constants).values()))
     return Terms(states, acts, pipe, dpt)
@@ -251,6 +255,6 @@ def candidate_cost(terms: Terms, space: Space, p: int, z: int, r: int, u: int) -
     batch does not divide, or the framework cannot run it)."""
     if (p, r, u) not in terms.activations or (p, z) not in terms.states:
         return None
-    peak = max(terms.states[p, z][i] + terms.activations[p, r, u][i] for i in (0, 1))
+    peak = max(s + a for s, a in zip(terms.states[p, z], terms.activations[p, r, u], strict=True))
     time = terms.pipeline_us[p, r, u] + terms.data_parallel_us[p, z]
     return time * space.tie_break_range + space.tie_break(p, z, r, u), peak

@@ -357,9 +357,20 @@ class ParallelConfig:
     ep: int = 1
     """Expert-parallel size: ranks that split the routed experts, each expert whole (expert tensor
     parallelism 1, as Megatron-Core MoE recipes run); carved out of ``tp * cp * dp``."""
+    first_stage_layers: int = 0
+    """Decoder layers of the first pipeline stage, the middle stages sharing the rest evenly
+    (``constraints.pipeline``); 0 with ``last_stage_layers`` 0: every stage the same."""
+    last_stage_layers: int = 0
+    """Decoder layers of the last pipeline stage; 0 with ``first_stage_layers`` 0: an even split."""
 
     def __post_init__(self) -> None:
         _positive(self, "tp", "pp", "dp", "micro_batch_size", "vpp", "cp", "ep")
+        if self.first_stage_layers < 0 or self.last_stage_layers < 0:
+            raise PlannerError("first/last stage layers must be positive, or 0 for an even split")
+        if (self.first_stage_layers == 0) != (self.last_stage_layers == 0):
+            raise PlannerError("first and last stage layers are set together (0 and 0: an even split)")
+        if self.uneven_stages and self.pp == 1:
+            raise PlannerError("uneven pipeline stages need --pp above 1")
         if (self.tp * self.dp * self.cp) % self.ep:
             raise PlannerError(f"--ep {self.ep} must divide tp*cp*dp = {self.tp * self.dp * self.cp}")
         if self.sequence_parallel and self.tp == 1:
@@ -371,6 +382,11 @@ class ParallelConfig:
     def num_gpus(self) -> int:
         """GPUs the layout occupies."""
         return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def uneven_stages(self) -> bool:
+        """The first and last stages hold their own layer counts."""
+        return self.first_stage_layers > 0
 
     @property
     def shard_group(self) -> int:
