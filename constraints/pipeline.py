@@ -105,24 +105,15 @@ class SplitForm(Enum):
     """``--decoder-first-pipeline-num-layers``, ``--decoder-last-pipeline-num-layers``."""
 
 
-def megatron_split_form(num_layers: int, pp: int, vpp: int, first: int, last: int) -> SplitForm | None:
-    """The first of Megatron-LM's ways to build this split, or None if it has none.
-
-    Rules of ``TransformerConfig.__post_init__`` and ``get_num_layers_to_build`` (commit d98e8a64),
-    with ``vpp`` model chunks per rank: an even split needs ``layers/pp`` divisible by ``vpp``; the
-    account-for form needs ``(layers + a)/pp`` (``a`` = embedding and loss counted) divisible by
-    ``vpp``, each counted end then holding one layer fewer; explicit end counts need the first, the
-    last and the middle ranks' counts each divisible by ``vpp``
-    (``tests/fixtures/megatron_stage_layers.json``).
-    """
-    if not end_stage_split_is_whole(num_layers, pp, first, last):
+def account_for_ends(num_layers: int, pp: int, vpp: int, first: int, last: int) -> tuple[bool, bool] | None:
+    """Whether Megatron-LM builds this split by counting the embedding (first stage) and/or the
+    loss (last stage) as one layer each, as (embedding counted, loss counted), or None when it
+    cannot: every rank then holds ``(layers + counted)/pp`` layer slots, divisible by ``vpp``, and a
+    counted end builds one decoder layer fewer (``get_num_layers_to_build``)."""
+    if not end_stage_split_is_whole(num_layers, pp, first, last) or pp == 1:
         return None
-    if pp == 1:
-        return SplitForm.EVEN
     counts = stage_layer_counts(num_layers, pp, first, last)
     nominal = max(counts[1:-1]) if pp > 2 else max(first, last)
-    if first == last == nominal and nominal * pp == num_layers and nominal % vpp == 0:
-        return SplitForm.EVEN
     for per_rank in (nominal, nominal + 1):  # pp = 2: both ends may be the counted ones
         trims = (per_rank - first, per_rank - last)
         if (
@@ -132,7 +123,28 @@ def megatron_split_form(num_layers: int, pp: int, vpp: int, first: int, last: in
             and per_rank * pp == num_layers + sum(trims)
             and per_rank % vpp == 0
         ):
-            return SplitForm.ACCOUNT
+            return trims[0] == 1, trims[1] == 1
+    return None
+
+
+def megatron_split_form(num_layers: int, pp: int, vpp: int, first: int, last: int) -> SplitForm | None:
+    """The first of Megatron-LM's ways to build this split, or None if it has none.
+
+    Rules of ``TransformerConfig.__post_init__`` and ``get_num_layers_to_build`` (commit d98e8a64),
+    with ``vpp`` model chunks per rank: an even split needs ``layers/pp`` divisible by ``vpp``; the
+    account-for form (``account_for_ends``) needs ``(layers + a)/pp`` (``a`` = embedding and loss
+    counted) divisible by ``vpp``; explicit end counts need the first, the last and the middle
+    ranks' counts each divisible by ``vpp`` (``tests/fixtures/megatron_stage_layers.json``).
+    """
+    if not end_stage_split_is_whole(num_layers, pp, first, last):
+        return None
+    if pp == 1:
+        return SplitForm.EVEN
+    counts = stage_layer_counts(num_layers, pp, first, last)
+    if len(set(counts)) == 1 and counts[0] % vpp == 0:
+        return SplitForm.EVEN
+    if account_for_ends(num_layers, pp, vpp, first, last) is not None:
+        return SplitForm.ACCOUNT
     if all(n % vpp == 0 for n in counts):
         return SplitForm.ENDS
     return None

@@ -35,6 +35,18 @@ from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
 
 
+def run_lengths(counts: list[int]) -> str:
+    """Layers per stage, repeats folded: ``7,8x14,7``."""
+    parts, i = [], 0
+    while i < len(counts):
+        j = i
+        while j < len(counts) and counts[j] == counts[i]:
+            j += 1
+        parts.append(f"{counts[i]}x{j - i}" if j - i > 1 else str(counts[i]))
+        i = j
+    return ",".join(parts)
+
+
 def render_table(doc: dict[str, Any]) -> str:
     """A readable summary of the plan document."""
     lines = [
@@ -51,6 +63,8 @@ def render_table(doc: dict[str, Any]) -> str:
         label = "closest plan (least memory)" if doc["status"] == "infeasible" else "plan"
         extra = "".join(f" {k}={p[k]}" for k in ("cp", "vpp", "ep") if p.get(k, 1) > 1)
         extra += "".join(f" {k}=on" for k in ("optimizer_offload", "activation_offload") if p.get(k))
+        if p.get("first_stage_layers"):
+            extra += f" layers={run_lengths(p['layers_per_stage'])}"
         lines += [
             f"{label}: tp={p['tp']} pp={p['pp']} dp={p['dp']}{extra} zero={p['zero_stage']} "
             f"recompute={p['recompute']} mbs={p['micro_batch_size']} "

@@ -2,6 +2,7 @@
 script and a SLURM batch script. Flags follow ``megatron/training/arguments.py`` at the commit named
 in ``tests/fixtures/megatron_arguments.json``, where Megatron's own parser accepted them."""
 
+from constraints.pipeline import account_for_ends
 from planner.emit import (
     ADAM_BETAS,
     DEFAULT_CHECKPOINT_DIR,
@@ -74,6 +75,27 @@ def user_data_args(args: list[str], data_path: str, tokenizer_model: str) -> lis
         elif flag != "--vocab-size":
             out += [flag] if value is None else [flag, value]
     return out
+
+
+def split_args(num_layers: int, config: ParallelConfig) -> list[str]:
+    """The flags of an uneven layer split, in the first form Megatron-LM can build it
+    (``constraints.pipeline.megatron_split_form``): the embedding and/or loss counted as a layer of
+    the end stages, or the end stages' own layer counts."""
+    if not config.uneven_stages:
+        return []
+    first, last = config.first_stage_layers, config.last_stage_layers
+    counted = account_for_ends(num_layers, config.pp, config.vpp, first, last)
+    if counted is not None:
+        embedding, loss = counted
+        return ["--account-for-embedding-in-pipeline-split"] * embedding + [
+            "--account-for-loss-in-pipeline-split"
+        ] * loss
+    return [
+        "--decoder-first-pipeline-num-layers",
+        str(first),
+        "--decoder-last-pipeline-num-layers",
+        str(last),
+    ]
 
 
 def megatron_args(
@@ -214,6 +236,7 @@ def megatron_args(
     a += ["--tensor-model-parallel-size", str(config.tp), "--pipeline-model-parallel-size", str(config.pp)]
     if config.vpp > 1:
         a += ["--num-virtual-stages-per-pipeline-rank", str(config.vpp)]
+    a += split_args(model.num_layers, config)
     if config.cp > 1:
         a += ["--context-parallel-size", str(config.cp), "--cp-comm-type", "p2p"]
     if config.ep > 1:

@@ -12,7 +12,7 @@ from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.checkpoint import CheckpointRequest, checkpoint_doc
 from planner.counts import count_params
 from planner.errors import PlannerError
-from planner.evaluate import memory, num_microbatches
+from planner.evaluate import memory, num_microbatches, stage_layers
 from planner.launch import launch_files
 from planner.performance import performance
 from planner.rules import (
@@ -74,6 +74,18 @@ def validate_pins(req: Request) -> None:
             f"{model.num_kv_heads} KV heads; use one of {valid_tp(model)}"
         )
     sizes = pipeline_sizes(model, req.training.framework)
+    uneven_pins = bool(pins.first_stage_layers or pins.last_stage_layers)
+    if req.training.framework is not Framework.MEGATRON and (
+        uneven_pins
+        or (
+            pins.pp is not None
+            and pins.pp not in sizes
+            and pins.pp in pipeline_sizes(model, Framework.MEGATRON)
+        )
+    ):
+        raise PlannerError(
+            f"uneven pipeline stages (--pp {pins.pp} on {model.num_layers} layers) need --framework megatron"
+        )
     if pins.pp is not None and pins.pp not in sizes:
         shown = ", ".join(map(str, sizes[:16])) + (", ..." if len(sizes) > 16 else "")
         uneven = " (first and last stages may hold fewer layers)" if sizes != valid_pp(model) else ""
@@ -289,6 +301,8 @@ def parallelism_doc(config: ParallelConfig, training: TrainingSpec) -> dict[str,
         "micro_batch_size": config.micro_batch_size,
         "grad_accum_steps": num_microbatches(training, config),
         "sequence_parallel": config.sequence_parallel,
+        "first_stage_layers": config.first_stage_layers,
+        "last_stage_layers": config.last_stage_layers,
     }
 
 
@@ -297,7 +311,8 @@ def config_doc(req: Request, config: ParallelConfig) -> dict[str, Any]:
     mem = memory(req.model, req.hardware, req.training, config)
     perf = performance(req.model, req.hardware, req.training, config, req.constants)
     return {
-        "parallelism": parallelism_doc(config, req.training),
+        "parallelism": parallelism_doc(config, req.training)
+        | {"layers_per_stage": list(stage_layers(req.model, config))},
         "memory_gib": memory_doc(mem),
         "fits": mem.fits,
         "performance": {

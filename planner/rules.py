@@ -37,8 +37,10 @@ def pipeline_splits(model: ModelSpec, pp: int, vpp: int, framework: Framework) -
     (``constraints.pipeline.megatron_split_form``). DeepSpeed's ``PipelineModule`` balances its own
     partition, so only the even split is planned for it."""
     n = model.num_layers
+    if pp == 1:
+        return [(0, 0)] if vpp == 1 else []
     splits = [(0, 0)] if n % pp == 0 and (n // pp) % vpp == 0 else []
-    if framework is Framework.MEGATRON and pp > 1:
+    if framework is Framework.MEGATRON:
         even = (n // pp, n // pp) if n % pp == 0 else None
         splits += [
             (first, last)

@@ -7,6 +7,7 @@ and the tests (which check that the planner still emits exactly what was validat
 
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
+from planner.evaluate import stage_layers
 from planner.hardware import preset
 from planner.io import load_model
 from planner.plan import Request, document, launch_outputs, run
@@ -568,6 +569,75 @@ CASES = [
     },
 ]
 
+CASES += [
+    # uneven pipeline stages: the issue's two Llama 3.1 405B commands (126 layers on 16 stages, one
+    # layer fewer on each end, Megatron's account-for flags) and explicit end-stage counts
+    {
+        "model": "llama3.1-405b",
+        "gpus": 8192,
+        "seq_len": 8192,
+        "global_batch": 2048,
+        "tp": 8,
+        "cp": 1,
+        "pp": 16,
+        "vpp": 1,
+        "ep": 1,
+        "zero": 2,
+        "recompute": "none",
+        "mbs": 1,
+        "first_stage_layers": 7,
+        "last_stage_layers": 7,
+    },
+    {
+        "model": "llama3.1-405b",
+        "gpus": 16384,
+        "seq_len": 131072,
+        "global_batch": 128,
+        "tp": 8,
+        "cp": 16,
+        "pp": 16,
+        "vpp": 8,
+        "ep": 1,
+        "zero": 3,
+        "recompute": "none",
+        "mbs": 1,
+        "first_stage_layers": 7,
+        "last_stage_layers": 7,
+    },
+    {
+        "model": "llama3-8b",
+        "gpus": 24,
+        "seq_len": 8192,
+        "global_batch": 96,
+        "tp": 8,
+        "cp": 1,
+        "pp": 3,
+        "vpp": 1,
+        "ep": 1,
+        "zero": 1,
+        "recompute": "selective",
+        "mbs": 1,
+        "first_stage_layers": 10,
+        "last_stage_layers": 10,
+    },
+    {
+        "model": "llama2-13b",
+        "gpus": 56,
+        "seq_len": 4096,
+        "global_batch": 112,
+        "tp": 8,
+        "cp": 1,
+        "pp": 7,
+        "vpp": 1,
+        "ep": 1,
+        "zero": 1,
+        "recompute": "full",
+        "mbs": 1,
+        "first_stage_layers": 5,
+        "last_stage_layers": 5,
+    },
+]
+
 
 def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
     """Plan one case and return its Megatron arguments and environment, its DeepSpeed config, and
@@ -591,6 +661,8 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         zero_stage=None if case.get("zero") is None else ZeroStage(case["zero"]),
         recompute=None if case.get("recompute") is None else Recompute(case["recompute"]),
         micro_batch_size=case.get("mbs"),
+        first_stage_layers=case.get("first_stage_layers"),
+        last_stage_layers=case.get("last_stage_layers"),
         sequence_parallel=False if framework is Framework.DEEPSPEED else None,
     )
     req = Request(
@@ -614,4 +686,5 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         "files": launch_outputs(req, outcome, doc),
         "deepspeed": deepspeed,
         "dp": config.dp,
+        "layers_per_stage": list(stage_layers(req.model, config)),
     }

@@ -7,6 +7,7 @@ import pytest
 from constraints.activations import in_flight_layer_microbatches
 from constraints.pipeline import (
     SplitForm,
+    account_for_ends,
     end_stage_split_is_whole,
     end_stage_splits,
     megatron_split_form,
@@ -98,3 +99,19 @@ def test_even_split_in_flight_equals_the_model_wide_formula(pp, vpp, m):
         assert stage_in_flight_layer_microbatches(layers // pp, pp, vpp, stage, m) == pytest.approx(
             in_flight_layer_microbatches(layers, pp, vpp, stage, m)
         )
+
+
+def test_account_for_flags_match_the_ones_megatron_accepted():
+    checked = 0
+    for row in ROWS:
+        flags, counts = row["flags"], row.get("layers_per_stage")
+        if not row["accepted"] or "num_layers_in_first_pipeline_stage" in flags or len(set(counts)) == 1:
+            continue
+        expected = (
+            flags.get("account_for_embedding_in_pipeline_split", False),
+            flags.get("account_for_loss_in_pipeline_split", False),
+        )
+        got = account_for_ends(row["num_layers"], row["pp"], row["vpp"], counts[0], counts[-1])
+        assert got == expected, row
+        checked += 1
+    assert checked > 20

@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from planner.cli import main
 from planner.emit_megatron import megatron_args, megatron_env, user_data_args
-from planner.rules import valid_pp, valid_tp, valid_vpp
-from planner.specs import ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
+from planner.rules import pipeline_sizes, pipeline_splits, valid_tp
+from planner.specs import Framework, ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 
 from conftest import FIXTURES, fixture
 from strategies import models
@@ -55,13 +55,34 @@ def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -
     assert gpus % (tp * cp * pp) == 0
     dp = gpus // (tp * cp * pp)
     microbatches = int(a["--global-batch-size"]) // (int(a["--micro-batch-size"]) * dp)
-    if vpp > 1:  # interleaved 1F1B: pp > 1, layers in pp * vpp chunks, micro-batches in groups of pp
-        assert pp > 1 and int(a["--num-layers"]) % (pp * vpp) == 0 and microbatches % pp == 0
+    layers = int(a["--num-layers"])
+    if "--decoder-first-pipeline-num-layers" in a:  # TransformerConfig: ends, then even middle ranks
+        first, last = (
+            int(a["--decoder-first-pipeline-num-layers"]),
+            int(a["--decoder-last-pipeline-num-layers"]),
+        )
+        middle = layers - first - last
+        assert first > 0 and last > 0 and first % vpp == 0 and last % vpp == 0
+        assert (middle == 0) == (pp == 2) and (
+            pp == 2 or (middle % (pp - 2) == 0 and middle // (pp - 2) % vpp == 0)
+        )
+        assert (
+            "--account-for-embedding-in-pipeline-split" not in a
+            and "--account-for-loss-in-pipeline-split" not in a
+        )
+    else:  # the embedding and loss, when counted, are one layer slot each
+        slots = (
+            layers
+            + ("--account-for-embedding-in-pipeline-split" in a)
+            + ("--account-for-loss-in-pipeline-split" in a)
+        )
+        assert slots % (pp * vpp) == 0
+    if vpp > 1:  # interleaved 1F1B: pp > 1, micro-batches in groups of pp
+        assert pp > 1 and microbatches % pp == 0
     if cp > 1:  # load-balanced ring attention splits each sequence into 2 * cp chunks
         assert int(a["--seq-length"]) % (2 * cp) == 0
     if "--sequence-parallel" in a:
         assert tp > 1, "sequence parallelism needs tp > 1"
-    assert int(a["--num-layers"]) % pp == 0
     assert int(a["--global-batch-size"]) % (int(a["--micro-batch-size"]) * dp) == 0
     assert int(a["--num-attention-heads"]) % tp == 0
     assert int(a.get("--num-query-groups", a["--num-attention-heads"])) % tp == 0
@@ -88,6 +109,7 @@ def test_emits_exactly_what_megatron_accepted(case):
     assert plan["args"] == case["args"] and plan["env"] == case["env"]
     if case["expressible"]:
         assert case["accepted"] and case["accepted_with_data"], case.get("error")
+        assert plan["layers_per_stage"] == case["layers_per_stage"]  # as Megatron builds them
         check_validate_args_rules(plan["args"], plan["env"], case["gpus"])
         data = MEGATRON["user_data"]
         parse(user_data_args(plan["args"], data["DATA_PATH"], data["TOKENIZER_MODEL"]))
@@ -107,7 +129,9 @@ def test_the_golden_set_covers_every_zero_stage_and_recompute():
 def layouts(draw):
     model = draw(models())
     tp = draw(st.sampled_from(valid_tp(model)))
-    pp = draw(st.sampled_from(valid_pp(model)))
+    pp = draw(st.sampled_from([p for p in pipeline_sizes(model, Framework.MEGATRON) if p <= 16]))
+    vpp = draw(st.sampled_from([v for v in range(1, 9) if pipeline_splits(model, pp, v, Framework.MEGATRON)]))
+    first, last = draw(st.sampled_from(pipeline_splits(model, pp, vpp, Framework.MEGATRON)))
     dp = draw(st.sampled_from([1, 2, 4, 8]))
     mbs = draw(st.sampled_from([1, 2, 4]))
     flash = draw(st.booleans())
@@ -122,7 +146,9 @@ def layouts(draw):
         pp=pp,
         dp=dp,
         cp=draw(st.sampled_from([1, 2, 4])) if flash else 1,
-        vpp=draw(st.sampled_from(valid_vpp(model, pp))),
+        vpp=vpp,
+        first_stage_layers=first,
+        last_stage_layers=last,
         zero_stage=draw(st.sampled_from(list(ZeroStage))),
         recompute=draw(st.sampled_from(list(Recompute))),
         micro_batch_size=mbs,

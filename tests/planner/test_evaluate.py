@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 from planner.evaluate import memory
 from planner.hardware import preset
 from planner.rules import valid_pp, valid_tp
-from planner.specs import ParallelConfig, Recompute, ZeroStage
+from planner.specs import ParallelConfig, Recompute, TrainingSpec, ZeroStage
 
+from conftest import example
 from strategies import models, recomputes, trainings
 
 HW = preset("h100-80gb")
@@ -146,3 +147,35 @@ def test_offload_never_raises_memory(case, optimizer, activations):
     model, training, config = case
     offloaded = replace(config, optimizer_offload=optimizer, activation_offload=activations)
     assert total(model, training, offloaded) <= total(model, training, config) * (1 + EPS)
+
+
+@pytest.mark.parametrize(
+    ("name", "pp", "vpp", "split"),
+    [
+        ("llama3.1-405b", 16, 1, (7, 7)),
+        ("llama3.1-405b", 16, 8, (7, 7)),
+        ("llama2-13b", 7, 1, (4, 6)),
+        ("llama3-8b", 3, 1, (10, 10)),
+        ("llama2-13b", 8, 1, (0, 0)),
+    ],
+)
+def test_the_three_computed_stages_hold_the_most_loaded_rank(name, pp, vpp, split):
+    """With uneven ends the busiest middle stage can outweigh the first; checking every stage shows
+    that the first, second and last always include the heaviest."""
+    from planner.evaluate import stage_layers, stage_memory
+
+    model = example(name)
+    training = TrainingSpec(seq_len=4096, global_batch_size=64 * pp)
+    config = ParallelConfig(
+        tp=8,
+        pp=pp,
+        dp=2,
+        vpp=vpp,
+        first_stage_layers=split[0],
+        last_stage_layers=split[1],
+        sequence_parallel=True,
+    )
+    hardware = preset("h100-80gb")
+    every = [stage_memory(model, hardware, training, config, s).total for s in range(pp)]
+    assert memory(model, hardware, training, config).total == max(every)
+    assert sum(stage_layers(model, config)) == model.num_layers
