@@ -2,6 +2,7 @@
 
 import csv
 import io
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 import click
 
 from planner.capacity import (
+    check_plan_document,
     compare,
+    differing_context,
     min_gpus,
     parse_gpu_counts,
     parse_tokens,
@@ -27,7 +30,6 @@ from planner.cli_options import (
     positive,
     training_options,
 )
-from planner.errors import PlannerError
 from planner.io import check_output_file, load_model, read_mapping
 from planner.numbers import json_text
 from planner.plan import Request
@@ -192,18 +194,43 @@ def sweep_command(
 
 
 def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Table or JSON of a plan diff."""
+    """Table or JSON of a plan diff. The table rounds each row to one number of decimals (about
+    four significant digits of its larger value) for A, B and B - A alike; JSON is exact."""
     if fmt == "json":
         return json_text(rows)
-    lines = [f"{'section':<22} {'term':<20} {'A':>12} {'B':>12} {'B - A':>12} {'B / A':>8}"]
+    lines = []
+    context = differing_context(rows)
+    if context:
+        lines.append(f"A and B answer different questions: they differ in {', '.join(context)}")
+    lines.append(f"  {'section':<22} {'term':<20} {'A':>14} {'B':>14} {'B - A':>14} {'B / A':>8}")
     for r in rows:
+        decimals = _row_decimals(r["a"], r["b"])
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
-        delta = _cell(r.get("delta")) if "delta" in r else "-"
+        delta = _fixed(r["delta"], decimals) if "delta" in r else "-"
         lines.append(
-            f"{r['section']:<22} {r['term']:<20} {_cell(r['a']):>12} {_cell(r['b']):>12} "
-            f"{delta:>12} {ratio:>8}"
+            f"{'*' if r['differs'] else ' '} {r['section']:<22} {r['term']:<20} "
+            f"{_fixed(r['a'], decimals):>14} {_fixed(r['b'], decimals):>14} {delta:>14} {ratio:>8}"
         )
+    lines.append("(* the plans differ in this term)")
     return "\n".join(lines)
+
+
+def _row_decimals(*values: Any) -> int:
+    """Decimals showing about four significant digits of the row's largest number (at most 3,
+    none when every number is an integer)."""
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if all(isinstance(v, int) for v in numbers):
+        return 0
+    largest = max((abs(v) for v in numbers), default=0.0)
+    return 3 if largest < 1 else max(0, min(3, 3 - int(math.floor(math.log10(largest)))))
+
+
+def _fixed(value: Any, decimals: int) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return str(value)
+    return f"{value:,.{decimals}f}"
 
 
 @click.command("compare", context_settings=CONTEXT)
@@ -219,12 +246,5 @@ def compare_command(plan_a: Path, plan_b: Path, fmt: str) -> None:
       plan --gpus 64 llama2-13b -o a && plan --gpus 64 --zero 3 llama2-13b -o b
       plan compare a/plan.yaml b/plan.yaml
     """
-    docs = []
-    for path in (plan_a, plan_b):
-        doc = read_mapping(path)
-        if not isinstance(doc, dict) or "memory_gib" not in doc or "parallelism" not in doc:
-            raise PlannerError(
-                f"{path}: not a plan document (no memory_gib / parallelism); write one with plan ... -o DIR"
-            )
-        docs.append(doc)
+    docs = [check_plan_document(read_mapping(path), str(path)) for path in (plan_a, plan_b)]
     click.echo(render_compare(compare(*docs), fmt))
