@@ -2,7 +2,6 @@
 
 import csv
 import io
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,9 @@ from planner.capacity import (
     differing_context,
     min_gpus,
     parse_gpu_counts,
+    parse_prices,
     parse_tokens,
+    price_of,
     sweep_row,
     with_scaling_efficiency,
 )
@@ -33,6 +34,7 @@ from planner.cli_options import (
 from planner.io import check_output_file, load_model, read_mapping
 from planner.numbers import json_text
 from planner.plan import Request
+from planner.tables import cell, markdown_table, row_cells, text_table
 
 SWEEP_COLUMNS = [
     "gpu",
@@ -55,35 +57,44 @@ SWEEP_COLUMNS = [
     "scaling_efficiency",
     "days",
     "gpu_hours",
+    "price_per_gpu_hour",
     "cost",
 ]
+NUMERIC = {c for c in SWEEP_COLUMNS if c not in ("gpu", "status", "recompute")}
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
-    return str(value)
-
-
-def render_sweep(rows: list[dict[str, Any]], smallest: list[dict[str, Any]], fmt: str) -> str:
-    """Table, CSV or JSON of a sweep."""
+def render_sweep(
+    rows: list[dict[str, Any]],
+    smallest: list[dict[str, Any]],
+    fmt: str,
+    baselines: list[dict[str, Any]] | None = None,
+) -> str:
+    """Table, Markdown, CSV or JSON of a sweep; table and Markdown rounded for people, CSV and
+    JSON exact."""
+    baselines = baselines or []
     columns = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
     if fmt == "json":
-        return json_text({"rows": rows, "min_gpus": smallest})
+        return json_text({"rows": rows, "min_gpus": smallest, "scaling_baseline": baselines})
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue().rstrip("\n")
-    table = [columns] + [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in table]
+    cells = [[cell(c, r.get(c)) for c in columns] for r in rows]
+    if fmt == "markdown":
+        lines = markdown_table(columns, cells, [c in NUMERIC for c in columns]) + [""]
+        bullet = "- "
+    else:
+        lines, bullet = text_table(columns, cells), ""
+    for base in baselines:
+        lines.append(
+            f"{bullet}scaling efficiency: tokens/s per GPU relative to {base['gpu']} x {base['gpus']} GPUs "
+            f"at seq {base['seq_len']}"
+        )
     for found in smallest:
         lines.append(
-            f"smallest GPU count that trains on {found['gpu']} at seq {found['seq_len']}: "
+            f"{bullet}smallest GPU count that trains on {found['gpu']} at seq {found['seq_len']}: "
             f"{found['gpus'] or 'none up to 1M'} (search started at the lower bound {found['lower_bound']})"
         )
     return "\n".join(lines)
@@ -101,9 +112,23 @@ def render_sweep(rows: list[dict[str, Any]], smallest: list[dict[str, Any]], fmt
 @hardware_option(multiple=True)
 @training_options(many_seq_lens=True)
 @click.option("--tokens", help="Training budget in tokens (2T, 300B) for days, GPU-hours and cost.")
-@click.option("--price-per-gpu-hour", type=float, help="Price of one GPU-hour, for the cost column.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+    "--price-per-gpu-hour", type=float, help="Price of one GPU-hour of every GPU type, for the cost column."
+)
+@click.option(
+    "--price",
+    "prices",
+    multiple=True,
+    help="Price of one GPU-hour per type: --price a100-80gb=1.8 --price h100-80gb=3.2, or a YAML file "
+    "mapping GPU names to prices. Overrides --price-per-gpu-hour for the types it names.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table and markdown round for people; csv and json are exact.",
 )
 @click.option(
     "--chart",
@@ -126,6 +151,7 @@ def sweep_command(
     moe_capacity_factor: float | None,
     tokens: str | None,
     price_per_gpu_hour: float | None,
+    prices: tuple[str, ...],
     fmt: str,
     chart: Path | None,
 ) -> None:
@@ -147,6 +173,7 @@ def sweep_command(
     counts = parse_gpu_counts(gpu_counts)
     budget = parse_tokens(tokens) if tokens else None
     positive(("--price-per-gpu-hour", price_per_gpu_hour))
+    price_table = parse_prices(prices, price_per_gpu_hour)
     trainings = [
         build_training(
             spec, seq, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
@@ -167,7 +194,8 @@ def sweep_command(
         req = Request(
             model=spec, hardware=hardware, training=training, gpus=count, constants=hardware.step_constants
         )
-        rows.append({"seq_len": training.seq_len, **sweep_row(req, budget, price_per_gpu_hour)})
+        price = price_of(hardware.name, price_table)
+        rows.append({"seq_len": training.seq_len, **sweep_row(req, budget, price)})
         if count == counts[0]:
             found = min_gpus(req)
             smallest.append(
@@ -180,63 +208,51 @@ def sweep_command(
             )
     if sys.stderr.isatty():
         click.echo("", err=True)
-    rows = with_scaling_efficiency(rows)
-    text = render_sweep(rows, smallest, fmt)
+    baselines = with_scaling_efficiency(rows)
+    text = render_sweep(rows, smallest, fmt, baselines)
     if chart is not None:  # written before the table is printed: a failure prints nothing
         budget_text = f", {tokens} tokens" if tokens else ""
         seqs = "/".join(str(t.seq_len) for t in trainings)
         batches = "/".join(str(t.global_batch_size) for t in trainings)
         title = f"{spec.name}: seq {seqs}, batch {batches}{budget_text}, {trainings[0].precision.value}"
-        sweep_chart(rows, title, chart, budget)
+        sweep_chart(rows, title, chart, budget, baselines)
     click.echo(text)
     if chart is not None:
         click.echo(f"wrote {chart}", err=True)
 
 
 def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Table or JSON of a plan diff. The table rounds each row to one number of decimals (about
-    four significant digits of its larger value) for A, B and B - A alike; JSON is exact."""
+    """Table, Markdown or JSON of a plan diff. The first line says when the plans answer different
+    questions, and ``*`` marks each row that differs. Table and Markdown round each row alike (A,
+    B and B - A to the decimals of three significant figures of the row's largest value); JSON is
+    exact, each row with ``differs``."""
     if fmt == "json":
         return json_text(rows)
-    lines = []
+    columns = ["", "section", "term", "A", "B", "B - A", "B / A"]
+    cells = [
+        [
+            "*" if r["differs"] else "",
+            r["section"],
+            r["term"],
+            *row_cells(r["term"], [r["a"], r["b"], r.get("delta")]),
+            "-" if r.get("ratio") is None else f"{r['ratio']:.3f}",
+        ]
+        for r in rows
+    ]
     context = differing_context(rows)
-    if context:
-        lines.append(f"A and B answer different questions: they differ in {', '.join(context)}")
-    lines.append(f"  {'section':<22} {'term':<20} {'A':>14} {'B':>14} {'B - A':>14} {'B / A':>8}")
-    for r in rows:
-        decimals = _row_decimals(r["a"], r["b"])
-        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
-        delta = _fixed(r["delta"], decimals) if "delta" in r else "-"
-        lines.append(
-            f"{'*' if r['differs'] else ' '} {r['section']:<22} {r['term']:<20} "
-            f"{_fixed(r['a'], decimals):>14} {_fixed(r['b'], decimals):>14} {delta:>14} {ratio:>8}"
-        )
-    lines.append("(* the plans differ in this term)")
-    return "\n".join(lines)
-
-
-def _row_decimals(*values: Any) -> int:
-    """Decimals showing about four significant digits of the row's largest number (at most 3,
-    none when every number is an integer)."""
-    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
-    if all(isinstance(v, int) for v in numbers):
-        return 0
-    largest = max((abs(v) for v in numbers), default=0.0)
-    return 3 if largest < 1 else max(0, min(3, 3 - int(math.floor(math.log10(largest)))))
-
-
-def _fixed(value: Any, decimals: int) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return str(value)
-    return f"{value:,.{decimals}f}"
+    head = [f"A and B answer different questions: they differ in {', '.join(context)}"] if context else []
+    if fmt == "markdown":
+        table = markdown_table(columns, cells, [False, False, False, True, True, True, True])
+        return "\n".join([*(f"{line}\n" for line in head), *table])
+    return "\n".join([*head, *text_table(columns, cells), "(* the plans differ in this term)"])
 
 
 @click.command("compare", context_settings=CONTEXT)
 @click.argument("plan_a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("plan_b", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True
+)
 @one_line_errors
 def compare_command(plan_a: Path, plan_b: Path, fmt: str) -> None:
     """What-if diff of two plan.yaml files: layout, memory terms and step-time terms.

@@ -32,7 +32,7 @@ def test_compare_says_what_question_differs(plans):
     assert result.exit_code == 0, result.output
     first = result.stdout.splitlines()[0]
     assert "differ in" in first and "cluster.gpu" in first and "training.seq_len" in first
-    assert re.search(r"^\* cluster +gpu +h100-80gb +a100-80gb", result.stdout, re.M)
+    assert re.search(r"^\*\s+cluster\s+gpu\s+h100-80gb\s+a100-80gb", result.stdout, re.M)
     same = CliRunner().invoke(main, ["compare", str(plans[0]), str(plans[0])])
     assert "different questions" not in same.stdout and "\n*" not in same.stdout
 
