@@ -250,7 +250,7 @@ def test_compare_as_markdown(tmp_path):
     )
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == "| section | term | A | B | B - A | B / A |" and lines[1].startswith(
-        "| --- | --- | ---:"
+    assert lines[0] == "|  | section | term | A | B | B - A | B / A |" and lines[1].startswith(
+        "| --- | --- | --- | ---:"
     )
     assert any("| zero_stage | 1 | 3 |" in line for line in lines)
