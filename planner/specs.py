@@ -312,9 +312,15 @@ class TrainingSpec:
     moe_capacity_factor: float | None = None
     """MoE expert capacity as a multiple of the average load (tokens beyond it are dropped and every
     expert's input is padded to it); None = dropless, sized for the average load."""
+    fp8_param_gather: bool = False
+    """FP8 training keeps the weights themselves in FP8 and all-gathers them as FP8 (Megatron
+    ``--fp8-param-gather``, on in NVIDIA's FP8 recipes); False keeps bf16 weights and Transformer
+    Engine's cached FP8 casts beside them."""
 
     def __post_init__(self) -> None:
         _positive(self, "seq_len", "global_batch_size")
+        if self.fp8_param_gather and self.precision is not Precision.FP8:
+            raise PlannerError("fp8_param_gather needs --precision fp8")
         if self.moe_capacity_factor is not None and self.moe_capacity_factor <= 0:
             raise PlannerError(f"--moe-capacity-factor must be positive, got {self.moe_capacity_factor}")
         if not 0.0 <= self.reserve_fraction < 1.0 or self.reserve_fixed_bytes < 0:

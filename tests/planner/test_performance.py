@@ -22,7 +22,10 @@ def test_tp_inside_the_nvlink_domain_uses_nvlink(llama13b, training):
     config = ParallelConfig(tp=16, pp=1, dp=4)
     over_network = performance(llama13b, node, training, config).breakdown["tp_comm"]
     over_nvlink = performance(llama13b, rack, training, config).breakdown["tp_comm"]
-    ratio = node.intra_node_bandwidth_bytes_per_s / node.inter_node_bandwidth_bytes_per_s
+    c = node.step_constants
+    ratio = (node.intra_node_bandwidth_bytes_per_s * c.comm_efficiency) / (
+        node.inter_node_bandwidth_bytes_per_s * c.network_efficiency
+    )
     assert over_network / over_nvlink == pytest.approx(ratio)
 
 
