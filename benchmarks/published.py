@@ -22,6 +22,7 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   inputs and recompute only cheap, memory-bound parts.
 """
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -52,8 +53,15 @@ GPUS = {
     "GB200": "gb200",
     "GB300": "gb300",
 }
-GENERATIONS = {"a100-80gb": "A100", "a100-40gb": "A100", "h100-80gb": "H100", "b200": "B200"}
-"""GPU generation of each preset the rows use; GB200 and GB300 are their own."""
+GENERATIONS = {
+    "a100-80gb": "A100",
+    "a100-40gb": "A100",
+    "h100-80gb": "H100",
+    "b200": "B200",
+    "gb200": "GB200",
+    "gb300": "GB300",
+}
+"""GPU generation of each preset the rows use."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +80,10 @@ class Row:
     peak_mem_gb: float | None
     recompute_inferred: bool = False
     """The source does not state recompute; it was inferred (see module docstring)."""
+    family: str = ""
+    """Source family: the id's first word (``megatron``, ``mpt``, ``bloom``, ``dgxc2411``, ...)."""
+    generation: str = ""
+    """GPU generation (``A100``, ``H100``, ``B200``, ``GB200``, ``GB300``)."""
 
 
 def skip_reason(entry: dict) -> str | None:
@@ -168,6 +180,8 @@ def row_of(entry: dict) -> Row:
         config = replace(config, recompute=Recompute(str(p["recompute"]).split(" ")[0]))
     return Row(
         id=entry["id"],
+        family=entry["id"].split("-")[0],
+        generation=GENERATIONS.get(GPUS[entry["gpu"]], entry["gpu"]),
         model=model,
         hardware=hardware,
         training=training,
@@ -197,6 +211,19 @@ def measured_step_s(
         per_token = flops.hardware if meas.get("tflops_basis") == "hardware" else flops.model
         return per_token * tokens / (meas["tflops_per_gpu"] * 1e12 * gpus)
     return None
+
+
+def load_or_exit(path: Path) -> tuple[list[Row], dict[str, str]]:
+    """``load``, or one line ``Error: ...`` and exit code 2 when the file is absent (a fresh clone
+    without ``../shared``)."""
+    if not path.is_file():
+        print(
+            f"Error: --published: no calibration data at {path}; pass "
+            "--published PATH/TO/published.yaml (the shared calibration data)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return load(path)
 
 
 def load(path: Path = DEFAULT_PATH) -> tuple[list[Row], dict[str, str]]:

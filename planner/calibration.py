@@ -22,11 +22,11 @@ FITTED = "2026-12-01: python benchmarks/calibrate.py --published ../shared/calib
 class StepTimeConstants:
     """Efficiency constants of ``constraints/kernels.py`` and ``constraints/throughput.py``."""
 
-    gemm_max_efficiency: float = 0.70
+    gemm_max_efficiency: float = 0.675
     """Fraction of the dense 16-bit peak that large matrix products reach (fitted)."""
-    gemm_fp8_efficiency: float = 0.55
+    gemm_fp8_efficiency: float = 0.75
     """Fraction of the dense FP8 peak that large FP8 matrix products reach (fitted on FP8 rows)."""
-    attention_efficiency: float = 0.45
+    attention_efficiency: float = 0.35
     """Fraction of the 16-bit peak that fused attention reaches on long sequences, forward and
     backward (fitted)."""
     attention_half_seq: float = 512.0
@@ -37,14 +37,14 @@ class StepTimeConstants:
     """Achieved share of the HBM datasheet bandwidth for memory-bound kernels. Not fitted: STREAM-like
     copies reach 80-90% of the datasheet on A100/H100; a measured profile's ``memory_bound`` table
     replaces it."""
-    comm_efficiency: float = 0.60
+    comm_efficiency: float = 0.6
     """Achieved share of the NVLink per-GPU bandwidth for NCCL collectives (fitted)."""
-    network_efficiency: float = 0.80
+    network_efficiency: float = 0.9
     """Achieved share of the network per-GPU bandwidth for NCCL collectives across nodes (fitted)."""
-    dp_overlap: float = 0.30
+    dp_overlap: float = 0.8
     """Share of one micro-batch's compute behind which data-parallel communication hides (Megatron's
     ``--overlap-grad-reduce`` / ``--overlap-param-gather``, FSDP prefetch) (fitted)."""
-    elementwise_bytes_per_width: float = 150.0
+    elementwise_bytes_per_width: float = 50
     """Bytes of memory-bound traffic per hidden element, token and pass (fitted)."""
     cp_overlap: float = 0.5
     """Share of ring-attention traffic hidden behind attention compute (Megatron/TE overlap each
@@ -54,6 +54,10 @@ class StepTimeConstants:
     """CPU Adam updates per second available to one GPU's shard (DeepSpeed CPU-Adam on a two-socket
     host shared by its 8 GPUs; order of magnitude from Ren et al. 2021, ZeRO-Offload, Section 5.2).
     Not fitted: no published entry offloads."""
+    moe_layer_overhead_s: float = 0.004
+    """Seconds per MoE layer and micro-batch, forward and backward, beyond the GEMMs and the
+    all-to-all: routing, token permutation, the host synchronization of dropless token counts,
+    load imbalance between experts (fitted on the MoE rows)."""
     tp_overlap: float = 0.0
     """Share of TP collectives hidden behind GEMMs (Transformer Engine's userbuffer overlap) (fitted)."""
 

@@ -27,6 +27,7 @@ TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward
 TP_COLLECTIVES_PER_RECOMPUTE = 2  # the repeated forward of full recompute
 P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward (per model chunk)
 EP_ALL_TO_ALL_PER_LAYER = 4  # dispatch and combine, forward and backward (Megatron-Core alltoall dispatcher)
+ZERO3_WEIGHT_GATHERS = 2  # forward and backward (ZeRO Section 7.2.2); no gather after the step
 CP_PASSES_PER_LAYER = 3  # ring passes of K/V: one forward; K/V again and their gradients backward
 
 
@@ -183,7 +184,9 @@ def data_parallel_comm_s(
     """Gradient and parameter communication of one step over the data-parallel groups: non-expert
     parameters over ``dp*cp``, routed experts over ``dp*cp/ep``. ZeRO-0 all-reduces gradients;
     ZeRO-1/2 (Megatron's distributed optimizer) reduce-scatter them and all-gather the updated
-    weights; ZeRO-3 gathers the weights twice more (forward and backward)."""
+    weights; ZeRO-3 keeps weights sharded and gathers them for the forward and again for the
+    backward, nothing after the step: 3x the parameter volume against the all-reduce's 2x (Rajbhandari
+    et al. 2020, ZeRO, Section 7.2.2)."""
     held = max(
         (stage_params(model, training, config, st) for st in {0, config.pp - 1}), key=lambda x: x.params
     )
@@ -198,7 +201,7 @@ def data_parallel_comm_s(
         if zero is ZeroStage.NONE:
             comm += rates.all_reduce_s(params * g, dp, span)
         else:
-            gathers = 3 if zero is ZeroStage.WEIGHTS else 1
+            gathers = ZERO3_WEIGHT_GATHERS if zero is ZeroStage.WEIGHTS else 1
             comm += rates.all_gather_s(params * g, dp, span) + gathers * rates.all_gather_s(
                 params * w, dp, span
             )

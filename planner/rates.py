@@ -114,9 +114,20 @@ class Rates:
         )
 
     def all_to_all_s(self, message_bytes: float, ranks: int, span_gpus: int) -> float:
-        """All-to-all of ``message_bytes`` per rank."""
-        return T.all_to_all_s(
-            message_bytes, ranks, self.bus_bandwidth("all_to_all", span_gpus, message_bytes)
+        """All-to-all of ``message_bytes`` per rank over ``ranks`` consecutive ranks spanning
+        ``span_gpus``; beyond one NVLink domain only the traffic that leaves the domain crosses the
+        network."""
+        domain = self.hardware.nvlink_domain_gpus
+        if span_gpus <= domain or ranks < span_gpus:
+            return T.all_to_all_s(
+                message_bytes, ranks, self.bus_bandwidth("all_to_all", span_gpus, message_bytes)
+            )
+        return T.split_all_to_all_s(
+            message_bytes,
+            ranks,
+            domain,
+            self.bus_bandwidth("all_to_all", domain, message_bytes),
+            self.bus_bandwidth("all_to_all", span_gpus, message_bytes),
         )
 
     def send_s(self, message_bytes: float, span_gpus: int) -> float:

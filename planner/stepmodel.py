@@ -84,12 +84,19 @@ def _mlp(rates: Rates, h: float, ffn: float, gated: bool, tokens: float, t: floa
 
 
 def _experts(
-    rates: Rates, model: ModelSpec, training: TrainingSpec, config: ParallelConfig, tokens: float, fp8: bool
+    rates: Rates,
+    model: ModelSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+    tokens: float,
+    fp8: bool,
 ) -> OpTime:
     """The router and this rank's ``E/ep`` experts as grouped GEMMs. Each of the ``ep`` ranks
     dispatches its ``T/t`` (sequence-parallel) tokens, ``k`` copies each, so an expert sees
     ``ep*T*k/(t*E)`` tokens (times the capacity factor when padded): few tokens per expert make the
-    products narrow and memory-bound on the expert weights."""
+    products narrow and memory-bound on the expert weights. ``moe_layer_overhead_s`` adds what the
+    GEMMs do not account for, a third of it forward."""
     h, t, ep = model.hidden_size, config.tp, config.ep
     local = tokens / t
     router = _linear(rates, local, model.num_experts, h, False)
@@ -97,7 +104,8 @@ def _experts(
     per_expert = ep * local * model.num_experts_per_token * capacity / model.num_experts
     expert = _mlp(rates, h, model.expert_ffn, model.gated_mlp, per_expert, 1, fp8)
     grouped = _sum(expert, scale=model.num_experts / ep)
-    ops = [router, grouped]
+    overhead = c.moe_layer_overhead_s
+    ops = [router, grouped, OpTime(forward_s=overhead / 3, backward_s=2 * overhead / 3)]
     if model.shared_expert_ffn_hidden_size:
         ops.append(_mlp(rates, h, model.shared_expert_ffn_hidden_size, model.gated_mlp, tokens, t, fp8))
     return _sum(*ops)
@@ -127,7 +135,7 @@ def layer_operations(
     if model.is_moe:
         share = model.num_moe_layers / model.num_layers
         ops["mlp"] = _sum(
-            _sum(_experts(rates, model, training, config, tokens, fp8), scale=share),
+            _sum(_experts(rates, model, training, config, c, tokens, fp8), scale=share),
             _sum(dense, scale=1 - share),
         )
     else:
