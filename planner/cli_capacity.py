@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from planner.capacity import (
     sweep_row,
     with_scaling_efficiency,
 )
-from planner.chart import sweep_chart
+from planner.chart import require_matplotlib, sweep_chart
 from planner.cli_options import (
     CONTEXT,
     build_hardware,
@@ -25,10 +24,12 @@ from planner.cli_options import (
     hardware_option,
     one_line_errors,
     parse_seq_lens,
+    positive,
     training_options,
 )
 from planner.errors import PlannerError
-from planner.io import load_model, read_mapping
+from planner.io import check_output_file, load_model, read_mapping
+from planner.numbers import json_text
 from planner.plan import Request
 
 SWEEP_COLUMNS = [
@@ -68,7 +69,7 @@ def render_sweep(rows: list[dict[str, Any]], smallest: list[dict[str, Any]], fmt
     """Table, CSV or JSON of a sweep."""
     columns = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
     if fmt == "json":
-        return json.dumps({"rows": rows, "min_gpus": smallest}, indent=2)
+        return json_text({"rows": rows, "min_gpus": smallest})
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -137,17 +138,20 @@ def sweep_command(
     Example:
       plan sweep llama3-70b --gpus 64..2048 --gpu a100-80gb --gpu h100-80gb --tokens 2T --chart sweep.png
     """
+    if chart is not None:  # before the sweep: a chart that cannot be written fails first
+        check_output_file(chart, "--chart")
+        require_matplotlib()
     spec = load_model(model)
     counts = parse_gpu_counts(gpu_counts)
     budget = parse_tokens(tokens) if tokens else None
-    if price_per_gpu_hour is not None and price_per_gpu_hour < 0:
-        raise PlannerError(f"--price-per-gpu-hour must be zero or more, got {price_per_gpu_hour}")
+    positive(("--price-per-gpu-hour", price_per_gpu_hour))
     trainings = [
         build_training(
             spec, seq, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
         )
         for seq in parse_seq_lens(seq_len)
     ]
+    hardwares = {name: build_hardware(name, mem, gpus_per_node) for name in gpu_names}
     rows, smallest = [], []
     jobs = [(name, training, n) for name in gpu_names for training in trainings for n in counts]
     for index, (name, training, count) in enumerate(jobs, 1):
@@ -157,7 +161,7 @@ def sweep_command(
                 err=True,
                 nl=False,
             )
-        hardware = build_hardware(name, mem, gpus_per_node)
+        hardware = hardwares[name]
         req = Request(
             model=spec, hardware=hardware, training=training, gpus=count, constants=hardware.step_constants
         )
@@ -175,20 +179,22 @@ def sweep_command(
     if sys.stderr.isatty():
         click.echo("", err=True)
     rows = with_scaling_efficiency(rows)
-    click.echo(render_sweep(rows, smallest, fmt))
-    if chart is not None:
+    text = render_sweep(rows, smallest, fmt)
+    if chart is not None:  # written before the table is printed: a failure prints nothing
         budget_text = f", {tokens} tokens" if tokens else ""
         seqs = "/".join(str(t.seq_len) for t in trainings)
         batches = "/".join(str(t.global_batch_size) for t in trainings)
         title = f"{spec.name}: seq {seqs}, batch {batches}{budget_text}, {trainings[0].precision.value}"
         sweep_chart(rows, title, chart, budget)
+    click.echo(text)
+    if chart is not None:
         click.echo(f"wrote {chart}", err=True)
 
 
 def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:
     """Table or JSON of a plan diff."""
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json_text(rows)
     lines = [f"{'section':<22} {'term':<20} {'A':>12} {'B':>12} {'B - A':>12} {'B / A':>8}"]
     for r in rows:
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"

@@ -9,6 +9,7 @@ from typing import Any
 
 from constraints.units import BYTES_PER_GIB
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.checkpoint import CheckpointRequest, checkpoint_doc
 from planner.counts import count_params
 from planner.errors import PlannerError
 from planner.evaluate import memory, num_microbatches
@@ -45,6 +46,7 @@ class Request:
     exhaustive: bool = False
     time_limit_s: float | None = None
     constants: StepTimeConstants = DEFAULT_CONSTANTS
+    checkpoint: CheckpointRequest = CheckpointRequest()
 
 
 def validate_pins(req: Request) -> None:
@@ -328,7 +330,18 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
     config = best_config(outcome)
     if config is not None:
         doc |= config_doc(req, config)
-        doc["launch"] = launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[1]
+        step_s = doc["performance"]["step_time_s"]
+        doc["checkpoint"] = checkpoint_doc(
+            req.model, req.training, config, counts.total, step_s, req.checkpoint
+        )
+        doc["launch"] = launch_files(
+            req.model,
+            req.training,
+            config,
+            doc,
+            req.hardware.gpus_per_node,
+            doc["checkpoint"]["interval_steps"],
+        )[1]
     gap = None
     if outcome.objective and outcome.bound is not None:
         gap = round((outcome.objective - outcome.bound) / outcome.objective, 6)
@@ -368,4 +381,5 @@ def launch_outputs(req: Request, outcome: Outcome, doc: dict[str, Any]) -> dict[
     config = best_config(outcome)
     if config is None:
         return {}
-    return launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[0]
+    interval = doc["checkpoint"]["interval_steps"]
+    return launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node, interval)[0]

@@ -11,8 +11,9 @@ import bisect
 import math
 from collections.abc import Sequence
 
-from constraints import kernels as K
+from constraints import kernel_times as K
 from constraints import throughput as T
+from constraints.kernels import ATTENTION_BACKWARD_TO_FORWARD, gemm_flops
 from planner.calibration import StepTimeConstants
 from planner.specs import HardwareSpec
 
@@ -47,7 +48,7 @@ class Rates:
         if profile is None:
             return
         for g in profile.gemm:
-            self._gemm.setdefault(g.dtype.value, []).append((K.gemm_flops(g.m, g.n, g.k), g.tflops * TERA))
+            self._gemm.setdefault(g.dtype.value, []).append((gemm_flops(g.m, g.n, g.k), g.tflops * TERA))
         # Forward and backward rows both count FLOPs by FlashAttention's convention: one rate per
         # sequence length, their harmonic mean weighted by the 1 : 2.5 work split.
         by_seq: dict[int, dict[str, float]] = {}
@@ -55,9 +56,9 @@ class Rates:
             by_seq.setdefault(a.seq_len, {})[a.direction.value] = a.tflops * TERA
         for seq, rate in sorted(by_seq.items()):
             if "fwd" in rate and "bwd" in rate:
-                work = 1 + K.ATTENTION_BACKWARD_TO_FORWARD
+                work = 1 + ATTENTION_BACKWARD_TO_FORWARD
                 self._attention.append(
-                    (seq, work / (1 / rate["fwd"] + K.ATTENTION_BACKWARD_TO_FORWARD / rate["bwd"]))
+                    (seq, work / (1 / rate["fwd"] + ATTENTION_BACKWARD_TO_FORWARD / rate["bwd"]))
                 )
         if profile.memory_bound:
             self._hbm = max(p.gbps for p in profile.memory_bound) * GB
@@ -70,7 +71,7 @@ class Rates:
         """One product, from the profile's ``gemm`` rows of its dtype, else the roofline."""
         dtype = "fp8" if fp8 else "bf16"
         if dtype in self._gemm:
-            flops = K.gemm_flops(m, n, k)
+            flops = gemm_flops(m, n, k)
             return flops / interpolate_log(self._gemm[dtype], flops)
         peak = self.hardware.peak_flops
         efficiency = self.c.gemm_max_efficiency

@@ -14,8 +14,9 @@ parallel, ``E`` experts, ``k`` experts per token.
 
 from dataclasses import dataclass
 
-from constraints import kernels as K
+from constraints import kernel_times as K
 from constraints.flops import BACKWARD_TO_FORWARD
+from constraints.kernels import ATTENTION_BACKWARD_TO_FORWARD, attention_forward_flops
 from constraints.units import Recompute
 from planner.calibration import StepTimeConstants
 from planner.counts import attention_params
@@ -65,11 +66,9 @@ def _attention_core(rates: Rates, model: ModelSpec, training: TrainingSpec, conf
     else:
         width = model.head_dim
     if training.flash_attention:  # each CP rank: s/cp queries against the whole (load-balanced) sequence
-        flops = K.attention_forward_flops(b, heads, s / cp, s, width, causal=True)
+        flops = attention_forward_flops(b, heads, s, width, causal=True) / cp
         forward = rates.attention_s(flops, s)
-        return OpTime(
-            forward_s=forward, backward_s=K.ATTENTION_BACKWARD_TO_FORWARD * forward, recomputed=True
-        )
+        return OpTime(forward_s=forward, backward_s=ATTENTION_BACKWARD_TO_FORWARD * forward, recomputed=True)
     batch = b * heads
     products = 2 * batch * rates.gemm_s(s, s, width, False)  # Q K^T and P V, every score computed
     softmax = rates.memory_s(K.unfused_softmax_bytes(b, heads, s, s))
