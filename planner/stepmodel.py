@@ -66,7 +66,7 @@ def _attention_core(rates: Rates, model: ModelSpec, training: TrainingSpec, conf
     else:
         width = model.head_dim
     if training.flash_attention:  # each CP rank: s/cp queries against the whole (load-balanced) sequence
-        flops = attention_forward_flops(b, heads, s, width, causal=True) / cp
+        flops = attention_forward_flops(b, heads, s / cp, s, width, causal=True)
         forward = rates.attention_s(flops, s)
         return OpTime(forward_s=forward, backward_s=ATTENTION_BACKWARD_TO_FORWARD * forward, recomputed=True)
     batch = b * heads
