@@ -6,8 +6,9 @@ from typing import Any
 
 from constraints import memory as M
 from planner.counts import count_params
+from planner.document import document
 from planner.errors import PlannerError
-from planner.plan import Request, document, fits_anywhere, run
+from planner.plan import Request, fits_anywhere, run
 
 SECONDS_PER_DAY = 86_400
 SMALL_COUNTS = (1, 2, 4)  # below one node; from there on, whole nodes

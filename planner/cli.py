@@ -23,9 +23,10 @@ from planner.cli_options import (
     training_options,
 )
 from planner.cli_serve import serve_command
+from planner.document import document
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_model, write_atomic
-from planner.plan import Request, document, launch_outputs, run
+from planner.plan import Request, launch_of, run
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
 
@@ -279,10 +280,11 @@ def train(
         time_limit_s=time_limit,
     )
     outcome = run(req)
-    doc = document(req, outcome)
+    launch = launch_of(req, outcome)
+    doc = document(req, outcome, launch)
     click.echo(render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml")))
     if output is not None:
-        files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **launch_outputs(req, outcome, doc)}
+        files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **(launch.files if launch else {})}
         for name, text in files.items():
             write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)

@@ -5,11 +5,12 @@ Shared by ``fixtures/scripts/megatron_args_reference.py`` (which validates them 
 and the tests (which check that the planner still emits exactly what was validated).
 """
 
+from planner.document import document
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
 from planner.hardware import preset
 from planner.io import load_model
-from planner.plan import Request, document, run
+from planner.plan import Request, run
 from planner.space import Pins
 from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
 
