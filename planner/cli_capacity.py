@@ -29,6 +29,7 @@ from planner.cli_options import (
 )
 from planner.errors import PlannerError
 from planner.io import load_model, read_mapping
+from planner.layout import columns
 from planner.plan import Request
 
 SWEEP_COLUMNS = [
@@ -36,15 +37,7 @@ SWEEP_COLUMNS = [
     "seq_len",
     "gpus",
     "status",
-    "tp",
-    "cp",
-    "pp",
-    "vpp",
-    "ep",
-    "dp",
-    "zero",
-    "recompute",
-    "mbs",
+    *(label for _, label in columns()),
     "mem_gib",
     "tokens_per_s",
     "mfu",

@@ -247,6 +247,26 @@ def tie_break_note() -> str:
     return ", ".join(e.dimension.tie_break for e in DIMENSIONS if e.dimension.tie_break)
 
 
+def columns() -> tuple[tuple[str, str], ...]:
+    """(document key, label) of each dimension for tables with a column per dimension (``plan
+    sweep``): the mesh sizes and dp, then the searched choices in tie-break order."""
+    by_name = {e.name: e.dimension.label for e in DIMENSIONS}
+    order = [
+        *group_fields(Group.LAYOUT),
+        "dp",
+        *group_fields(Group.STATES),
+        *group_fields(Group.ACTIVATIONS),
+        *group_fields(Group.MICRO_BATCH),
+    ]
+    return tuple((name, by_name[name]) for name in order)
+
+
+def column_values(parallelism: dict[str, Any]) -> dict[str, Any]:
+    """Label -> value of ``columns()`` for one ``parallelism`` block; quiet switches only when on."""
+    quiet = {e.name for e in DIMENSIONS if e.dimension.quiet and isinstance(e.default, bool)}
+    return {label: parallelism[key] for key, label in columns() if key not in quiet or parallelism[key]}
+
+
 def summary(parallelism: dict[str, Any], style: str = "table") -> str:
     """One line naming a ``parallelism`` block's values in document order.
 
