@@ -25,10 +25,12 @@ from planner.cli_options import (
     size_pins,
     training_options,
 )
+from planner.cli_profile import profile_command
 from planner.cli_serve import serve_command
 from planner.document import document
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_model, write_atomic
+from planner.launch import refusals
 from planner.layout import summary
 from planner.plan import Request, launch_of, run
 from planner.space import Pins
@@ -119,6 +121,7 @@ def main() -> None:
     plan sweep MODEL              GPU counts and types: throughput, days, GPU-hours, cost, chart
     plan compare A.yaml B.yaml    two plans, term by term
     plan serve MODEL              serving memory: weights, KV cache, largest batch and context
+    plan profile -o FILE          measure this machine's GPU: a hardware profile for --gpu FILE
 
     \b
     Examples:
@@ -241,6 +244,7 @@ def train(
         top=top,
         exhaustive=exhaustive,
         time_limit_s=time_limit,
+        constants=hardware.step_constants,
     )
     outcome = run(req)
     launch = launch_of(req, outcome)
@@ -251,6 +255,8 @@ def train(
         for name, text in files.items():
             write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)
+        for line in refusals(doc.get("launch", {})):
+            click.echo(line, err=True)
     if doc["status"] == "infeasible":
         sys.exit(DOES_NOT_FIT_EXIT_CODE)
 
@@ -258,3 +264,4 @@ def train(
 main.add_command(sweep_command)
 main.add_command(compare_command)
 main.add_command(serve_command)
+main.add_command(profile_command)

@@ -151,7 +151,9 @@ def sweep_command(
                 nl=False,
             )
         hardware = build_hardware(name, mem, gpus_per_node)
-        req = Request(model=spec, hardware=hardware, training=training, gpus=count)
+        req = Request(
+            model=spec, hardware=hardware, training=training, gpus=count, constants=hardware.step_constants
+        )
         rows.append({"seq_len": training.seq_len, **sweep_row(req, budget, price_per_gpu_hour)})
         if count == counts[0]:
             found = min_gpus(req)

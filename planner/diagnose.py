@@ -23,7 +23,7 @@ def fits_anywhere(
 ) -> bool:
     """Whether any candidate fits with these GPUs / training / hardware."""
     training, hardware = training or req.training, hardware or req.hardware
-    space = build_space(req.model, training, gpus, replace(req.pins, dp=None), hardware.gpus_per_node)
+    space = build_space(req.model, training, gpus, replace(req.pins, dp=None), hardware.nvlink_domain_gpus)
     terms = compile_terms(space, req.model, hardware, training, req.constants)
     best = least_memory(space, terms)
     return best is not None and best.peak_memory <= capacity_units(hardware)
@@ -44,7 +44,7 @@ def smallest_fixes(req: "Request", closest: Candidate | None, space: Space) -> d
     free = Pins(sequence_parallel=req.pins.sequence_parallel, max_tp=req.pins.max_tp)
     if req.pins != free:
         unpinned = replace(req, pins=free, top=1, exhaustive=True)
-        space_free = build_space(req.model, req.training, req.gpus, free, req.hardware.gpus_per_node)
+        space_free = build_space(req.model, req.training, req.gpus, free, req.hardware.nvlink_domain_gpus)
         terms = compile_terms(space_free, req.model, req.hardware, req.training, req.constants)
         best = brute_force(space_free, terms, capacity_units(req.hardware), 1)
         if best:

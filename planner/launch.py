@@ -1,14 +1,22 @@
-"""The launch files of a plan, and the plan document's ``launch`` block, built once from the chosen
-configuration."""
+"""The launch files of a plan, and the plan document's ``launch`` block.
+
+A framework that cannot run the plan gets no files: its block says ``expressible: false`` with the
+reasons (``plan -o`` prints them on stderr); nothing half-usable is written in its place.
+"""
 
 import json
 from dataclasses import dataclass
 from typing import Any
 
-from planner.emit import Target
+from planner.emit import DEFAULT_SAVE_INTERVAL, Target
 from planner.emit_deepspeed import deepspeed_config
-from planner.emit_megatron import flag_lines, megatron_args, megatron_env, megatron_script, slurm_script
+from planner.emit_megatron import megatron_args, megatron_env
+from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
+from planner.emit_shell import flag_lines
 from planner.specs import ModelSpec, TrainingSpec
+
+MEGATRON_FILES = ["megatron.sh", "megatron_args.txt", "slurm.sbatch"]
+DEEPSPEED_FILES = ["deepspeed.json", "deepspeed.sh"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,29 +29,42 @@ class Launch:
     """The plan document's ``launch`` block."""
 
 
-def launch_files(model: ModelSpec, training: TrainingSpec, target: Target) -> Launch:
+def launch_files(
+    model: ModelSpec, training: TrainingSpec, target: Target, save_interval: int = DEFAULT_SAVE_INTERVAL
+) -> Launch:
     """Every framework's launch files for ``target``'s layout, and the document's ``launch`` block."""
     config = target.config
-    megatron = megatron_args(model, training, config)
+    megatron = megatron_args(model, training, config, save_interval)
     deepspeed = deepspeed_config(model, training, config)
-    files = {
-        "megatron.sh": megatron_script(target, megatron),
-        "megatron_args.txt": "\n".join(flag_lines(megatron.content)) + "\n",
-        "slurm.sbatch": slurm_script(target, megatron),
-    }
+    env = megatron_env(config)
+    files = {}
+    if megatron.expressible:
+        files["megatron.sh"] = megatron_script(target, megatron, env)
+        files["megatron_args.txt"] = "\n".join(flag_lines(megatron.content)) + "\n"
+        files["slurm.sbatch"] = slurm_script(target, "megatron.sh", megatron.notes)
     if deepspeed.expressible:
         files["deepspeed.json"] = json.dumps(deepspeed.content, indent=2) + "\n"
+        files["deepspeed.sh"] = deepspeed_script(target, deepspeed, save_interval)
     block = {
         "megatron": {
             "expressible": megatron.expressible,
-            "files": ["megatron.sh", "megatron_args.txt", "slurm.sbatch"],
+            "files": MEGATRON_FILES if megatron.expressible else [],
             "notes": megatron.notes,
-            "env": megatron_env(config),
+            "env": env,
         },
         "deepspeed": {
             "expressible": deepspeed.expressible,
-            "files": ["deepspeed.json"] if deepspeed.expressible else [],
+            "files": DEEPSPEED_FILES if deepspeed.expressible else [],
             "notes": deepspeed.notes,
         },
     }
     return Launch(files, block)
+
+
+def refusals(block: dict[str, Any]) -> list[str]:
+    """One line per framework that cannot run the plan, with its reasons (for stderr)."""
+    return [
+        f"plan: {name} cannot run this plan, no {name} files written: " + "; ".join(entry["notes"])
+        for name, entry in block.items()
+        if not entry.get("expressible", True)
+    ]

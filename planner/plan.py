@@ -58,7 +58,7 @@ class Outcome:
 def run(req: Request) -> Outcome:
     """Search the space (CP-SAT, or brute force with ``exhaustive``)."""
     validate_pins(req)
-    space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.gpus_per_node)
+    space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.nvlink_domain_gpus)
     if not space.layouts:
         raise PlannerError(
             f"no tp x cp x pp layout divides --gpus {req.gpus} for this model; "

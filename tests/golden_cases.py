@@ -10,7 +10,7 @@ from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
 from planner.hardware import preset
 from planner.io import load_model
-from planner.plan import Request, run
+from planner.plan import Request, launch_of, run
 from planner.space import Pins
 from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
 
@@ -571,7 +571,8 @@ CASES = [
 
 
 def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
-    """Plan one case and return its Megatron arguments and environment, and its DeepSpeed config."""
+    """Plan one case and return its Megatron arguments and environment, its DeepSpeed config, and
+    the files ``plan -o`` writes for it."""
     training = TrainingSpec(
         seq_len=case["seq_len"],
         global_batch_size=case["global_batch"],
@@ -605,11 +606,13 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
     config = outcome.space.config(*best.indices)
     emitted = megatron_args(req.model, training, config)
     deepspeed = deepspeed_config(req.model, training, config)
+    doc = document(req, outcome)
     return {
         "expressible": emitted.expressible,
         "args": emitted.content,
         "env": megatron_env(config),
-        "status": document(req, outcome)["status"],
+        "status": doc["status"],
+        "files": launch_of(req, outcome).files,
         "deepspeed": deepspeed,
         "dp": config.dp,
     }
