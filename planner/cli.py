@@ -4,7 +4,6 @@
 ``plan compare`` and ``plan serve`` answer the capacity and serving questions.
 """
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import click
 import yaml
 
+from planner.checkpoint import parse_interval
 from planner.cli_capacity import compare_command, sweep_command
 from planner.cli_options import (
     CONTEXT,
@@ -27,12 +27,14 @@ from planner.cli_options import (
 )
 from planner.cli_profile import profile_command
 from planner.cli_serve import serve_command
-from planner.document import document
-from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
+from planner.document import document_and_launch
+from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.io import load_model, write_atomic
 from planner.launch import refusals
 from planner.layout import summary
-from planner.plan import Request, launch_of, run
+from planner.numbers import json_text
+from planner.plan import Request, run
+from planner.quoting import escaped
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
 
@@ -65,6 +67,8 @@ def render_table(doc: dict[str, Any]) -> str:
             f"{perf['tflops_per_gpu']:.0f} TFLOP/s per GPU, MFU {perf['mfu']:.1%}, HFU {perf['hfu']:.1%}",
             "  breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in perf["breakdown"].items()),
         ]
+    if "checkpoint" in doc:
+        lines.append(checkpoint_line(doc["checkpoint"]))
     for alt in doc.get("alternatives", []):
         p, perf = alt["parallelism"], alt["performance"]
         lines.append(
@@ -90,10 +94,25 @@ def render_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_line(c: dict[str, Any]) -> str:
+    """The checkpoint block in one or two lines."""
+    line = (
+        f"checkpoint ({c['format']}): {c['full_gib']:,.1f} GiB (weights {c['weights_gib']:,.1f}, "
+        f"optimizer {c['optimizer_gib']:,.1f}), largest rank shard {c['largest_rank_shard_gib']:,.2f} GiB; "
+        f"every {c['interval_steps']} steps ({c['interval_minutes']:,.1f} min)"
+    )
+    if "save_time_s" in c:
+        line += (
+            f"\n  save {c['save_time_s']:,.1f} s at {c['storage_gbps']:g} GB/s: "
+            f"{c['time_lost_fraction']:.2%} of training time"
+        )
+    return line
+
+
 def render(doc: dict[str, Any], fmt: str) -> str:
     """Text for ``--format``."""
     if fmt == "json":
-        return json.dumps(doc, indent=2)
+        return json_text(doc)
     if fmt == "yaml":
         return yaml.safe_dump(doc, sort_keys=False)
     return render_table(doc)
@@ -109,6 +128,21 @@ class DefaultCommandGroup(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Usage errors as one line ``Error: ...`` on stderr with exit status 2 (click's own
+        handler prints ``Usage:`` and ``Try ...`` lines around it)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            click.echo(f"Error: {escaped(' '.join(exc.format_message().split()))}", err=True)
+            sys.exit(USAGE_EXIT_CODE)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=DefaultCommandGroup, context_settings=CONTEXT)
@@ -167,6 +201,15 @@ def main() -> None:
     help="Output format (default: table on a terminal, else yaml).",
 )
 @click.option(
+    "--checkpoint-interval",
+    help="Save interval for checkpoint planning and the launch files: steps (500) or time (30min, 2h).",
+)
+@click.option(
+    "--storage-gbps",
+    type=float,
+    help="Aggregate checkpoint write bandwidth in GB/s: adds the save time and the share of training lost.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
@@ -196,6 +239,8 @@ def train(
     top: int,
     exhaustive: bool,
     time_limit: float | None,
+    checkpoint_interval: str | None,
+    storage_gbps: float | None,
     fmt: str | None,
     output: Path | None,
     **sizes: int | None,
@@ -217,9 +262,11 @@ def train(
     """
     spec = load_model(model)
     hardware = build_hardware(gpu_name, mem, gpus_per_node)
-    positive(("--gpus", gpus), *size_pins(sizes))
-    if time_limit is not None and time_limit <= 0:
-        raise PlannerError(f"--time-limit must be positive seconds, got {time_limit}")
+    positive(
+        ("--gpus", gpus),
+        *size_pins(sizes),
+        ("--time-limit", time_limit),
+    )
     training = build_training(
         spec, seq_len, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
     )
@@ -245,10 +292,10 @@ def train(
         exhaustive=exhaustive,
         time_limit_s=time_limit,
         constants=hardware.step_constants,
+        checkpoint=parse_interval(checkpoint_interval, storage_gbps),
     )
     outcome = run(req)
-    launch = launch_of(req, outcome)
-    doc = document(req, outcome, launch)
+    doc, launch = document_and_launch(req, outcome)
     click.echo(render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml")))
     if output is not None:
         files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **(launch.files if launch else {})}

@@ -4,6 +4,7 @@ them stable (add, never rename)."""
 from typing import Any
 
 from constraints.units import BYTES_PER_GIB
+from planner.checkpoint import checkpoint_doc
 from planner.counts import count_params
 from planner.evaluate import memory, num_microbatches
 from planner.launch import Launch
@@ -59,9 +60,14 @@ def config_doc(req: Request, config: ParallelConfig) -> dict[str, Any]:
     }
 
 
-def document(req: Request, outcome: Outcome, launch: Launch | None = None) -> dict[str, Any]:
-    """The plan document (README "Plan document"); ``launch`` says what each framework can run
-    (pass the outcome's ``launch_of`` when its files are written too, so they are built once)."""
+def document(req: Request, outcome: Outcome) -> dict[str, Any]:
+    """The plan document (README "Plan document"); ``launch`` says what each framework can run."""
+    return document_and_launch(req, outcome)[0]
+
+
+def document_and_launch(req: Request, outcome: Outcome) -> tuple[dict[str, Any], Launch | None]:
+    """The plan document and the launch files of its plan (None when nothing was planned), built
+    once: the files save checkpoints at the document's checkpoint interval."""
     counts = count_params(req.model)
     doc: dict[str, Any] = {
         "status": outcome.status,
@@ -88,10 +94,14 @@ def document(req: Request, outcome: Outcome, launch: Launch | None = None) -> di
             "reserve_fixed_gib": gib(req.training.reserve_fixed_bytes),
         },
     }
-    config = best_config(outcome)
+    config, launch = best_config(outcome), None
     if config is not None:
         doc |= config_doc(req, config)
-        launch = launch or launch_of(req, outcome)
+        step_s = doc["performance"]["step_time_s"]
+        doc["checkpoint"] = checkpoint_doc(
+            req.model, req.training, config, counts.total, step_s, req.checkpoint
+        )
+        launch = launch_of(req, outcome, doc["checkpoint"]["interval_steps"])
         doc["launch"] = launch.block
     gap = None
     if outcome.objective and outcome.bound is not None:
@@ -118,4 +128,4 @@ def document(req: Request, outcome: Outcome, launch: Launch | None = None) -> di
             "closest_plan": "the configuration above needs the least memory",
             **(outcome.fixes or {}),
         }
-    return doc
+    return doc, launch

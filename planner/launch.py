@@ -4,7 +4,6 @@ A framework that cannot run the plan gets no files: its block says ``expressible
 reasons (``plan -o`` prints them on stderr); nothing half-usable is written in its place.
 """
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
 from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
 from planner.emit_shell import flag_lines
+from planner.numbers import json_text
 from planner.specs import ModelSpec, TrainingSpec
 
 MEGATRON_FILES = ["megatron.sh", "megatron_args.txt", "slurm.sbatch"]
@@ -43,7 +43,7 @@ def launch_files(
         files["megatron_args.txt"] = "\n".join(flag_lines(megatron.content)) + "\n"
         files["slurm.sbatch"] = slurm_script(target, "megatron.sh", megatron.notes)
     if deepspeed.expressible:
-        files["deepspeed.json"] = json.dumps(deepspeed.content, indent=2) + "\n"
+        files["deepspeed.json"] = json_text(deepspeed.content) + "\n"
         files["deepspeed.sh"] = deepspeed_script(target, deepspeed, save_interval)
     block = {
         "megatron": {

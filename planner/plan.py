@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.checkpoint import CheckpointRequest
 from planner.diagnose import fits_anywhere, smallest_fixes
 from planner.emit import Target
 from planner.errors import PlannerError
@@ -37,6 +38,7 @@ class Request:
     exhaustive: bool = False
     time_limit_s: float | None = None
     constants: StepTimeConstants = DEFAULT_CONSTANTS
+    checkpoint: CheckpointRequest = CheckpointRequest()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,9 +128,9 @@ def best_config(outcome: Outcome) -> ParallelConfig | None:
     return None if best is None else outcome.space.config(*best.indices)
 
 
-def launch_of(req: Request, outcome: Outcome) -> Launch | None:
-    """The launch files of the outcome's plan and the document's ``launch`` block (None when
-    nothing was planned)."""
+def launch_of(req: Request, outcome: Outcome, save_interval: int) -> Launch | None:
+    """The launch files of the outcome's plan, saving a checkpoint every ``save_interval`` steps,
+    and the document's ``launch`` block (None when nothing was planned)."""
     config = best_config(outcome)
     if config is None:
         return None
@@ -140,4 +142,4 @@ def launch_of(req: Request, outcome: Outcome) -> Launch | None:
         config=config,
         grad_accum_steps=num_microbatches(req.training, config),
     )
-    return launch_files(req.model, req.training, target)
+    return launch_files(req.model, req.training, target, save_interval)
