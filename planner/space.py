@@ -1,11 +1,13 @@
 """The candidate space and its integer terms, shared by the CP-SAT builder and brute force.
 
-A candidate is a layout (tp, cp, pp, vpp, ep) -- which fixes dp -- with a ZeRO stage, a recompute mode
-and a micro-batch size. Each term is computed by the plain evaluator over only the dimensions it
-depends on and converted to integers at a named scale: memory in bytes rounded up (the solver never
-under-estimates), time in microseconds rounded to nearest. The objective of a candidate is its
-summed time terms, with a lexicographic tie-break (lower ZeRO stage, less recompute, smaller tp,
-cp, pp, vpp, smaller micro-batch) so the same input always gives the same plan.
+A candidate picks one value of each domain: the layout (tp, cp, pp, vpp, ep, which fixes dp), the
+states (ZeRO stage, optimizer offload), the activations (recompute, activation offload) and the
+micro-batch size -- the groups of ``planner.layout``'s dimensions. Each term is computed by the plain
+evaluator over only the dimensions it depends on and converted to integers at a named scale: memory
+in bytes rounded up (the solver never under-estimates), time in microseconds rounded to nearest.
+The objective of a candidate is its summed time terms, with the lexicographic tie-break of
+``ParallelConfig``'s field order (``planner.layout.tie_break_note``) so the same input always gives
+the same plan.
 """
 
 import math
@@ -179,11 +181,6 @@ def bytes_up(value: float) -> int:
 def time_units(seconds: float) -> int:
     """Seconds to integer objective units (microseconds)."""
     return round(seconds * TIME_SCALE_PER_S)
-
-
-def stages(config: ParallelConfig) -> tuple[int, ...]:
-    """The stages that can be the most loaded: first and last."""
-    return tuple(sorted({0, config.pp - 1}))
 
 
 @dataclass(frozen=True, slots=True)
