@@ -1,6 +1,7 @@
 """``plan profile`` and ``plan calibrate``: hardware profiles from this machine or from measured runs."""
 
 import datetime
+import shlex
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -13,7 +14,7 @@ from planner.cli_options import CONTEXT, one_line_errors
 from planner.errors import PlannerError
 from planner.fit import RunError, at_bounds, check_names, default_fit, fit_constants, run_errors
 from planner.hardware import hardware_from_mapping, hardware_to_mapping
-from planner.io import load_hardware, read_mapping, write_atomic
+from planner.io import check_output_file, load_hardware, read_mapping, write_atomic
 from planner.profile import HardwareProfile, rounded
 from planner.profiler import run_profile
 from planner.runs import runs_from_list
@@ -30,8 +31,10 @@ def emit_profile(hardware: HardwareSpec, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    write_atomic(output, text)
-    click.echo(f"wrote {output}; plan with it: plan --gpu {output} --gpus N MODEL", err=True)
+    write_atomic(output, text, option="-o")
+    click.echo(
+        f"wrote {output}; plan with it: plan --gpu {shlex.quote(str(output))} --gpus N MODEL", err=True
+    )
 
 
 @click.command("profile", context_settings=CONTEXT)
@@ -68,6 +71,8 @@ def profile_command(output: Path | None, small: bool, device: str, seconds: floa
       plan profile -o h200.yaml && plan --gpu h200.yaml --gpus 64 llama3-70b
       plan profile --small --device cpu        # the code path on a laptop, in seconds
     """
+    if output is not None:  # before minutes of benchmarks
+        check_output_file(output, "-o")
     if not 0 < seconds < float("inf"):
         raise PlannerError(f"--seconds must be a positive number of seconds, got {seconds}")
     hardware = run_profile(device, small, seconds, lambda line: click.echo(line, err=True))
@@ -96,13 +101,15 @@ def render_calibration(errors: list[RunError], names: list[str], before: Any, af
 @click.option(
     "--gpu",
     "gpu_name",
+    metavar="NAME|FILE",
     help="GPU preset or hardware/profile file the profile is for, and of runs without a gpu key "
     "(default: the runs' GPU).",
 )
 @click.option(
     "--fit",
     "fit_names",
-    help=f"Comma-separated StepTimeConstants to fit (default: {','.join(default_fit())}).",
+    metavar="NAME,...",
+    help=f"StepTimeConstants to fit, comma-separated (default: {', '.join(default_fit())}).",
 )
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Profile YAML to write."
@@ -124,6 +131,8 @@ def calibrate_command(
       plan calibrate examples/calibration/mpt-7b-a100.yaml -o my-a100.yaml
       plan --gpu my-a100.yaml --gpus 64 llama3-8b
     """
+    if output is not None:
+        check_output_file(output, "-o")
     runs = runs_from_list(read_mapping(runs_file), str(runs_file), runs_file.parent, gpu_name)
     base = load_hardware(gpu_name) if gpu_name else runs[0].hardware
     others = sorted({run.hardware.name for run in runs if run.hardware != base})
@@ -132,7 +141,7 @@ def calibrate_command(
             f"{runs_file}: runs use several GPUs ({base.name}, {', '.join(others)}); pass --gpu to "
             "say which one the profile is for"
         )
-    names = fit_names.split(",") if fit_names else default_fit()
+    names = [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else default_fit()
     check_names(names)
     start = base.step_constants
     fitted = fit_constants(runs, start, names)

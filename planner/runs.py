@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 
 from planner.errors import PlannerError
 from planner.io import load_hardware, load_model
+from planner.layout import document_order
 from planner.specs import Framework, HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
 RUN_KEYS = ("name", "model", "gpu", "gpus", "parallelism", "seq_len", "global_batch", "precision",
@@ -90,7 +91,8 @@ def parallel_config(data: Any, gpus: int, where: str) -> ParallelConfig:
     known = {f.name: f for f in fields(ParallelConfig)}
     unknown = sorted(map(str, set(data) - set(known) - set(DERIVED_KEYS)))
     if unknown:
-        raise PlannerError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(known)}")
+        keys = [k for k in document_order() if k in known]  # the document's order
+        raise PlannerError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(keys)}")
     hints = get_type_hints(ParallelConfig)
     values: dict[str, Any] = {}
     for name, f in known.items():
@@ -103,9 +105,7 @@ def parallel_config(data: Any, gpus: int, where: str) -> ParallelConfig:
         if isinstance(kind, type) and issubclass(kind, Enum):
             values[name] = _choice(kind, value, key)
         elif kind is bool:
-            if not isinstance(value, bool):
-                raise PlannerError(f"{key} must be true or false, got {value!r}")
-            values[name] = value
+            values[name] = _boolean(value, key)
         elif kind is int:
             values[name] = _positive_int(value, key)
         else:  # a field of another type: its own validation decides
@@ -142,7 +142,7 @@ def measured_run(run: Any, index: int, source: str, base_dir: Path, default_gpu:
         global_batch_size=_positive_int(run["global_batch"], f"{where}.global_batch"),
         precision=_choice(Precision, run.get("precision", Precision.BF16.value), f"{where}.precision"),
         framework=_choice(Framework, run.get("framework", Framework.MEGATRON.value), f"{where}.framework"),
-        flash_attention=_choice_bool(run.get("flash_attention", True), f"{where}.flash_attention"),
+        flash_attention=_boolean(run.get("flash_attention", True), f"{where}.flash_attention"),
     )
     per_step = config.dp * config.micro_batch_size
     if training.global_batch_size % per_step:
@@ -166,7 +166,7 @@ def measured_run(run: Any, index: int, source: str, base_dir: Path, default_gpu:
     )
 
 
-def _choice_bool(value: Any, where: str) -> bool:
+def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise PlannerError(f"{where} must be true or false, got {value!r}")
     return value

@@ -11,10 +11,11 @@ from golden_cases import plan_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from constraints.pipeline import megatron_split_form
 from planner.cli import main
 from planner.emit_megatron import megatron_args, megatron_env, user_data_args
 from planner.rules import pipeline_sizes, pipeline_splits, valid_tp
-from planner.specs import Framework, ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
+from planner.specs import ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 
 from conftest import FIXTURES, fixture
 from strategies import models
@@ -129,9 +130,18 @@ def test_the_golden_set_covers_every_zero_stage_and_recompute():
 def layouts(draw):
     model = draw(models())
     tp = draw(st.sampled_from(valid_tp(model)))
-    pp = draw(st.sampled_from([p for p in pipeline_sizes(model, Framework.MEGATRON) if p <= 16]))
-    vpp = draw(st.sampled_from([v for v in range(1, 9) if pipeline_splits(model, pp, v, Framework.MEGATRON)]))
-    first, last = draw(st.sampled_from(pipeline_splits(model, pp, vpp, Framework.MEGATRON)))
+    pp = draw(st.sampled_from([p for p in pipeline_sizes(model) if p <= 16]))
+
+    def buildable(vpp: int) -> list[tuple[int, int]]:  # the splits Megatron-LM can build
+        n = model.num_layers
+        return [
+            (f, la)
+            for f, la in pipeline_splits(model, pp, vpp)
+            if not f or megatron_split_form(n, pp, vpp, f, la)
+        ]
+
+    vpp = draw(st.sampled_from([v for v in range(1, 9) if buildable(v)]))
+    first, last = draw(st.sampled_from(buildable(vpp)))
     dp = draw(st.sampled_from([1, 2, 4, 8]))
     mbs = draw(st.sampled_from([1, 2, 4]))
     flash = draw(st.booleans())
