@@ -5,6 +5,7 @@ from typing import Any
 
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import flag_lines, megatron_args, megatron_env, megatron_script, slurm_script
+from planner.emit_torchtitan import torchtitan_args, torchtitan_script
 from planner.specs import ModelSpec, ParallelConfig, TrainingSpec
 
 
@@ -21,6 +22,9 @@ def launch_files(
     }
     if deepspeed.expressible:
         files["deepspeed.json"] = json.dumps(deepspeed.content, indent=2) + "\n"
+    torchtitan = torchtitan_args(model, training, config)
+    if torchtitan.expressible:
+        files["torchtitan.sh"] = torchtitan_script(doc, torchtitan, model, training, gpus_per_node)
     block = {
         "megatron": {
             "expressible": megatron.expressible,
@@ -32,6 +36,11 @@ def launch_files(
             "expressible": deepspeed.expressible,
             "files": ["deepspeed.json"] if deepspeed.expressible else [],
             "notes": deepspeed.notes,
+        },
+        "torchtitan": {
+            "expressible": torchtitan.expressible,
+            "files": ["torchtitan.sh"] if torchtitan.expressible else [],
+            "notes": torchtitan.notes,
         },
     }
     return files, block

@@ -7,6 +7,7 @@ and the tests (which check that the planner still emits exactly what was validat
 
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
+from planner.emit_torchtitan import torchtitan_args
 from planner.hardware import preset
 from planner.io import load_model
 from planner.plan import Request, document, run
@@ -570,7 +571,8 @@ CASES = [
 
 
 def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
-    """Plan one case and return its Megatron arguments and environment, and its DeepSpeed config."""
+    """Plan one case and return its Megatron arguments and environment, its DeepSpeed config and its
+    torchtitan arguments (with the model, training run and layout they came from)."""
     training = TrainingSpec(
         seq_len=case["seq_len"],
         global_batch_size=case["global_batch"],
@@ -611,4 +613,8 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         "status": document(req, outcome)["status"],
         "deepspeed": deepspeed,
         "dp": config.dp,
+        "torchtitan": torchtitan_args(req.model, training, config),
+        "model": req.model,
+        "training": training,
+        "config": config,
     }
