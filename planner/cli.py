@@ -4,7 +4,6 @@
 ``plan compare`` and ``plan serve`` answer the capacity and serving questions.
 """
 
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 import click
 import yaml
 
+from planner.checkpoint import parse_interval
 from planner.cli_capacity import compare_command, sweep_command
 from planner.cli_options import (
     CONTEXT,
@@ -22,10 +22,14 @@ from planner.cli_options import (
     positive,
     training_options,
 )
+from planner.cli_profile import profile_command
 from planner.cli_serve import serve_command
-from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
+from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.io import load_model, write_atomic
+from planner.launch import refusals
+from planner.numbers import json_text
 from planner.plan import Request, document, launch_outputs, run
+from planner.quoting import escaped
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
 
@@ -62,6 +66,8 @@ def render_table(doc: dict[str, Any]) -> str:
             f"{perf['tflops_per_gpu']:.0f} TFLOP/s per GPU, MFU {perf['mfu']:.1%}, HFU {perf['hfu']:.1%}",
             "  breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in perf["breakdown"].items()),
         ]
+    if "checkpoint" in doc:
+        lines.append(checkpoint_line(doc["checkpoint"]))
     for alt in doc.get("alternatives", []):
         p, perf = alt["parallelism"], alt["performance"]
         lines.append(
@@ -94,10 +100,25 @@ def render_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_line(c: dict[str, Any]) -> str:
+    """The checkpoint block in one or two lines."""
+    line = (
+        f"checkpoint ({c['format']}): {c['full_gib']:,.1f} GiB (weights {c['weights_gib']:,.1f}, "
+        f"optimizer {c['optimizer_gib']:,.1f}), largest rank shard {c['largest_rank_shard_gib']:,.2f} GiB; "
+        f"every {c['interval_steps']} steps ({c['interval_minutes']:,.1f} min)"
+    )
+    if "save_time_s" in c:
+        line += (
+            f"\n  save {c['save_time_s']:,.1f} s at {c['storage_gbps']:g} GB/s: "
+            f"{c['time_lost_fraction']:.2%} of training time"
+        )
+    return line
+
+
 def render(doc: dict[str, Any], fmt: str) -> str:
     """Text for ``--format``."""
     if fmt == "json":
-        return json.dumps(doc, indent=2)
+        return json_text(doc)
     if fmt == "yaml":
         return yaml.safe_dump(doc, sort_keys=False)
     return render_table(doc)
@@ -114,6 +135,21 @@ class DefaultCommandGroup(click.Group):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
 
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Usage errors as one line ``Error: ...`` on stderr with exit status 2 (click's own
+        handler prints ``Usage:`` and ``Try ...`` lines around it)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            click.echo(f"Error: {escaped(' '.join(exc.format_message().split()))}", err=True)
+            sys.exit(USAGE_EXIT_CODE)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 @click.group(cls=DefaultCommandGroup, context_settings=CONTEXT)
 @click.version_option(package_name="parallelism-planner")
@@ -125,6 +161,7 @@ def main() -> None:
     plan sweep MODEL              GPU counts and types: throughput, days, GPU-hours, cost, chart
     plan compare A.yaml B.yaml    two plans, term by term
     plan serve MODEL              serving memory: weights, KV cache, largest batch and context
+    plan profile -o FILE          measure this machine's GPU: a hardware profile for --gpu FILE
 
     \b
     Examples:
@@ -180,6 +217,15 @@ def main() -> None:
     help="Output format (default: table on a terminal, else yaml).",
 )
 @click.option(
+    "--checkpoint-interval",
+    help="Save interval for checkpoint planning and the launch files: steps (500) or time (30min, 2h).",
+)
+@click.option(
+    "--storage-gbps",
+    type=float,
+    help="Aggregate checkpoint write bandwidth in GB/s: adds the save time and the share of training lost.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
@@ -216,6 +262,8 @@ def train(
     top: int,
     exhaustive: bool,
     time_limit: float | None,
+    checkpoint_interval: str | None,
+    storage_gbps: float | None,
     fmt: str | None,
     output: Path | None,
 ) -> None:
@@ -243,10 +291,10 @@ def train(
         ("--dp", dp),
         ("--cp", cp),
         ("--vpp", vpp),
+        ("--ep", ep),
         ("--mbs", mbs),
+        ("--time-limit", time_limit),
     )
-    if time_limit is not None and time_limit <= 0:
-        raise PlannerError(f"--time-limit must be positive seconds, got {time_limit}")
     training = build_training(
         spec, seq_len, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
     )
@@ -277,6 +325,8 @@ def train(
         top=top,
         exhaustive=exhaustive,
         time_limit_s=time_limit,
+        constants=hardware.step_constants,
+        checkpoint=parse_interval(checkpoint_interval, storage_gbps),
     )
     outcome = run(req)
     doc = document(req, outcome)
@@ -286,6 +336,8 @@ def train(
         for name, text in files.items():
             write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)
+        for line in refusals(doc.get("launch", {})):
+            click.echo(line, err=True)
     if doc["status"] == "infeasible":
         sys.exit(DOES_NOT_FIT_EXIT_CODE)
 
@@ -293,3 +345,4 @@ def train(
 main.add_command(sweep_command)
 main.add_command(compare_command)
 main.add_command(serve_command)
+main.add_command(profile_command)

@@ -25,7 +25,24 @@ import shlex
 from dataclasses import dataclass
 from typing import Any
 
-from planner.emit import DEFAULT_TRAIN_ITERS, Emitted
+from planner.emit import (
+    DEFAULT_CHECKPOINT_DIR,
+    DEFAULT_LOG_INTERVAL,
+    DEFAULT_SAVE_INTERVAL,
+    DEFAULT_TRAIN_ITERS,
+    Emitted,
+)
+from planner.emit_shell import (
+    UserVariable,
+    flag_lines,
+    header,
+    num_nodes,
+    rendezvous_lines,
+    rendezvous_variables,
+    script,
+    torchrun_lines,
+    variables_block,
+)
 from planner.errors import PlannerError
 from planner.specs import ModelSpec, ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 from planner.torchtitan_configs import (
@@ -37,9 +54,7 @@ from planner.torchtitan_configs import (
 )
 
 DEFAULT_DATASET = "c4"  # the dataset of torchtitan's own llama3/qwen3/deepseek_v3 named configs
-DEFAULT_CHECKPOINT_INTERVAL = 500  # steps, torchtitan's CheckpointManager default
-DEFAULT_LOG_FREQ = 10  # steps, torchtitan's MetricsProcessor default
-MASTER_PORT = 29500  # torchrun's default rendezvous port
+DEFAULT_DUMP_FOLDER = "./outputs"  # torchtitan's Trainer.Config default
 
 RESHARD_AFTER_FORWARD = {ZeroStage.GRADIENTS: "never", ZeroStage.WEIGHTS: "always"}
 ACTIVATION_CHECKPOINT = {
@@ -238,135 +253,130 @@ def torchtitan_args(model: ModelSpec, training: TrainingSpec, config: ParallelCo
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RunValue:
-    """A run-time value ``torchtitan.sh`` exposes as a variable: its torchtitan key and default."""
+    """A run-time value ``torchtitan.sh`` exposes as a variable, and the torchtitan key it sets."""
 
-    variable: str
-    """Shell variable (upper case)."""
     key: str
-    """The ``--section.key`` it sets."""
-    default: str
-    """Value when neither the script nor the environment sets it."""
-    help: str
-    """One line for the comment beside it."""
+    """The ``--section.key`` it sets (``--checkpoint.enable`` is a switch)."""
+    variable: UserVariable
+    """The script's variable and its default."""
 
 
-def run_values(chosen_assets: str) -> list[RunValue]:
-    """Data, tokenizer, output, schedule length, checkpoints and logging (torchtitan's keys)."""
+def run_values(chosen: NamedConfig, save_interval: int = DEFAULT_SAVE_INTERVAL) -> list[RunValue]:
+    """Data, tokenizer, output, schedule length, checkpoints and logging, in torchtitan's keys; the
+    names are the Megatron and DeepSpeed scripts' where the meaning is the same."""
     return [
         RunValue(
-            variable="HF_ASSETS_PATH",
             key="--hf_assets_path",
-            default=chosen_assets,
-            help="tokenizer (and weights) folder: torchtitan's scripts/download_hf_assets.py",
+            variable=UserVariable(
+                name="HF_ASSETS_PATH",
+                default=chosen.hf_assets_path,
+                help=f"tokenizer folder of {chosen.config} (torchtitan's scripts/download_hf_assets.py)",
+            ),
         ),
         RunValue(
-            variable="DATASET",
             key="--dataloader.dataset",
-            default=DEFAULT_DATASET,
-            help="a dataset torchtitan knows (hf_datasets/text_datasets.py DATASETS)",
+            variable=UserVariable(
+                name="DATASET",
+                default=DEFAULT_DATASET,
+                help="a dataset torchtitan knows (torchtitan/hf_datasets/text_datasets.py DATASETS)",
+            ),
         ),
         RunValue(
-            variable="DUMP_FOLDER", key="--dump_folder", default="./outputs", help="logs and checkpoints"
+            key="--dump_folder",
+            variable=UserVariable(
+                name="DUMP_FOLDER", default=DEFAULT_DUMP_FOLDER, help="logs, traces, checkpoints"
+            ),
         ),
         RunValue(
-            variable="STEPS", key="--training.steps", default=str(DEFAULT_TRAIN_ITERS), help="training steps"
+            key="--checkpoint.enable",
+            variable=UserVariable(
+                name="CHECKPOINT", default="1", help="save (and resume from) checkpoints", switch=True
+            ),
         ),
         RunValue(
-            variable="CHECKPOINT_FOLDER",
             key="--checkpoint.folder",
-            default="checkpoint",
-            help="checkpoint folder inside DUMP_FOLDER (resumes from its latest step)",
+            variable=UserVariable(
+                name="CHECKPOINT_DIR",
+                default=DEFAULT_CHECKPOINT_DIR,
+                help="torchtitan distributed checkpoints, inside DUMP_FOLDER unless absolute",
+            ),
         ),
         RunValue(
-            variable="CHECKPOINT_INTERVAL",
             key="--checkpoint.interval",
-            default=str(DEFAULT_CHECKPOINT_INTERVAL),
-            help="steps between checkpoints",
+            variable=UserVariable(
+                name="SAVE_INTERVAL",
+                default=str(save_interval),
+                help="steps between checkpoints (plan --checkpoint-interval)",
+            ),
         ),
         RunValue(
-            variable="LOG_FREQ",
+            key="--training.steps",
+            variable=UserVariable(
+                name="TRAIN_ITERS", default=str(DEFAULT_TRAIN_ITERS), help="training steps"
+            ),
+        ),
+        RunValue(
             key="--metrics.log_freq",
-            default=str(DEFAULT_LOG_FREQ),
-            help="steps between log lines",
+            variable=UserVariable(
+                name="LOG_INTERVAL",
+                default=str(DEFAULT_LOG_INTERVAL),
+                help="steps between loss and throughput lines",
+            ),
         ),
     ]
 
 
 def run_args(values: list[RunValue]) -> list[str]:
-    """The run values' ``--key default`` pairs, checkpointing on: what ``torchtitan.sh`` passes
-    when no variable is changed."""
-    a = ["--checkpoint.enable"]
+    """The run values' arguments with their defaults: what ``torchtitan.sh`` passes when no
+    variable is changed."""
+    a: list[str] = []
     for v in values:
-        a += [v.key, v.default]
+        a += [v.key] if v.variable.switch else [v.key, v.variable.default]
     return a
 
 
-def _safe_comment(text: str) -> str:
-    """``text`` for a comment line; a control character (a newline would end the comment) is refused."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
-        raise PlannerError(f"{text!r}: control characters cannot go into a generated script; rename it")
-    return text
+def _run_lines(values: list[RunValue]) -> list[str]:
+    """The run values' argument lines, each reading its variable."""
+    return [
+        f"${{{v.variable.name}:+{v.key}}}" if v.variable.switch else f'{v.key} "${v.variable.name}"'
+        for v in values
+    ]
 
 
 def torchtitan_script(
-    doc: dict[str, Any], emitted: Emitted, model: ModelSpec, training: TrainingSpec, gpus_per_node: int
+    doc: dict[str, Any],
+    emitted: Emitted,
+    model: ModelSpec,
+    training: TrainingSpec,
+    gpus_per_node: int,
+    save_interval: int = DEFAULT_SAVE_INTERVAL,
 ) -> str:
-    """``torchtitan.sh``: the values to choose at the top, the rendezvous (``MASTER_ADDR`` from the
-    environment, else the SLURM allocation's first node, else localhost on one node), then
-    ``torchrun -m torchtitan.train`` on this node (SLURM runs it once per node)."""
-    gpus = doc["cluster"]["gpus"]
-    nodes = max(1, -(-gpus // gpus_per_node))
+    """``torchtitan.sh``: the values to choose at the top, the rendezvous, then
+    ``torchrun -m torchtitan.train`` on this node (``torchtitan.sbatch`` runs it once per node)."""
     chosen = named_config(model, training)
-    assert emitted.expressible and chosen is not None, "torchtitan.sh is written only for a plan it can run"
-    p = doc["parallelism"]
-    values = run_values(chosen.hf_assets_path)
-    name, gpu = _safe_comment(str(doc["model"]["name"])), _safe_comment(str(doc["cluster"]["gpu"]))
-    lines = [
-        "#!/usr/bin/env bash",
-        f"# torchtitan {TORCHTITAN_VERSION} launch, generated by plan for {name} on {gpus} x {gpu}.",
-        f"# tp={p['tp']} pp={p['pp']} dp={p['dp']} cp={p['cp']} vpp={p['vpp']} ep={p['ep']} "
-        f"zero={p['zero_stage']} recompute={p['recompute']} mbs={p['micro_batch_size']} "
-        f"grad_accum={p['grad_accum_steps']} sequence_parallel={str(p['sequence_parallel']).lower()}",
-        *(f"# note: {_safe_comment(n)}" for n in emitted.notes),
-        "# Run it on every node (slurm: srun --ntasks-per-node=1 bash torchtitan.sh); extra",
-        "# --section.key overrides after the script name reach torchtitan.",
+    if not emitted.expressible or chosen is None:
+        raise PlannerError("torchtitan.sh is written only for a plan torchtitan can run")
+    gpus = doc["cluster"]["gpus"]
+    values = run_values(chosen, save_interval)
+    *layout, subcommand = emitted.content
+    body = [
         "set -euo pipefail",
-        "# Values to choose (edit them here or set them in the environment):",
-        *(f'{v.variable}="${{{v.variable}:-{v.default}}}"  # {v.help}' for v in values),
-        f'NNODES="${{NNODES:-{nodes}}}"  # nodes in the job (the plan\'s)',
-        'NODE_RANK="${NODE_RANK:-${SLURM_NODEID:-0}}"  # this node\'s rank (SLURM sets it)',
-        f'MASTER_PORT="${{MASTER_PORT:-{MASTER_PORT}}}"  # rendezvous port on the first node',
-        'if [[ -z "${MASTER_ADDR:-}" ]]; then',
-        '  if [[ -n "${SLURM_JOB_NODELIST:-}" ]]; then',
-        '    MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
-        '  elif [[ "$NNODES" == 1 ]]; then',
-        "    MASTER_ADDR=localhost",
-        "  else",
-        '    echo "plan: $NNODES nodes and no SLURM allocation: set MASTER_ADDR to the first node" >&2',
-        "    exit 1",
-        "  fi",
-        "fi",
-        f"torchrun --nproc-per-node {min(gpus_per_node, gpus)} "
-        '--nnodes "$NNODES" --node-rank "$NODE_RANK" \\',
-        '  --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \\',
-        "  -m torchtitan.train \\",
-        *(f"  {pair} \\" for pair in _pairs(emitted.content[:-1])),
-        "  --checkpoint.enable \\",
-        *(f'  {v.key} "${v.variable}" \\' for v in values),
-        '  "$@" \\',
-        f"  {shlex.quote(emitted.content[-1])}",
+        *rendezvous_lines(),
+        *torchrun_lines(
+            min(gpus_per_node, gpus),
+            "-m torchtitan.train",
+            flag_lines(layout) + _run_lines(values),
+            last=shlex.quote(subcommand),
+        ),
     ]
-    return "\n".join(lines) + "\n"
-
-
-def _pairs(args: list[str]) -> list[str]:
-    """``--key value`` pairs (or a lone switch), values shell-quoted."""
-    out, i = [], 0
-    while i < len(args):
-        if i + 1 < len(args) and not args[i + 1].startswith("--"):
-            out.append(f"{args[i]} {shlex.quote(args[i + 1])}")
-            i += 2
-        else:
-            out.append(args[i])
-            i += 1
-    return out
+    variables = [v.variable for v in values] + rendezvous_variables(num_nodes(gpus, gpus_per_node))
+    how = "set any of them in the environment, e.g. DUMP_FOLDER=/lustre/run1 bash torchtitan.sh"
+    return script(
+        header(f"torchtitan {TORCHTITAN_VERSION} launch", doc, emitted.notes),
+        [
+            "# Extra --section.key overrides after the script name reach torchtitan: "
+            "bash torchtitan.sh --training.steps 20",
+        ],
+        variables_block(variables, how),
+        body,
+    )

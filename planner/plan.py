@@ -9,6 +9,7 @@ from typing import Any
 
 from constraints.units import BYTES_PER_GIB
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.checkpoint import CheckpointRequest, checkpoint_doc
 from planner.counts import count_params
 from planner.errors import PlannerError
 from planner.evaluate import memory, num_microbatches
@@ -45,6 +46,7 @@ class Request:
     exhaustive: bool = False
     time_limit_s: float | None = None
     constants: StepTimeConstants = DEFAULT_CONSTANTS
+    checkpoint: CheckpointRequest = CheckpointRequest()
 
 
 def validate_pins(req: Request) -> None:
@@ -136,7 +138,7 @@ def fits_anywhere(
 ) -> bool:
     """Whether any candidate fits with these GPUs / training / hardware."""
     training, hardware = training or req.training, hardware or req.hardware
-    space = build_space(req.model, training, gpus, replace(req.pins, dp=None), hardware.gpus_per_node)
+    space = build_space(req.model, training, gpus, replace(req.pins, dp=None), hardware.nvlink_domain_gpus)
     terms = compile_terms(space, req.model, hardware, training, req.constants)
     best = least_memory(space, terms)
     return best is not None and best.peak_memory <= capacity_units(hardware)
@@ -157,7 +159,7 @@ def smallest_fixes(req: Request, closest: Candidate | None, space: Space) -> dic
     free = Pins(sequence_parallel=req.pins.sequence_parallel, max_tp=req.pins.max_tp)
     if req.pins != free:
         unpinned = replace(req, pins=free, top=1, exhaustive=True)
-        space_free = build_space(req.model, req.training, req.gpus, free, req.hardware.gpus_per_node)
+        space_free = build_space(req.model, req.training, req.gpus, free, req.hardware.nvlink_domain_gpus)
         terms = compile_terms(space_free, req.model, req.hardware, req.training, req.constants)
         best = brute_force(space_free, terms, capacity_units(req.hardware), 1)
         if best:
@@ -175,7 +177,7 @@ def smallest_fixes(req: Request, closest: Candidate | None, space: Space) -> dic
 def run(req: Request) -> Outcome:
     """Search the space (CP-SAT, or brute force with ``exhaustive``)."""
     validate_pins(req)
-    space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.gpus_per_node)
+    space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.nvlink_domain_gpus)
     if not space.layouts:
         raise PlannerError(
             f"no tp x cp x pp layout divides --gpus {req.gpus} for this model; "
@@ -328,7 +330,18 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
     config = best_config(outcome)
     if config is not None:
         doc |= config_doc(req, config)
-        doc["launch"] = launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[1]
+        step_s = doc["performance"]["step_time_s"]
+        doc["checkpoint"] = checkpoint_doc(
+            req.model, req.training, config, counts.total, step_s, req.checkpoint
+        )
+        doc["launch"] = launch_files(
+            req.model,
+            req.training,
+            config,
+            doc,
+            req.hardware.gpus_per_node,
+            doc["checkpoint"]["interval_steps"],
+        )[1]
     gap = None
     if outcome.objective and outcome.bound is not None:
         gap = round((outcome.objective - outcome.bound) / outcome.objective, 6)
@@ -368,4 +381,5 @@ def launch_outputs(req: Request, outcome: Outcome, doc: dict[str, Any]) -> dict[
     config = best_config(outcome)
     if config is None:
         return {}
-    return launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[0]
+    interval = doc["checkpoint"]["interval_steps"]
+    return launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node, interval)[0]

@@ -10,7 +10,7 @@ from planner.emit_megatron import megatron_args, megatron_env
 from planner.emit_torchtitan import torchtitan_args
 from planner.hardware import preset
 from planner.io import load_model
-from planner.plan import Request, document, run
+from planner.plan import Request, document, launch_outputs, run
 from planner.space import Pins
 from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
 
@@ -571,8 +571,9 @@ CASES = [
 
 
 def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
-    """Plan one case and return its Megatron arguments and environment, its DeepSpeed config and its
-    torchtitan arguments (with the model, training run and layout they came from)."""
+    """Plan one case and return its Megatron arguments and environment, its DeepSpeed config, its
+    torchtitan arguments (with the model, training run and layout they came from), and the files
+    ``plan -o`` writes for it."""
     training = TrainingSpec(
         seq_len=case["seq_len"],
         global_batch_size=case["global_batch"],
@@ -606,11 +607,13 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
     config = outcome.space.config(*best.indices)
     emitted = megatron_args(req.model, training, config)
     deepspeed = deepspeed_config(req.model, training, config)
+    doc = document(req, outcome)
     return {
         "expressible": emitted.expressible,
         "args": emitted.content,
         "env": megatron_env(config),
-        "status": document(req, outcome)["status"],
+        "status": doc["status"],
+        "files": launch_outputs(req, outcome, doc),
         "deepspeed": deepspeed,
         "dp": config.dp,
         "torchtitan": torchtitan_args(req.model, training, config),

@@ -119,7 +119,7 @@ def check_emitted(titan, model, training: TrainingSpec, config: ParallelConfig) 
     chosen = next(c for c in configs_for(model) if c.config == emitted.content[3])
     if chosen.float8 and not float8_loadable():
         pytest.skip("torchtitan's float8 configs load only on an SM89+ GPU with torchao")
-    args = emitted.content[:-1] + run_args(run_values(chosen.hf_assets_path)) + emitted.content[-1:]
+    args = emitted.content[:-1] + run_args(run_values(chosen)) + emitted.content[-1:]
     check_layout(parse(titan, args), model, training, config)
 
 
@@ -297,7 +297,7 @@ def test_script_runs_torchtitan_with_the_plans_arguments(titan, tmp_path):
     assert argv[argv.index("-m") + 1] == "torchtitan.train"
     assert argv[-1] == "activation_checkpoint:full"
     cfg = parse(titan, argv[argv.index("-m") + 2 :])
-    assert cfg.dump_folder == "/scratch/run 1" and cfg.training.steps == 20
+    assert cfg.dump_folder == "/scratch/run 1" and cfg.training.steps == 20 and cfg.checkpoint.enable
     model, training = load_model("llama3-70b"), TrainingSpec(seq_len=8192, global_batch_size=512)
     config = ParallelConfig(
         tp=2,
