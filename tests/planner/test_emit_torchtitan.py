@@ -7,12 +7,12 @@ test line installs it)."""
 
 import importlib
 import os
-import stat
-from pathlib import Path
+import subprocess
 
 import pytest
+import test_launch_scripts as launch_scripts
 from click.testing import CliRunner
-from golden_cases import CASES, plan_case
+from golden_cases import CASES, TORCHTITAN_CASES, plan_case
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +22,10 @@ from planner.io import load_model
 from planner.specs import ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 from planner.torchtitan_configs import NAMED_CONFIGS, configs_for
 
+# The stub torchrun, srun and scontrol of the other launch scripts' tests (a fixture).
+stubs = launch_scripts.stubs
+after, run_script, write_files = launch_scripts.after, launch_scripts.run_script, launch_scripts.write_files
+FLOAT8_SKIP = "torchtitan's float8 configs load only on an SM89+ GPU with torchao (torchao checks the device)"
 NEEDS_TORCHTITAN = (
     "torchtitan not installed (pip install torchtitan==0.3.0 triton==3.9.0; the README's test line does)"
 )
@@ -111,27 +115,50 @@ def check_layout(cfg, model, training: TrainingSpec, config: ParallelConfig) -> 
     )
 
 
+def float8_config(emitted) -> bool:
+    return next(c for c in NAMED_CONFIGS if c.config == emitted.content[3]).float8
+
+
 def check_emitted(titan, model, training: TrainingSpec, config: ParallelConfig) -> None:
     emitted = torchtitan_args(model, training, config)
     if not emitted.expressible:
         assert emitted.notes and emitted.content is None
         return
+    if float8_config(emitted) and not float8_loadable():
+        pytest.skip(FLOAT8_SKIP)
     chosen = next(c for c in configs_for(model) if c.config == emitted.content[3])
-    if chosen.float8 and not float8_loadable():
-        pytest.skip("torchtitan's float8 configs load only on an SM89+ GPU with torchao")
     args = emitted.content[:-1] + run_args(run_values(chosen)) + emitted.content[-1:]
     check_layout(parse(titan, args), model, training, config)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c['model']}-{c['gpus']}")
-def test_golden_case_passes_torchtitans_config_manager(titan, case):
+@pytest.mark.parametrize(
+    "case", CASES + TORCHTITAN_CASES, ids=lambda c: f"{c['model']}-{c['gpus']}-z{c['zero']}"
+)
+def test_golden_case_launch_passes_torchtitans_config_manager(titan, case, tmp_path, stubs):
+    """torchtitan.sh and torchtitan.sbatch start (stub torchrun, srun, scontrol) with arguments
+    torchtitan's ConfigManager accepts for the planned layout; refused plans get no file."""
     plan = plan_case(case)
-    check_emitted(titan, plan["model"], plan["training"], plan["config"])
+    emitted, files = plan["torchtitan"], write_files(case, tmp_path)
+    if not emitted.expressible:
+        assert emitted.notes and not {"torchtitan.sh", "torchtitan.sbatch"} & set(files)
+        return
+    if float8_config(emitted) and not float8_loadable():
+        pytest.skip(FLOAT8_SKIP)
+    [torchrun] = run_script(files["torchtitan.sh"], stubs, MASTER_ADDR="10.0.0.1")
+    argv = after(torchrun, "torchtitan.train")
+    chosen = next(c for c in configs_for(plan["model"]) if c.config == emitted.content[3])
+    assert argv == emitted.content[:-1] + run_args(run_values(chosen)) + emitted.content[-1:]
+    assert torchrun[torchrun.index("--nnodes") + 1] == str(-(-case["gpus"] // 8))
+    check_layout(parse(titan, argv), plan["model"], plan["training"], plan["config"])
+    slurm_env = {"SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_SUBMIT_DIR": str(tmp_path)}
+    srun, torchrun = run_script(files["torchtitan.sbatch"], stubs, **slurm_env)
+    assert srun[0] == "srun" and torchrun[torchrun.index("--master-addr") + 1] == "node-a"
+    assert after(torchrun, "torchtitan.train") == argv
 
 
 def test_golden_cases_include_runnable_and_refused_plans():
-    expressible = [plan_case(c)["torchtitan"].expressible for c in CASES]
-    assert sum(expressible) >= 4 and not all(expressible)
+    expressible = [plan_case(c)["torchtitan"].expressible for c in CASES + TORCHTITAN_CASES]
+    assert sum(expressible) >= 8 and not all(expressible)
 
 
 TITAN_MODELS = ["llama3-8b", "llama3-70b", "qwen3-30b-a3b", "deepseek-v3"]
@@ -193,7 +220,7 @@ def test_random_layouts_pass_torchtitans_config_manager(titan, layout):
 def test_named_configs_match_torchtitan(titan, named):
     """Each row of the table is what torchtitan's config function builds."""
     if named.float8 and not float8_loadable():
-        pytest.skip("torchtitan's float8 configs load only on an SM89+ GPU with torchao")
+        pytest.skip(FLOAT8_SKIP)
     registry = importlib.import_module(f"torchtitan.models.{named.module}.config_registry")
     cfg = getattr(registry, named.config)()
     model = cfg.model_spec.model
@@ -260,18 +287,7 @@ def test_refusals_say_why():
     assert "no model module for gpt2" in reasons(load_model("gpt2-xl"), bf16, zero3)
 
 
-def fake_torchrun(tmp_path: Path) -> dict[str, str]:
-    """A ``torchrun`` on PATH that writes its arguments, one per line, and exits."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    torchrun = bin_dir / "torchrun"
-    torchrun.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@" > "$ARGS_OUT"\n')
-    torchrun.chmod(torchrun.stat().st_mode | stat.S_IEXEC)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_"))}
-    return env | {"PATH": f"{bin_dir}:{os.environ['PATH']}", "ARGS_OUT": str(tmp_path / "args.txt")}
-
-
-def test_script_runs_torchtitan_with_the_plans_arguments(titan, tmp_path):
+def test_script_variables_and_extra_overrides_reach_torchtitan(titan, tmp_path, stubs):
     out = tmp_path / "plan"
     pins = "--tp 2 --pp 4 --cp 2 --vpp 5 --zero 2 --recompute full --mbs 1".split()
     args = [
@@ -288,16 +304,17 @@ def test_script_runs_torchtitan_with_the_plans_arguments(titan, tmp_path):
     ]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    script = out / "torchtitan.sh"
-    env = fake_torchrun(tmp_path) | {"NNODES": "1", "DUMP_FOLDER": "/scratch/run 1"}
-    import subprocess
-
-    subprocess.run(["bash", str(script), "--training.steps", "20"], env=env, check=True)
-    argv = (tmp_path / "args.txt").read_text().splitlines()
-    assert argv[argv.index("-m") + 1] == "torchtitan.train"
-    assert argv[-1] == "activation_checkpoint:full"
-    cfg = parse(titan, argv[argv.index("-m") + 2 :])
-    assert cfg.dump_folder == "/scratch/run 1" and cfg.training.steps == 20 and cfg.checkpoint.enable
+    bin_dir, record = stubs
+    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "RECORD": str(record), "NNODES": "1"}
+    env |= {"DUMP_FOLDER": "/scratch/run 1", "CHECKPOINT": "", "HF_ASSETS_PATH": "/assets/it's"}
+    extra = ["--training.steps", "20"]
+    subprocess.run(["bash", str(out / "torchtitan.sh"), *extra], env=env, check=True, timeout=60)
+    [call] = [p.read_text().split("\0")[:-1] for p in record.iterdir()]
+    argv = after(call, "torchtitan.train")
+    assert argv[-1] == "activation_checkpoint:full" and argv[-3:-1] == extra
+    cfg = parse(titan, argv)
+    assert cfg.dump_folder == "/scratch/run 1" and cfg.hf_assets_path == "/assets/it's"
+    assert cfg.training.steps == 20 and not cfg.checkpoint.enable
     model, training = load_model("llama3-70b"), TrainingSpec(seq_len=8192, global_batch_size=512)
     config = ParallelConfig(
         tp=2,
