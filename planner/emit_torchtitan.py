@@ -157,6 +157,11 @@ def _notes(
     notes = [chosen.note] if chosen.note else []
     if config.zero_stage is ZeroStage.GRADIENTS:
         notes.append("ZeRO-2 runs as FSDP2 with reshard_after_forward never")
+    if config.zero_stage is ZeroStage.WEIGHTS and config.pp > 1:
+        notes.append(
+            "ZeRO-3 with pipelining: reshard_after_forward always gathers the weights again for every "
+            "micro-batch (torchtitan's default under pipelining is never, i.e. ZeRO-2)"
+        )
     if config.recompute is Recompute.SELECTIVE:
         notes.append(
             "torchtitan's selective checkpointing is per op (it saves matmul, attention and "
