@@ -196,7 +196,7 @@ def layout_args(model: ModelSpec, training: TrainingSpec, config: ParallelConfig
         "--training.global_batch_size",
         str(training.global_batch_size),
         "--training.mixed_precision_param",
-        MIXED_PRECISION_PARAM.get(training.precision, "bfloat16"),
+        MIXED_PRECISION_PARAM[training.precision],
         "--parallelism.data_parallel_replicate_degree",
         str(config.dp // shard_degree(config)),
         "--parallelism.data_parallel_shard_degree",
