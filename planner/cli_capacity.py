@@ -31,6 +31,7 @@ from planner.cli_options import (
 )
 from planner.errors import PlannerError
 from planner.io import check_output_file, load_model, read_mapping
+from planner.layout import columns
 from planner.numbers import json_text
 from planner.plan import Request
 from planner.tables import cell, markdown_table, text_table
@@ -40,15 +41,7 @@ SWEEP_COLUMNS = [
     "seq_len",
     "gpus",
     "status",
-    "tp",
-    "cp",
-    "pp",
-    "vpp",
-    "ep",
-    "dp",
-    "zero",
-    "recompute",
-    "mbs",
+    *(label for _, label in columns()),
     "mem_gib",
     "tokens_per_s",
     "mfu",

@@ -19,18 +19,21 @@ How the plan's layout maps:
   ``local_batch_size = mbs · grad_accum`` split into micro-batches of ``mbs``; without pipelining
   ``local_batch_size = mbs`` and the trainer accumulates ``global / (mbs·dp)`` micro-batches;
 - recompute: the activation-checkpointing subcommand, which tyro reads last.
+What torchtitan cannot run is refused with the reasons of ``planner.capability``
+(``Launcher.TORCHTITAN``); the model's named config comes from ``planner.torchtitan_configs``.
 """
 
 import shlex
 from dataclasses import dataclass
-from typing import Any
 
+from planner.capability import Launcher, unsupported_reasons
 from planner.emit import (
     DEFAULT_CHECKPOINT_DIR,
     DEFAULT_LOG_INTERVAL,
     DEFAULT_SAVE_INTERVAL,
     DEFAULT_TRAIN_ITERS,
     Emitted,
+    Target,
 )
 from planner.emit_shell import (
     UserVariable,
@@ -45,13 +48,7 @@ from planner.emit_shell import (
 )
 from planner.errors import PlannerError
 from planner.specs import ModelSpec, ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
-from planner.torchtitan_configs import (
-    MODULE_OF_FAMILY,
-    NAMED_CONFIGS,
-    TORCHTITAN_VERSION,
-    NamedConfig,
-    configs_for,
-)
+from planner.torchtitan_configs import TORCHTITAN_VERSION, NamedConfig, named_config, shard_degree
 
 DEFAULT_DATASET = "c4"  # the dataset of torchtitan's own llama3/qwen3/deepseek_v3 named configs
 DEFAULT_DUMP_FOLDER = "./outputs"  # torchtitan's Trainer.Config default
@@ -63,92 +60,6 @@ ACTIVATION_CHECKPOINT = {
     Recompute.FULL: "activation_checkpoint:full",
 }
 MIXED_PRECISION_PARAM = {Precision.BF16: "bfloat16", Precision.FP8: "bfloat16", Precision.FP32: "float32"}
-
-
-def named_config(model: ModelSpec, training: TrainingSpec) -> NamedConfig | None:
-    """The named config that trains this model in this precision, if torchtitan has one."""
-    float8 = training.precision is Precision.FP8
-    return next((c for c in configs_for(model) if c.float8 == float8), None)
-
-
-def shard_degree(config: ParallelConfig) -> int:
-    """``data_parallel_shard_degree``: the FSDP2 shards (ZeRO-2/3), else 1."""
-    return config.dp if config.zero_stage >= ZeroStage.GRADIENTS else 1
-
-
-def _model_reasons(model: ModelSpec, training: TrainingSpec) -> list[str]:
-    module = MODULE_OF_FAMILY.get(model.family)
-    if module is None:
-        return [
-            f"torchtitan {TORCHTITAN_VERSION} has no model module for {model.family} models "
-            f"(this planner's families it implements: {', '.join(sorted(MODULE_OF_FAMILY))})"
-        ]
-    same_shape = configs_for(model)
-    if not same_shape:
-        names = ", ".join(c.config for c in NAMED_CONFIGS if c.module == module)
-        return [
-            f"no torchtitan {TORCHTITAN_VERSION} named config trains this model's shape (module "
-            f"{module}: {names}); the model comes from the named config, which no command-line key "
-            "changes (Trainer.Config.model_spec is not a CLI field)"
-        ]
-    if named_config(model, training) is None:
-        names = ", ".join(c.config for c in same_shape)
-        if training.precision is Precision.FP8:
-            return [
-                f"torchtitan's {names} has no float8 variant: float8 is a model converter chosen in "
-                "the named config, not a command-line key"
-            ]
-        return [
-            f"torchtitan's {names} trains with float8 linear layers (a converter in the named "
-            "config, not a command-line key): plan with --precision fp8"
-        ]
-    return []
-
-
-def torchtitan_reasons(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> list[str]:
-    """Every reason torchtitan 0.3.0 cannot run this plan from the command line, in order."""
-    reasons = _model_reasons(model, training)
-    if training.precision is Precision.FP16:
-        reasons.append("torchtitan trains in bf16 or fp32 (training.mixed_precision_param), not fp16")
-    if config.zero_stage is ZeroStage.OPTIMIZER:
-        reasons.append(
-            "torchtitan shards with FSDP2, which shards gradients with the optimizer states: there is "
-            "no ZeRO-1; plan with --zero 2 (reshard_after_forward never), --zero 3 or --zero 0"
-        )
-    if config.zero_stage is ZeroStage.NONE and config.cp > 1:
-        reasons.append(
-            "torchtitan applies FSDP2 over the context-parallel ranks (dp_shard·cp), so ZeRO-0 "
-            "with cp > 1 shards anyway: plan with --zero 2 or 3"
-        )
-    dense_ranks = shard_degree(config) * config.cp * config.tp
-    if config.ep > 1 and dense_ranks % config.ep:
-        reasons.append(
-            f"torchtitan's expert parallelism borrows its ranks from dp_shard·cp·tp = {dense_ranks}, "
-            f"which ep = {config.ep} does not divide"
-        )
-    if config.activation_offload:
-        reasons.append(f"torchtitan {TORCHTITAN_VERSION} has no activation offload to the CPU")
-    if config.optimizer_offload and config.zero_stage < ZeroStage.GRADIENTS:
-        reasons.append(
-            "torchtitan offloads to the CPU through FSDP2 (training.enable_cpu_offload): ZeRO-2/3 only"
-        )
-    if model.is_moe and training.moe_capacity_factor is not None:
-        reasons.append(
-            "torchtitan's MoE routing is dropless; a capacity factor belongs to the token dispatcher "
-            "of the model config, not to a command-line key"
-        )
-    if model.num_layers % (config.pp * config.vpp):
-        stages = config.pp * config.vpp
-        reasons.append(
-            f"torchtitan's equal stages need pp·vpp = {stages} to divide the {model.num_layers} layers"
-        )
-    # Trainer.__init__: the sequence splits over tp (sequence parallel) and 2·cp (load balancing).
-    divisor = (config.tp if config.sequence_parallel else 1) * (2 * config.cp if config.cp > 1 else 1)
-    if training.seq_len % divisor:
-        reasons.append(
-            f"torchtitan needs the sequence length divisible by {divisor} (tp with SP, times 2·cp)"
-        )
-    return reasons
 
 
 def _notes(
@@ -241,7 +152,7 @@ def layout_args(model: ModelSpec, training: TrainingSpec, config: ParallelConfig
 def torchtitan_args(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Emitted:
     """``torchtitan.train`` arguments for the plan (the activation-checkpointing subcommand last),
     and the reasons it cannot run, if any (then no arguments)."""
-    reasons = torchtitan_reasons(model, training, config)
+    reasons = unsupported_reasons(Launcher.TORCHTITAN, model, training, config)
     chosen = named_config(model, training)
     if reasons or chosen is None:
         return Emitted(expressible=False, notes=reasons)
@@ -349,11 +260,10 @@ def _run_lines(values: list[RunValue]) -> list[str]:
 
 
 def torchtitan_script(
-    doc: dict[str, Any],
+    target: Target,
     emitted: Emitted,
     model: ModelSpec,
     training: TrainingSpec,
-    gpus_per_node: int,
     save_interval: int = DEFAULT_SAVE_INTERVAL,
 ) -> str:
     """``torchtitan.sh``: the values to choose at the top, the rendezvous, then
@@ -361,7 +271,7 @@ def torchtitan_script(
     chosen = named_config(model, training)
     if not emitted.expressible or chosen is None:
         raise PlannerError("torchtitan.sh is written only for a plan torchtitan can run")
-    gpus = doc["cluster"]["gpus"]
+    gpus, gpus_per_node = target.gpus, target.gpus_per_node
     values = run_values(chosen, save_interval)
     *layout, subcommand = emitted.content
     body = [
@@ -377,7 +287,7 @@ def torchtitan_script(
     variables = [v.variable for v in values] + rendezvous_variables(num_nodes(gpus, gpus_per_node))
     how = "set any of them in the environment, e.g. DUMP_FOLDER=/lustre/run1 bash torchtitan.sh"
     return script(
-        header(f"torchtitan {TORCHTITAN_VERSION} launch", doc, emitted.notes),
+        header(f"torchtitan {TORCHTITAN_VERSION} launch", target, emitted.notes),
         [
             "# Extra --section.key overrides after the script name reach torchtitan: "
             "bash torchtitan.sh --training.steps 20",

@@ -13,7 +13,7 @@ Every row below is checked against torchtitan's own config functions by
 
 from dataclasses import dataclass
 
-from planner.specs import ModelSpec
+from planner.specs import ModelSpec, ParallelConfig, Precision, TrainingSpec, ZeroStage
 
 TORCHTITAN_VERSION = "0.3.0"
 
@@ -261,3 +261,14 @@ def configs_for(model: ModelSpec) -> list[NamedConfig]:
         return []
     module, shape = MODULE_OF_FAMILY[model.family], model_shape(model)
     return [c for c in NAMED_CONFIGS if c.module == module and c.shape == shape]
+
+
+def named_config(model: ModelSpec, training: TrainingSpec) -> NamedConfig | None:
+    """The named config that trains this model in this precision, if torchtitan has one."""
+    float8 = training.precision is Precision.FP8
+    return next((c for c in configs_for(model) if c.float8 == float8), None)
+
+
+def shard_degree(config: ParallelConfig) -> int:
+    """``data_parallel_shard_degree``: the FSDP2 shards (ZeRO-2/3), else 1."""
+    return config.dp if config.zero_stage >= ZeroStage.GRADIENTS else 1
