@@ -94,7 +94,8 @@ def _megatron_argument_lines(args: list[str]) -> list[str]:
         elif flag == "--tokenizer-type":
             lines.append('"${TOKENIZER_ARGS[@]}"')
         elif flag != "--vocab-size":
-            lines.append(flag if value is None else f"{flag} {shlex.quote(value)}")
+            # the flag quoted too: an argument that merely starts with "--" is still text
+            lines.append(shlex.quote(flag) if value is None else f"{shlex.quote(flag)} {shlex.quote(value)}")
     return lines
 
 

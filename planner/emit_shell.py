@@ -135,7 +135,11 @@ def torchrun_lines(gpus_per_node: int, program: str, arguments: list[str]) -> li
 
 def flag_lines(args: list[str]) -> list[str]:
     """``--flag value`` pairs, one per line, values shell-quoted."""
-    return [f"{flag} {shlex.quote(value)}" if value is not None else flag for flag, value in flag_pairs(args)]
+    quote = shlex.quote  # flags too: an argument that merely starts with "--" is still text
+    return [
+        f"{quote(flag)} {quote(value)}" if value is not None else quote(flag)
+        for flag, value in flag_pairs(args)
+    ]
 
 
 def flag_pairs(args: list[str]) -> list[tuple[str, str | None]]:
