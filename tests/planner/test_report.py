@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from planner.cli import main
+from planner.report import layout_text
 
 from conftest import ROOT
 
@@ -59,7 +60,7 @@ def test_plan_report_carries_the_plan(tmp_path):
     page = page_path.read_text()
     assert_self_contained(page)
     p = doc["parallelism"]
-    assert f"tp={p['tp']} pp={p['pp']} vpp={p['vpp']} dp={p['dp']}" in page
+    assert f"<b>{layout_text(p)}</b>" in page and f"dp={p['dp']}" in layout_text(p)
     assert page.count("runner-up") >= 2 and "what it costs" in page  # runners-up even without --top
     assert f"capacity {doc['memory_gib']['capacity']:.1f} GiB" in page
     for term in ("weights", "gradients", "optimizer", "activations", "reserve", "compute", "dp_comm"):
