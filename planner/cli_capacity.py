@@ -33,6 +33,7 @@ from planner.counts import count_params
 from planner.errors import PlannerError
 from planner.io import check_output_file, load_model, read_mapping, write_atomic
 from planner.known_accuracy import accuracy_for
+from planner.layout import columns
 from planner.numbers import json_text
 from planner.plan import Request
 from planner.report import sweep_report, training_summary
@@ -43,15 +44,7 @@ SWEEP_COLUMNS = [
     "seq_len",
     "gpus",
     "status",
-    "tp",
-    "cp",
-    "pp",
-    "vpp",
-    "ep",
-    "dp",
-    "zero",
-    "recompute",
-    "mbs",
+    *(label for _, label in columns()),
     "mem_gib",
     "tokens_per_s",
     "mfu",
