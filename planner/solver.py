@@ -145,7 +145,7 @@ def solve(
         j = next(k for k, y in enumerate(pick_act) if solver.value(y))
         (p, z), state_mem = states_rows[i]
         (_, r, u), act_mem = act_rows[j]
-        peak = max(state_mem[stage] + act_mem[stage] for stage in (0, 1))
+        peak = max(s + a for s, a in zip(state_mem, act_mem, strict=True))
         found.append(
             Candidate(indices=(p, z, r, u), objective=round(solver.objective_value), peak_memory=peak)
         )
