@@ -135,10 +135,10 @@ def torchrun_lines(
 
 
 def flag_lines(args: list[str]) -> list[str]:
-    """``--flag value`` pairs, one per line, values shell-quoted."""
-    quote = shlex.quote  # flags too: an argument that merely starts with "--" is still text
+    """``--flag value`` pairs, one per line, flags and values shell-quoted (a value that looks like a
+    flag, ``--$(...)``, is paired as a switch and must stay inert too; plain flags quote to themselves)."""
     return [
-        f"{quote(flag)} {quote(value)}" if value is not None else quote(flag)
+        f"{shlex.quote(flag)} {shlex.quote(value)}" if value is not None else shlex.quote(flag)
         for flag, value in flag_pairs(args)
     ]
 
