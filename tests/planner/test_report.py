@@ -66,12 +66,12 @@ def test_plan_report_carries_the_plan(tmp_path):
     for term in ("weights", "gradients", "optimizer", "activations", "reserve", "compute", "dp_comm"):
         assert f">{term}<" in page
     assert f"{doc['checkpoint']['full_gib']:,.1f} GiB per checkpoint" in page
-    assert "median error <b>9%</b>" in page  # the dense calibration set's figure
+    assert "entries that state their recompute, n=71): median error <b>8%</b>" in page  # dense figure
 
 
 def test_plan_report_of_an_moe_model_quotes_the_moe_accuracy(tmp_path):
     invoke(["--gpus", "64", "mixtral-8x7b", "--report", str(tmp_path / "moe.html")])
-    assert "mixture-of-experts entries, n=5): median error <b>48%</b>" in (tmp_path / "moe.html").read_text()
+    assert "mixture-of-experts entries, n=15): median error <b>23%</b>" in (tmp_path / "moe.html").read_text()
 
 
 def test_names_are_escaped(tmp_path):
