@@ -6,6 +6,7 @@
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ from planner.cli_options import (
     training_options,
 )
 from planner.cli_serve import serve_command
-from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
+from planner.defaults import default_global_batch
+from planner.errors import DOES_NOT_FIT_EXIT_CODE
 from planner.io import load_model, write_atomic
 from planner.plan import Request, document, launch_outputs, run
 from planner.space import Pins
@@ -41,6 +43,8 @@ def render_table(doc: dict[str, Any]) -> str:
         f"training: seq {doc['training']['seq_len']}, global batch {doc['training']['global_batch_size']} "
         f"sequences, {doc['training']['precision']}, {doc['training']['framework']}",
     ]
+    if "global_batch_note" in doc["training"]:
+        lines.append(f"  global batch: {doc['training']['global_batch_note']}")
     if "parallelism" in doc:
         p, m, perf = doc["parallelism"], doc["memory_gib"], doc["performance"]
         label = "closest plan (least memory)" if doc["status"] == "infeasible" else "plan"
@@ -87,10 +91,25 @@ def render_table(doc: dict[str, Any]) -> str:
                 f"  without the pinned options: tp={p['tp']} pp={p['pp']} dp={p['dp']} "
                 f"zero={p['zero_stage']} recompute={p['recompute']} mbs={p['micro_batch_size']}"
             )
+        if "offload_plan" in fixes:
+            p = fixes["offload_plan"]
+            lines.append(
+                f"  --allow-offload: tp={p['tp']} pp={p['pp']} dp={p['dp']} zero={p['zero_stage']} "
+                f"recompute={p['recompute']} mbs={p['micro_batch_size']} optimizer_offload="
+                f"{'on' if p['optimizer_offload'] else 'off'} activation_offload="
+                f"{'on' if p['activation_offload'] else 'off'}"
+            )
         if "max_seq_len_that_fits" in fixes:
             lines.append(f"  --seq-len {fixes['max_seq_len_that_fits']} (longest sequence that fits)")
+        if "not_searched" in fixes:
+            lines.append(
+                f"  not searched ({fixes['not_searched_reason']}): {', '.join(fixes['not_searched'])}"
+            )
     s = doc["solver"]
-    lines.append(f"solver: {s['method']}, {s['candidates']} candidates, {s['wall_time_s']:.3f} s")
+    timing = f", {s['wall_time_s']:.3f} s" if "wall_time_s" in s else ""
+    lines.append(f"solver: {s['method']}, {s['candidates']} candidates{timing}")
+    if "shortfall" in s:
+        lines.append(f"  {s['plans_returned']} of {s['plans_requested']} plans: {s['shortfall']}")
     return "\n".join(lines)
 
 
@@ -174,6 +193,11 @@ def main() -> None:
     "--time-limit", type=float, help="CP-SAT time limit in seconds (then status may be 'feasible')."
 )
 @click.option(
+    "--timing",
+    is_flag=True,
+    help="Add the solver's wall time (solver.wall_time_s); the output then differs between runs.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "yaml", "json"]),
@@ -216,6 +240,7 @@ def train(
     top: int,
     exhaustive: bool,
     time_limit: float | None,
+    timing: bool,
     fmt: str | None,
     output: Path | None,
 ) -> None:
@@ -245,8 +270,6 @@ def train(
         ("--vpp", vpp),
         ("--mbs", mbs),
     )
-    if time_limit is not None and time_limit <= 0:
-        raise PlannerError(f"--time-limit must be positive seconds, got {time_limit}")
     training = build_training(
         spec, seq_len, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
     )
@@ -268,15 +291,21 @@ def train(
         sequence_parallel=sequence_parallel,
         max_tp=gpus if allow_inter_node_tp else None,
     )
+    batch_note = None
+    if global_batch is None:
+        choice = default_global_batch(spec, training, gpus, pins, hardware.gpus_per_node)
+        training, batch_note = replace(training, global_batch_size=choice.sequences), choice.note
     req = Request(
         model=spec,
         hardware=hardware,
         training=training,
+        global_batch_note=batch_note,
         gpus=gpus,
         pins=pins,
         top=top,
         exhaustive=exhaustive,
         time_limit_s=time_limit,
+        timing=timing,
     )
     outcome = run(req)
     doc = document(req, outcome)

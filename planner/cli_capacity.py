@@ -4,6 +4,7 @@ import csv
 import io
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +28,11 @@ from planner.cli_options import (
     parse_seq_lens,
     training_options,
 )
+from planner.defaults import default_global_batch
 from planner.errors import PlannerError
 from planner.io import load_model, read_mapping
 from planner.plan import Request
+from planner.space import Pins
 
 SWEEP_COLUMNS = [
     "gpu",
@@ -158,8 +161,13 @@ def sweep_command(
                 nl=False,
             )
         hardware = build_hardware(name, mem, gpus_per_node)
-        req = Request(model=spec, hardware=hardware, training=training, gpus=count)
-        rows.append({"seq_len": training.seq_len, **sweep_row(req, budget, price_per_gpu_hour)})
+        note = None
+        if global_batch is None:
+            choice = default_global_batch(spec, training, count, Pins(), hardware.gpus_per_node)
+            training, note = replace(training, global_batch_size=choice.sequences), choice.note
+        req = Request(model=spec, hardware=hardware, training=training, gpus=count, global_batch_note=note)
+        row = sweep_row(req, budget, price_per_gpu_hour)
+        rows.append({"seq_len": training.seq_len, "global_batch": training.global_batch_size, **row})
         if count == counts[0]:
             found = min_gpus(req)
             smallest.append(
@@ -177,7 +185,7 @@ def sweep_command(
     if chart is not None:
         budget_text = f", {tokens} tokens" if tokens else ""
         seqs = "/".join(str(t.seq_len) for t in trainings)
-        batches = "/".join(str(t.global_batch_size) for t in trainings)
+        batches = "/".join(str(b) for b in dict.fromkeys(r["global_batch"] for r in rows))
         title = f"{spec.name}: seq {seqs}, batch {batches}{budget_text}, {trainings[0].precision.value}"
         sweep_chart(rows, title, chart, budget)
         click.echo(f"wrote {chart}", err=True)

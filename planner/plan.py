@@ -10,11 +10,14 @@ from typing import Any
 from constraints.units import BYTES_PER_GIB
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.counts import count_params
+from planner.deadline import NO_DEADLINE, Deadline
+from planner.defaults import default_global_batch
 from planner.errors import PlannerError
 from planner.evaluate import memory, num_microbatches
 from planner.launch import launch_files
 from planner.performance import performance
 from planner.rules import divisors, framework_allows_layout, valid_cp, valid_ep, valid_pp, valid_tp, valid_vpp
+from planner.scaling import Units, capacity_down, choose_units, scale_terms
 from planner.search import Candidate, brute_force, enumerate_candidates, least_memory
 from planner.solver import solve
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
@@ -27,6 +30,7 @@ from planner.specs import (
     Precision,
     TrainingSpec,
 )
+from planner.verify import boundary_candidates, check_reported
 
 MIN_FIX_SEQ_LEN = 256
 MAX_GPU_GROWTH = 1024  # look for a fitting GPU count up to this multiple of the request
@@ -44,7 +48,13 @@ class Request:
     top: int = 1
     exhaustive: bool = False
     time_limit_s: float | None = None
+    """Seconds the whole search may take, diagnosis included (None: no limit)."""
     constants: StepTimeConstants = DEFAULT_CONSTANTS
+    global_batch_note: str | None = None
+    """How the default global batch was chosen (``planner.defaults``); None when given."""
+    timing: bool = False
+    """Report the solver's wall time (``solver.wall_time_s``); off, so that the same request always
+    gives a byte-identical document."""
 
 
 def validate_pins(req: Request) -> None:
@@ -127,6 +137,10 @@ class Outcome:
     bound: int | None
     candidates: int
     method: str
+    units: Units = Units()
+    """Resolution of the integer tables the search ranked by."""
+    shortfall: str | None = None
+    """Why fewer plans than ``top`` are listed (None when all are, or none fits)."""
     closest: Candidate | None = None
     fixes: dict[str, Any] | None = None
 
@@ -136,44 +150,79 @@ def fits_anywhere(
 ) -> bool:
     """Whether any candidate fits with these GPUs / training / hardware."""
     training, hardware = training or req.training, hardware or req.hardware
-    space = build_space(req.model, training, gpus, replace(req.pins, dp=None), hardware.gpus_per_node)
+    pins = replace(req.pins, dp=None)
+    if req.global_batch_note is not None and gpus != req.gpus:  # a defaulted batch follows the count
+        choice = default_global_batch(req.model, training, gpus, pins, hardware.gpus_per_node)
+        training = replace(training, global_batch_size=choice.sequences)
+    space = build_space(req.model, training, gpus, pins, hardware.gpus_per_node)
     terms = compile_terms(space, req.model, hardware, training, req.constants)
     best = least_memory(space, terms)
     return best is not None and best.peak_memory <= capacity_units(hardware)
 
 
-def smallest_fixes(req: Request, closest: Candidate | None, space: Space) -> dict[str, Any]:
-    """Fewest GPUs at this memory, least memory at this GPU count, shortest fitting sequence."""
+def smallest_fixes(
+    req: Request, closest: Candidate | None, space: Space, deadline: Deadline = NO_DEADLINE
+) -> dict[str, Any]:
+    """Fewest GPUs at this memory, least memory at this GPU count, the best plan without the pins
+    or with CPU offload allowed, shortest fitting sequence. Each probe starts only before the
+    ``deadline``; the fixes it leaves out are listed under ``not_searched``."""
     fixes: dict[str, Any] = {}
+    skipped: list[str] = []
     if closest is not None:
-        fixes["min_mem_gib_at_this_gpu_count"] = round(closest.peak_memory / BYTES_PER_GIB, 2)
+        need = memory(req.model, req.hardware, req.training, space.config(*closest.indices)).total
+        fixes["min_mem_gib_at_this_gpu_count"] = round(need / BYTES_PER_GIB, 2)
     step = req.hardware.gpus_per_node if req.gpus >= req.hardware.gpus_per_node else 1
     count = req.gpus + step
     while count <= req.gpus * MAX_GPU_GROWTH:
+        if deadline.expired:
+            skipped.append("min_gpus_at_this_memory")
+            break
         if fits_anywhere(req, count):
             fixes["min_gpus_at_this_memory"] = count
             break
         count = count + step if count < 8 * req.gpus else count * 2
     free = Pins(sequence_parallel=req.pins.sequence_parallel, max_tp=req.pins.max_tp)
     if req.pins != free:
-        unpinned = replace(req, pins=free, top=1, exhaustive=True)
-        space_free = build_space(req.model, req.training, req.gpus, free, req.hardware.gpus_per_node)
-        terms = compile_terms(space_free, req.model, req.hardware, req.training, req.constants)
-        best = brute_force(space_free, terms, capacity_units(req.hardware), 1)
-        if best:
-            fixes["unpinned_plan"] = parallelism_doc(space_free.config(*best[0].indices), unpinned.training)
+        if deadline.expired:
+            skipped.append("unpinned_plan")
+        elif best := best_plan(req, free):
+            fixes["unpinned_plan"] = best
+    pinned_offload = (req.pins.optimizer_offload, req.pins.activation_offload) != (None, None)
+    if not req.pins.allow_offload and not pinned_offload:
+        if deadline.expired:
+            skipped.append("offload_plan")
+        elif best := best_plan(req, replace(req.pins, allow_offload=True)):
+            fixes["offload_plan"] = best
     seq = req.training.seq_len // 2
     while seq >= MIN_FIX_SEQ_LEN:
+        if deadline.expired:
+            skipped.append("max_seq_len_that_fits")
+            break
         shorter = replace(req.training, seq_len=seq)
         if fits_anywhere(req, req.gpus, training=shorter):
             fixes["max_seq_len_that_fits"] = seq
             break
         seq //= 2
+    if skipped:
+        fixes["not_searched"] = skipped
+        fixes["not_searched_reason"] = f"--time-limit {req.time_limit_s} s reached"
     return fixes
 
 
-def run(req: Request) -> Outcome:
-    """Search the space (CP-SAT, or brute force with ``exhaustive``)."""
+def best_plan(req: Request, pins: Pins) -> dict[str, Any] | None:
+    """The ``parallelism`` block of the best plan under other pins at this GPU count (brute force
+    over the same integer tables), or None when nothing fits."""
+    space = build_space(req.model, req.training, req.gpus, pins, req.hardware.gpus_per_node)
+    terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
+    best = brute_force(space, terms, capacity_units(req.hardware), 1)
+    return parallelism_doc(space.config(*best[0].indices), req.training) if best else None
+
+
+def run(req: Request, deadline: Deadline | None = None) -> Outcome:
+    """Search the space (CP-SAT, or brute force with ``exhaustive``), then check the answer against
+    the evaluator (``planner.verify``). The whole command, diagnosis included, starts no new work
+    after the deadline (by default ``req.time_limit_s`` from now)."""
+    deadline = deadline or Deadline(limit_s=req.time_limit_s)
     validate_pins(req)
     space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.gpus_per_node)
     if not space.layouts:
@@ -205,7 +254,11 @@ def run(req: Request) -> Outcome:
             "(DeepSpeed's pipeline engine supports ZeRO-0/1 only); unpin --zero or --pp, or use "
             "--framework megatron"
         )
+    units = choose_units(space, terms, req.hardware.memory_bytes)
+    terms = scale_terms(terms, units)
+    capacity = capacity_down(req.hardware.memory_bytes, units.memory_bytes)
     counted = len(enumerate_candidates(space, terms))
+    limited = False
     if req.exhaustive:
         start = time.perf_counter()
         chosen = brute_force(space, terms, capacity, req.top)
@@ -214,7 +267,7 @@ def run(req: Request) -> Outcome:
         objective = chosen[0].objective if chosen else None
         bound, method = objective, "exhaustive"
     else:
-        result = solve(space, terms, capacity, req.top, req.time_limit_s)
+        result = solve(space, terms, capacity, req.top, deadline)
         if result.status == "unknown":
             raise PlannerError(
                 f"--time-limit {req.time_limit_s} s: CP-SAT found no plan and no proof of "
@@ -222,6 +275,15 @@ def run(req: Request) -> Outcome:
             )
         chosen, status, wall = result.candidates, result.status, result.wall_time_s
         objective, bound, method = result.objective, result.bound, "cp-sat"
+        limited = result.time_limited
+    check_reported(req.model, req.hardware, req.training, req.constants, space, units, chosen)
+    if not chosen:
+        chosen = boundary_candidates(
+            req.model, req.hardware, req.training, space, terms, units, capacity, req.top
+        )
+        if chosen:
+            status, objective = "optimal", chosen[0].objective
+            bound = objective
     closest = None if chosen else least_memory(space, terms)
     return Outcome(
         status=status if chosen else "infeasible",
@@ -232,9 +294,20 @@ def run(req: Request) -> Outcome:
         bound=bound,
         candidates=counted,
         method=method,
+        units=units,
+        shortfall=shortfall(req, len(chosen), limited),
         closest=closest,
-        fixes=None if chosen else smallest_fixes(req, closest, space),
+        fixes=None if chosen else smallest_fixes(req, closest, space, deadline),
     )
+
+
+def shortfall(req: Request, found: int, time_limited: bool) -> str | None:
+    """Why fewer plans than ``--top`` are listed, or None when all are."""
+    if found == 0 or found >= req.top:
+        return None
+    if time_limited:
+        return f"--time-limit {req.time_limit_s} s reached after {found} of --top {req.top} plans"
+    return f"only {found} distinct plans fit (--top {req.top})"
 
 
 def gib(value: float) -> float:
@@ -323,6 +396,7 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
             "flash_attention": req.training.flash_attention,
             "reserve_fraction": req.training.reserve_fraction,
             "reserve_fixed_gib": gib(req.training.reserve_fixed_bytes),
+            **({"global_batch_note": req.global_batch_note} if req.global_batch_note else {}),
         },
     }
     config = best_config(outcome)
@@ -334,12 +408,17 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
         gap = round((outcome.objective - outcome.bound) / outcome.objective, 6)
     doc["solver"] = {
         "method": outcome.method,
-        "wall_time_s": round(outcome.wall_time_s, 4),
+        **({"wall_time_s": round(outcome.wall_time_s, 4)} if req.timing else {}),
         "objective": outcome.objective,
         "bound": outcome.bound,
         "gap": gap,
         "candidates": outcome.candidates,
         "tie_break": "lower zero_stage, less recompute, smaller tp, cp, pp, vpp, ep, smaller mbs",
+        "memory_unit_bytes": outcome.units.memory_bytes,
+        "time_unit_us": outcome.units.time_us,
+        "plans_requested": req.top,
+        "plans_returned": len(outcome.chosen),
+        **({"shortfall": outcome.shortfall} if outcome.shortfall else {}),
     }
     doc["alternatives"] = [
         {
