@@ -46,7 +46,7 @@ def run(model: ModelSpec, gpus: int, seq_len: int, global_batch: int, inter_node
     hardware = preset("a100-80gb" if model.family == "gpt2" else "h100-80gb")
     training = TrainingSpec(seq_len=seq_len, global_batch_size=global_batch)
     pins = Pins(max_tp=gpus) if inter_node_tp else Pins()
-    space = build_space(model, training, gpus, pins, hardware.gpus_per_node)
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
     t_compile, terms = best_of(lambda: compile_terms(space, model, hardware, training))
     capacity = capacity_units(hardware)
     t_solve, result = best_of(lambda: solve(space, terms, capacity))

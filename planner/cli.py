@@ -13,6 +13,7 @@ from typing import Any
 import click
 import yaml
 
+from planner.checkpoint import parse_interval
 from planner.cli_capacity import compare_command, sweep_command
 from planner.cli_options import (
     CONTEXT,
@@ -23,10 +24,12 @@ from planner.cli_options import (
     positive,
     training_options,
 )
+from planner.cli_profile import profile_command
 from planner.cli_serve import serve_command
 from planner.defaults import default_global_batch
 from planner.errors import DOES_NOT_FIT_EXIT_CODE
 from planner.io import load_model, write_atomic
+from planner.launch import refusals
 from planner.plan import Request, document, launch_outputs, run
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
@@ -66,6 +69,8 @@ def render_table(doc: dict[str, Any]) -> str:
             f"{perf['tflops_per_gpu']:.0f} TFLOP/s per GPU, MFU {perf['mfu']:.1%}, HFU {perf['hfu']:.1%}",
             "  breakdown (s): " + ", ".join(f"{k} {v:.3f}" for k, v in perf["breakdown"].items()),
         ]
+    if "checkpoint" in doc:
+        lines.append(checkpoint_line(doc["checkpoint"]))
     for alt in doc.get("alternatives", []):
         p, perf = alt["parallelism"], alt["performance"]
         lines.append(
@@ -113,6 +118,21 @@ def render_table(doc: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def checkpoint_line(c: dict[str, Any]) -> str:
+    """The checkpoint block in one or two lines."""
+    line = (
+        f"checkpoint ({c['format']}): {c['full_gib']:,.1f} GiB (weights {c['weights_gib']:,.1f}, "
+        f"optimizer {c['optimizer_gib']:,.1f}), largest rank shard {c['largest_rank_shard_gib']:,.2f} GiB; "
+        f"every {c['interval_steps']} steps ({c['interval_minutes']:,.1f} min)"
+    )
+    if "save_time_s" in c:
+        line += (
+            f"\n  save {c['save_time_s']:,.1f} s at {c['storage_gbps']:g} GB/s: "
+            f"{c['time_lost_fraction']:.2%} of training time"
+        )
+    return line
+
+
 def render(doc: dict[str, Any], fmt: str) -> str:
     """Text for ``--format``."""
     if fmt == "json":
@@ -144,6 +164,7 @@ def main() -> None:
     plan sweep MODEL              GPU counts and types: throughput, days, GPU-hours, cost, chart
     plan compare A.yaml B.yaml    two plans, term by term
     plan serve MODEL              serving memory: weights, KV cache, largest batch and context
+    plan profile -o FILE          measure this machine's GPU: a hardware profile for --gpu FILE
 
     \b
     Examples:
@@ -204,6 +225,15 @@ def main() -> None:
     help="Output format (default: table on a terminal, else yaml).",
 )
 @click.option(
+    "--checkpoint-interval",
+    help="Save interval for checkpoint planning and the launch files: steps (500) or time (30min, 2h).",
+)
+@click.option(
+    "--storage-gbps",
+    type=float,
+    help="Aggregate checkpoint write bandwidth in GB/s: adds the save time and the share of training lost.",
+)
+@click.option(
     "-o",
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
@@ -241,6 +271,8 @@ def train(
     exhaustive: bool,
     time_limit: float | None,
     timing: bool,
+    checkpoint_interval: str | None,
+    storage_gbps: float | None,
     fmt: str | None,
     output: Path | None,
 ) -> None:
@@ -293,7 +325,7 @@ def train(
     )
     batch_note = None
     if global_batch is None:
-        choice = default_global_batch(spec, training, gpus, pins, hardware.gpus_per_node)
+        choice = default_global_batch(spec, training, gpus, pins, hardware.nvlink_domain_gpus)
         training, batch_note = replace(training, global_batch_size=choice.sequences), choice.note
     req = Request(
         model=spec,
@@ -306,6 +338,8 @@ def train(
         exhaustive=exhaustive,
         time_limit_s=time_limit,
         timing=timing,
+        constants=hardware.step_constants,
+        checkpoint=parse_interval(checkpoint_interval, storage_gbps),
     )
     outcome = run(req)
     doc = document(req, outcome)
@@ -315,6 +349,8 @@ def train(
         for name, text in files.items():
             write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)
+        for line in refusals(doc.get("launch", {})):
+            click.echo(line, err=True)
     if doc["status"] == "infeasible":
         sys.exit(DOES_NOT_FIT_EXIT_CODE)
 
@@ -322,3 +358,4 @@ def train(
 main.add_command(sweep_command)
 main.add_command(compare_command)
 main.add_command(serve_command)
+main.add_command(profile_command)

@@ -163,9 +163,16 @@ def sweep_command(
         hardware = build_hardware(name, mem, gpus_per_node)
         note = None
         if global_batch is None:
-            choice = default_global_batch(spec, training, count, Pins(), hardware.gpus_per_node)
+            choice = default_global_batch(spec, training, count, Pins(), hardware.nvlink_domain_gpus)
             training, note = replace(training, global_batch_size=choice.sequences), choice.note
-        req = Request(model=spec, hardware=hardware, training=training, gpus=count, global_batch_note=note)
+        req = Request(
+            model=spec,
+            hardware=hardware,
+            training=training,
+            gpus=count,
+            constants=hardware.step_constants,
+            global_batch_note=note,
+        )
         row = sweep_row(req, budget, price_per_gpu_hour)
         rows.append({"seq_len": training.seq_len, "global_batch": training.global_batch_size, **row})
         if count == counts[0]:

@@ -97,7 +97,11 @@ def build_hardware(name: str, mem: str | None, gpus_per_node: int | None) -> Har
     if gpus_per_node is not None:
         if gpus_per_node <= 0:
             raise PlannerError(f"--gpus-per-node must be a positive integer, got {gpus_per_node}")
-        hardware = replace(hardware, gpus_per_node=gpus_per_node)
+        # A domain of one node follows the node; a rack-wide domain (NVL72) stays.
+        domain = gpus_per_node if hardware.nvlink_domain_gpus == hardware.gpus_per_node else None
+        hardware = replace(
+            hardware, gpus_per_node=gpus_per_node, nvlink_domain_gpus=domain or hardware.nvlink_domain_gpus
+        )
     return hardware
 
 

@@ -32,7 +32,7 @@ def render_serve(doc: dict[str, Any]) -> str:
     lines.append(f"KV cache: {doc['kv_cache_bytes_per_token_per_gpu'] / 1024:,.1f} KiB per token per GPU")
     lines.append(f"largest batch at {s['context']} tokens: {doc['max_batch_at_this_context']}")
     lines.append(f"longest context at batch {s['batch']}: {doc['max_context_at_this_batch']:,} tokens")
-    node = f"within a node of {doc['gpu']['gpus_per_node']} GPUs at pp={s['pp']}"
+    node = f"within an NVLink domain of {doc['gpu']['nvlink_domain_gpus']} GPUs at pp={s['pp']}"
     lines.append(f"smallest tp {node} that serves this: {doc['min_tp'] or 'none'}")
     split = doc["min_pp"]
     if split is None:

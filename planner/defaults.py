@@ -31,7 +31,7 @@ class BatchChoice:
 
 
 def default_global_batch(
-    model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, gpus_per_node: int
+    model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, nvlink_domain_gpus: int
 ) -> BatchChoice:
     """~4M tokens per step, kept when some layout of this GPU count can take it (dp times the
     micro-batch divides it; interleaved pipelines also need the micro-batch count divisible by
@@ -43,7 +43,7 @@ def default_global_batch(
     1024 that no dp divides.
     """
     target = target_global_batch(training.seq_len)
-    space = build_space(model, training, gpus, pins, gpus_per_node)
+    space = build_space(model, training, gpus, pins, nvlink_domain_gpus)
     if any(space.mbs_fits(i, 0, target) for i in range(len(space.layouts))):
         return BatchChoice(
             sequences=target, note=f"default: ~4M tokens per step ({target} x {training.seq_len} tokens)"

@@ -2,8 +2,8 @@
 DeepSpeed config. Pure functions: a plan in, text or dictionaries out; ``planner/io.py`` writes.
 
 What a framework cannot express is never emitted silently: each emitter returns notes, a plan that
-one framework cannot run is marked ``expressible: false`` in the plan document, its script exits
-with the reason, and its config file is not written.
+one framework cannot run is marked ``expressible: false`` in the plan document with the reasons,
+``plan -o`` says why on stderr, and none of that framework's files is written.
 Flags and config keys follow Megatron-LM ``megatron/training/arguments.py`` at the commit named in
 ``tests/fixtures/megatron_arguments.json`` and DeepSpeed 0.19 ``deepspeed/runtime/config.py``.
 """
@@ -22,6 +22,12 @@ ADAM_EPS = 1e-8
 WEIGHT_DECAY = 0.1
 GRAD_CLIP = 1.0
 INIT_METHOD_STD = 0.02
+# Run-time choices the launch scripts expose as variables (defaults only; users set them).
+DEFAULT_CHECKPOINT_DIR = "checkpoints"
+DEFAULT_SAVE_INTERVAL = 500  # steps; plan --checkpoint-interval STEPS replaces it
+DEFAULT_LOG_INTERVAL = 10  # steps between loss/throughput lines
+DEFAULT_EVAL_INTERVAL = 500  # steps between validation passes
+DEFAULT_EVAL_ITERS = 10  # validation batches per pass
 
 
 @dataclass(frozen=True, slots=True)

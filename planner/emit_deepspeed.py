@@ -3,7 +3,18 @@ whose batch numbers satisfy its rule ``train_batch_size = micro_batch * grad_acc
 
 from typing import Any
 
-from planner.emit import ADAM_BETAS, ADAM_EPS, DEFAULT_LR, GRAD_CLIP, WEIGHT_DECAY, Emitted
+from planner.emit import (
+    ADAM_BETAS,
+    ADAM_EPS,
+    DEFAULT_LOG_INTERVAL,
+    DEFAULT_LR,
+    DEFAULT_MIN_LR,
+    DEFAULT_TRAIN_ITERS,
+    DEFAULT_WARMUP_ITERS,
+    GRAD_CLIP,
+    WEIGHT_DECAY,
+    Emitted,
+)
 from planner.evaluate import num_microbatches
 from planner.specs import Framework, ModelSpec, ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 
@@ -15,6 +26,21 @@ DS_PERSISTENCE_THRESHOLD = 100_000
 DS_MAX_LIVE_PARAMETERS = 1_000_000_000
 
 
+def scheduler() -> dict[str, Any]:
+    """The learning-rate schedule of the Megatron launch in DeepSpeed's terms: linear warm-up, then
+    cosine decay to ``DEFAULT_MIN_LR`` (``deepspeed/runtime/lr_schedules.py`` ``WarmupCosineLR``)."""
+    return {
+        "type": "WarmupCosineLR",
+        "params": {
+            "total_num_steps": DEFAULT_TRAIN_ITERS,
+            "warmup_num_steps": DEFAULT_WARMUP_ITERS,
+            "warmup_type": "linear",
+            "warmup_min_ratio": 0.0,
+            "cos_min_ratio": DEFAULT_MIN_LR / DEFAULT_LR,
+        },
+    }
+
+
 def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Emitted:
     """A DeepSpeed config for the plan; batch numbers satisfy DeepSpeed's rule
     ``train_batch_size = micro_batch * grad_accum * dp``."""
@@ -24,7 +50,7 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
         "train_micro_batch_size_per_gpu": config.micro_batch_size,
         "gradient_accumulation_steps": num_microbatches(training, config),
         "gradient_clipping": GRAD_CLIP,
-        "steps_per_print": 10,
+        "steps_per_print": DEFAULT_LOG_INTERVAL,
         "optimizer": {
             "type": "AdamW",
             "params": {
@@ -34,6 +60,7 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
                 "weight_decay": WEIGHT_DECAY,
             },
         },
+        "scheduler": scheduler(),
     }
     if training.precision in (Precision.BF16, Precision.FP8):
         ds["bf16"] = {"enabled": True}

@@ -2,13 +2,15 @@
 script and a SLURM batch script. Flags follow ``megatron/training/arguments.py`` at the commit named
 in ``tests/fixtures/megatron_arguments.json``, where Megatron's own parser accepted them."""
 
-import shlex
-from typing import Any
-
 from planner.emit import (
     ADAM_BETAS,
+    DEFAULT_CHECKPOINT_DIR,
+    DEFAULT_EVAL_INTERVAL,
+    DEFAULT_EVAL_ITERS,
+    DEFAULT_LOG_INTERVAL,
     DEFAULT_LR,
     DEFAULT_MIN_LR,
+    DEFAULT_SAVE_INTERVAL,
     DEFAULT_TRAIN_ITERS,
     DEFAULT_WARMUP_ITERS,
     GRAD_CLIP,
@@ -17,6 +19,7 @@ from planner.emit import (
     Emitted,
     format_number,
 )
+from planner.emit_shell import flag_pairs
 from planner.specs import (
     ModelSpec,
     NormType,
@@ -28,11 +31,60 @@ from planner.specs import (
     ZeroStage,
 )
 
-MASTER_PORT = 6000
+MOCK_DATA_ARGS = ["--mock-data"]
+# With DATA_PATH set: Megatron's indexed dataset prefix, split train/validation/test (the share
+# Megatron's own examples use; without --split it warns and takes a legacy default).
+DATA_SPLIT = "99,1,0"
 
 
-def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Emitted:
-    """``pretrain_gpt.py`` arguments for the plan, and the reasons it cannot run, if any."""
+def run_args(config: ParallelConfig, save_interval: int) -> list[str]:
+    """Checkpointing (Megatron distributed checkpoint at ``--save``), logging and evaluation, and
+    the overlap and fusion the step-time model assumes: gradient reduce-scatter/all-reduce and (with
+    a sharded optimizer) parameter all-gather overlapped with compute (``dp_overlap`` in
+    ``planner/calibration.py``), fused cross entropy (the memory model's 4-byte logits)."""
+    a = [
+        "--save",
+        DEFAULT_CHECKPOINT_DIR,
+        "--load",
+        DEFAULT_CHECKPOINT_DIR,
+        "--save-interval",
+        str(save_interval),
+        "--log-interval",
+        str(DEFAULT_LOG_INTERVAL),
+        "--eval-interval",
+        str(DEFAULT_EVAL_INTERVAL),
+        "--eval-iters",
+        str(DEFAULT_EVAL_ITERS),
+        "--overlap-grad-reduce",
+    ]
+    if config.zero_stage >= ZeroStage.OPTIMIZER:  # Megatron gathers parameters only when sharded
+        a += ["--overlap-param-gather"]
+    return a + ["--cross-entropy-loss-fusion"]
+
+
+def user_data_args(args: list[str], data_path: str, tokenizer_model: str) -> list[str]:
+    """The arguments ``megatron.sh`` passes when DATA_PATH and TOKENIZER_MODEL are set: the
+    indexed dataset instead of mock data, a Hugging Face tokenizer instead of the null one."""
+    out, pairs = [], flag_pairs(args)
+    for flag, value in pairs:
+        if flag == "--mock-data":
+            out += ["--data-path", data_path, "--split", DATA_SPLIT]
+        elif flag == "--tokenizer-type":
+            out += ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", tokenizer_model]
+        elif flag != "--vocab-size":
+            out += [flag] if value is None else [flag, value]
+    return out
+
+
+def megatron_args(
+    model: ModelSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    save_interval: int = DEFAULT_SAVE_INTERVAL,
+) -> Emitted:
+    """``pretrain_gpt.py`` arguments for the plan, and the reasons it cannot run, if any. Data,
+    tokenizer, checkpointing, logging and overlap take the defaults ``megatron.sh`` exposes as
+    variables (``SCRIPT_VARIABLES``)."""
     notes, blockers = [], []
     a: list[str] = [
         "--num-layers",
@@ -221,7 +273,7 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
             "1",
         ]
     a += [
-        "--mock-data",
+        *MOCK_DATA_ARGS,
         "--tokenizer-type",
         "NullTokenizer",
         "--vocab-size",
@@ -246,10 +298,11 @@ def megatron_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
         format_number(ADAM_BETAS[1]),
         "--init-method-std",
         format_number(INIT_METHOD_STD),
+        *run_args(config, save_interval),
     ]
     notes.append(
-        "data, tokenizer and schedule are placeholders (--mock-data, NullTokenizer, "
-        f"{DEFAULT_TRAIN_ITERS} iterations): replace them with --data-path and your tokenizer"
+        "data and tokenizer default to --mock-data and NullTokenizer: set DATA_PATH and "
+        "TOKENIZER_MODEL in megatron.sh (or the environment)"
     )
     return Emitted(expressible=not blockers, notes=blockers + notes, content=a)
 
@@ -259,86 +312,3 @@ def megatron_env(config: ParallelConfig) -> dict[str, str]:
     or cp > 1 before Blackwell, and asserts the opposite for Megatron-FSDP (then it only warns)."""
     fsdp = config.zero_stage >= ZeroStage.GRADIENTS
     return {"CUDA_DEVICE_MAX_CONNECTIONS": "1"} if (config.tp > 1 or config.cp > 1) and not fsdp else {}
-
-
-def num_nodes(gpus: int, gpus_per_node: int) -> int:
-    """Nodes the plan occupies."""
-    return max(1, -(-gpus // gpus_per_node))
-
-
-def _comments(title: str, doc: dict[str, Any], emitted: Emitted) -> list[str]:
-    p = doc["parallelism"]
-    return [
-        f"# {title}, generated by plan for {doc['model']['name']} on {doc['cluster']['gpus']} x "
-        f"{doc['cluster']['gpu']}.",
-        f"# tp={p['tp']} pp={p['pp']} dp={p['dp']} cp={p['cp']} vpp={p['vpp']} ep={p['ep']} "
-        f"zero={p['zero_stage']} recompute={p['recompute']} "
-        f"mbs={p['micro_batch_size']} grad_accum={p['grad_accum_steps']} "
-        f"sequence_parallel={str(p['sequence_parallel']).lower()}",
-        *(f"# note: {n}" for n in emitted.notes),
-    ]
-
-
-def _guard(emitted: Emitted) -> list[str]:
-    """Strict mode, and an exit with the reason when the framework cannot run the plan."""
-    lines = ["set -euo pipefail"]
-    if not emitted.expressible:
-        reason = "plan: Megatron-LM cannot run this plan: " + "; ".join(emitted.notes)
-        lines += [f"echo {shlex.quote(reason)} >&2", "exit 1"]
-    return lines
-
-
-def flag_lines(args: list[str]) -> list[str]:
-    """``--flag value`` pairs, one per line, values shell-quoted."""
-    pairs, i = [], 0
-    while i < len(args):
-        if i + 1 < len(args) and not args[i + 1].startswith("--"):
-            pairs.append(f"{args[i]} {shlex.quote(args[i + 1])}")
-            i += 2
-        else:
-            pairs.append(args[i])
-            i += 1
-    return pairs
-
-
-def megatron_script(doc: dict[str, Any], emitted: Emitted, config: ParallelConfig, gpus_per_node: int) -> str:
-    """A torchrun launcher for ``pretrain_gpt.py`` (one node per invocation; SLURM runs it on each)."""
-    nodes = num_nodes(doc["cluster"]["gpus"], gpus_per_node)
-    per_node = min(gpus_per_node, doc["cluster"]["gpus"])
-    lines = ["#!/usr/bin/env bash", *_comments("Megatron-LM launch", doc, emitted), *_guard(emitted)]
-    lines += [f"export {k}={v}" for k, v in megatron_env(config).items()]
-    lines += [
-        'MEGATRON="${MEGATRON:-$HOME/Megatron-LM}"',
-        f'NNODES="${{NNODES:-{nodes}}}"',
-        'NODE_RANK="${NODE_RANK:-${SLURM_NODEID:-0}}"',
-        'MASTER_ADDR="${MASTER_ADDR:-localhost}"',
-        f'MASTER_PORT="${{MASTER_PORT:-{MASTER_PORT}}}"',
-        f'torchrun --nproc-per-node {per_node} --nnodes "$NNODES" --node-rank "$NODE_RANK" \\',
-        '  --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \\',
-        '  "$MEGATRON/pretrain_gpt.py" \\',
-        *(f"  {p} \\" for p in flag_lines(emitted.content)),
-        '  "$@"',
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def slurm_script(doc: dict[str, Any], emitted: Emitted, gpus_per_node: int) -> str:
-    """A SLURM batch script running ``megatron.sh`` once per node."""
-    gpus = doc["cluster"]["gpus"]
-    nodes = num_nodes(gpus, gpus_per_node)
-    lines = [
-        "#!/usr/bin/env bash",
-        f"#SBATCH --job-name={doc['model']['name']}-plan",
-        f"#SBATCH --nodes={nodes}",
-        "#SBATCH --ntasks-per-node=1",
-        f"#SBATCH --gpus-per-node={min(gpus_per_node, gpus)}",
-        "#SBATCH --exclusive",
-        *_comments("SLURM batch script", doc, emitted),
-        *_guard(emitted),
-        'MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"',
-        f"export MASTER_ADDR MASTER_PORT={MASTER_PORT} NNODES={nodes}",
-        "# Submit from the directory that holds megatron.sh (or set PLAN_DIR).",
-        'srun --kill-on-bad-exit=1 bash -c \'NODE_RANK=$SLURM_NODEID exec bash "$0" "$@"\' '
-        '"${PLAN_DIR:-$SLURM_SUBMIT_DIR}/megatron.sh" "$@"',
-    ]
-    return "\n".join(lines) + "\n"

@@ -6,10 +6,12 @@ B200: 1800) and one InfiniBand NIC per GPU (A100 systems: HDR 200 Gb/s; H100/H20
 400 Gb/s). The memory is what the driver reports (``nvidia-smi``), e.g. 81559 MiB for H100 SXM.
 """
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.profile import PROFILE_KEYS, HardwareProfile
 from planner.specs import HardwareSpec
 
 MIB = 1024**2
@@ -78,8 +80,10 @@ HARDWARE_KEYS = {
     "intra_node_bandwidth_gbps": ("intra_node_bandwidth_bytes_per_s", GB),
     "inter_node_bandwidth_gbps": ("inter_node_bandwidth_bytes_per_s", GB),
     "gpus_per_node": ("gpus_per_node", 1),
+    "nvlink_domain_gpus": ("nvlink_domain_gpus", 1),
     "pcie_bandwidth_gbps": ("pcie_bandwidth_bytes_per_s", GB),
 }
+INTEGER_FIELDS = ("gpus_per_node", "nvlink_domain_gpus")
 
 
 def preset(name: str) -> HardwareSpec:
@@ -92,23 +96,47 @@ def preset(name: str) -> HardwareSpec:
     return PRESETS[key]
 
 
-def hardware_from_mapping(data: Mapping[str, Any], name: str) -> HardwareSpec:
+def hardware_from_mapping(data: Mapping[str, Any], name: str, source: str | None = None) -> HardwareSpec:
     """A hardware file: ``memory_gb``, ``peak_tflops``, ``hbm_bandwidth_gbps``,
     ``intra_node_bandwidth_gbps``, ``inter_node_bandwidth_gbps`` (GB/s, one direction, per GPU),
-    optional ``gpus_per_node`` and ``peak_tflops_fp8``."""
+    optional ``gpus_per_node``, ``nvlink_domain_gpus`` (default: the node), ``peak_tflops_fp8`` and
+    ``pcie_bandwidth_gbps``, and the optional profile tables of ``planner/profile.py``
+    (``provenance``, ``measured``, ``gemm``, ...). ``name`` is the spec's name unless the file has
+    one; errors name ``source`` (the file)."""
+    source = source or name
     if not isinstance(data, Mapping):
-        raise PlannerError(f"{name}: a hardware file is a mapping of {', '.join(HARDWARE_KEYS)}")
-    unknown = sorted(set(data) - set(HARDWARE_KEYS) - {"name"})
+        raise PlannerError(f"{source}: a hardware file is a mapping of {', '.join(HARDWARE_KEYS)}")
+    unknown = sorted(map(str, set(data) - set(HARDWARE_KEYS) - set(PROFILE_KEYS) - {"name"}))
     if unknown:
-        raise PlannerError(f"{name}: unknown key(s) {', '.join(unknown)}; use {', '.join(HARDWARE_KEYS)}")
+        raise PlannerError(
+            f"{source}: unknown key(s) {', '.join(unknown)}; use {', '.join(HARDWARE_KEYS)} "
+            f"or the profile keys {', '.join(PROFILE_KEYS)}"
+        )
     fields: dict[str, Any] = {}
     for key, (field_name, scale) in HARDWARE_KEYS.items():
         if key not in data:
-            if field_name in ("gpus_per_node", "peak_flops_fp8", "pcie_bandwidth_bytes_per_s"):
+            if field_name in INTEGER_FIELDS + ("peak_flops_fp8", "pcie_bandwidth_bytes_per_s"):
                 continue
-            raise PlannerError(f"{name}: missing key '{key}'")
+            raise PlannerError(f"{source}: missing key '{key}'")
         value = data[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise PlannerError(f"{name}: key '{key}' must be a positive number, got {value!r}")
-        fields[field_name] = int(value) if field_name == "gpus_per_node" else value * scale
-    return HardwareSpec(name=str(data.get("name", name)), **fields)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
+            raise PlannerError(f"{source}: key '{key}' must be a positive number, got {value!r}")
+        if field_name in INTEGER_FIELDS and not float(value).is_integer():
+            raise PlannerError(f"{source}: key '{key}' must be a whole number of GPUs, got {value!r}")
+        fields[field_name] = int(value) if field_name in INTEGER_FIELDS else value * scale
+    tables = {key: data[key] for key in PROFILE_KEYS if key in data}
+    profile = HardwareProfile.from_mapping(tables, source, ["name", *HARDWARE_KEYS]) if tables else None
+    return HardwareSpec(name=str(data.get("name", name)), profile=profile, **fields)
+
+
+def hardware_to_mapping(hardware: HardwareSpec) -> dict[str, Any]:
+    """A hardware file for ``hardware`` (its profile tables included): what
+    ``hardware_from_mapping`` reads back to the same spec."""
+    out: dict[str, Any] = {"name": hardware.name}
+    for key, (field_name, scale) in HARDWARE_KEYS.items():
+        value = getattr(hardware, field_name)
+        if value:  # peak_tflops_fp8 is 0 on GPUs without FP8 units: left out, as on reading
+            out[key] = value if field_name in INTEGER_FIELDS else value / scale
+    if hardware.profile is not None:
+        out.update(hardware.profile.to_mapping())
+    return out

@@ -110,7 +110,7 @@ def load_hardware(arg: str) -> HardwareSpec:
     if path.suffix in MODEL_SUFFIXES or path.exists():
         if not path.exists():
             raise PlannerError(f"--gpu: no such hardware file {arg!r}")
-        return hardware_from_mapping(read_mapping(path), path.stem)
+        return hardware_from_mapping(read_mapping(path), path.stem, str(path))
     return preset(arg)
 
 

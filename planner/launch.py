@@ -1,37 +1,63 @@
-"""The launch files of a plan, and the plan document's ``launch`` block."""
+"""The launch files of a plan, and the plan document's ``launch`` block.
+
+A framework that cannot run the plan gets no files: its block says ``expressible: false`` with the
+reasons (``plan -o`` prints them on stderr); nothing half-usable is written in its place.
+"""
 
 import json
 from typing import Any
 
+from planner.emit import DEFAULT_SAVE_INTERVAL
 from planner.emit_deepspeed import deepspeed_config
-from planner.emit_megatron import flag_lines, megatron_args, megatron_env, megatron_script, slurm_script
+from planner.emit_megatron import megatron_args, megatron_env
+from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
+from planner.emit_shell import flag_lines
 from planner.specs import ModelSpec, ParallelConfig, TrainingSpec
+
+MEGATRON_FILES = ["megatron.sh", "megatron_args.txt", "slurm.sbatch"]
+DEEPSPEED_FILES = ["deepspeed.json", "deepspeed.sh"]
 
 
 def launch_files(
-    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, doc: dict[str, Any], gpus_per_node: int
+    model: ModelSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    doc: dict[str, Any],
+    gpus_per_node: int,
+    save_interval: int = DEFAULT_SAVE_INTERVAL,
 ) -> tuple[dict[str, str], dict[str, Any]]:
     """File name -> text for ``plan -o DIR``, and the plan document's ``launch`` block."""
-    megatron = megatron_args(model, training, config)
+    megatron = megatron_args(model, training, config, save_interval)
     deepspeed = deepspeed_config(model, training, config)
-    files = {
-        "megatron.sh": megatron_script(doc, megatron, config, gpus_per_node),
-        "megatron_args.txt": "\n".join(flag_lines(megatron.content)) + "\n",
-        "slurm.sbatch": slurm_script(doc, megatron, gpus_per_node),
-    }
+    env = megatron_env(config)
+    files = {}
+    if megatron.expressible:
+        files["megatron.sh"] = megatron_script(doc, megatron, env, gpus_per_node)
+        files["megatron_args.txt"] = "\n".join(flag_lines(megatron.content)) + "\n"
+        files["slurm.sbatch"] = slurm_script(doc, "megatron.sh", megatron.notes, gpus_per_node)
     if deepspeed.expressible:
         files["deepspeed.json"] = json.dumps(deepspeed.content, indent=2) + "\n"
+        files["deepspeed.sh"] = deepspeed_script(doc, deepspeed, gpus_per_node, save_interval)
     block = {
         "megatron": {
             "expressible": megatron.expressible,
-            "files": ["megatron.sh", "megatron_args.txt", "slurm.sbatch"],
+            "files": MEGATRON_FILES if megatron.expressible else [],
             "notes": megatron.notes,
-            "env": megatron_env(config),
+            "env": env,
         },
         "deepspeed": {
             "expressible": deepspeed.expressible,
-            "files": ["deepspeed.json"] if deepspeed.expressible else [],
+            "files": DEEPSPEED_FILES if deepspeed.expressible else [],
             "notes": deepspeed.notes,
         },
     }
     return files, block
+
+
+def refusals(block: dict[str, Any]) -> list[str]:
+    """One line per framework that cannot run the plan, with its reasons (for stderr)."""
+    return [
+        f"plan: {name} cannot run this plan, no {name} files written: " + "; ".join(entry["notes"])
+        for name, entry in block.items()
+        if not entry.get("expressible", True)
+    ]

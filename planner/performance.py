@@ -82,10 +82,11 @@ def step_flops_per_token(model: ModelSpec, seq_len: int, recompute: Recompute) -
 
 
 def _link(hardware: HardwareSpec, span_gpus: int, c: StepTimeConstants) -> float:
-    """Achieved per-GPU bandwidth of a group spanning ``span_gpus`` consecutive ranks."""
+    """Achieved per-GPU bandwidth of a group spanning ``span_gpus`` consecutive ranks: NVLink
+    inside one NVLink domain, the network beyond it."""
     raw = (
         hardware.intra_node_bandwidth_bytes_per_s
-        if span_gpus <= hardware.gpus_per_node
+        if span_gpus <= hardware.nvlink_domain_gpus
         else hardware.inter_node_bandwidth_bytes_per_s
     )
     return raw * c.comm_efficiency

@@ -9,6 +9,7 @@ from typing import Any
 
 from constraints.units import BYTES_PER_GIB
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.checkpoint import CheckpointRequest, checkpoint_doc
 from planner.counts import count_params
 from planner.deadline import NO_DEADLINE, Deadline
 from planner.defaults import default_global_batch
@@ -50,6 +51,7 @@ class Request:
     time_limit_s: float | None = None
     """Seconds the whole search may take, diagnosis included (None: no limit)."""
     constants: StepTimeConstants = DEFAULT_CONSTANTS
+    checkpoint: CheckpointRequest = CheckpointRequest()
     global_batch_note: str | None = None
     """How the default global batch was chosen (``planner.defaults``); None when given."""
     timing: bool = False
@@ -152,9 +154,9 @@ def fits_anywhere(
     training, hardware = training or req.training, hardware or req.hardware
     pins = replace(req.pins, dp=None)
     if req.global_batch_note is not None and gpus != req.gpus:  # a defaulted batch follows the count
-        choice = default_global_batch(req.model, training, gpus, pins, hardware.gpus_per_node)
+        choice = default_global_batch(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
         training = replace(training, global_batch_size=choice.sequences)
-    space = build_space(req.model, training, gpus, pins, hardware.gpus_per_node)
+    space = build_space(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
     terms = compile_terms(space, req.model, hardware, training, req.constants)
     best = least_memory(space, terms)
     return best is not None and best.peak_memory <= capacity_units(hardware)
@@ -212,7 +214,7 @@ def smallest_fixes(
 def best_plan(req: Request, pins: Pins) -> dict[str, Any] | None:
     """The ``parallelism`` block of the best plan under other pins at this GPU count (brute force
     over the same integer tables), or None when nothing fits."""
-    space = build_space(req.model, req.training, req.gpus, pins, req.hardware.gpus_per_node)
+    space = build_space(req.model, req.training, req.gpus, pins, req.hardware.nvlink_domain_gpus)
     terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
     best = brute_force(space, terms, capacity_units(req.hardware), 1)
     return parallelism_doc(space.config(*best[0].indices), req.training) if best else None
@@ -224,7 +226,7 @@ def run(req: Request, deadline: Deadline | None = None) -> Outcome:
     after the deadline (by default ``req.time_limit_s`` from now)."""
     deadline = deadline or Deadline(limit_s=req.time_limit_s)
     validate_pins(req)
-    space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.gpus_per_node)
+    space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.nvlink_domain_gpus)
     if not space.layouts:
         raise PlannerError(
             f"no tp x cp x pp layout divides --gpus {req.gpus} for this model; "
@@ -402,7 +404,18 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
     config = best_config(outcome)
     if config is not None:
         doc |= config_doc(req, config)
-        doc["launch"] = launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[1]
+        step_s = doc["performance"]["step_time_s"]
+        doc["checkpoint"] = checkpoint_doc(
+            req.model, req.training, config, counts.total, step_s, req.checkpoint
+        )
+        doc["launch"] = launch_files(
+            req.model,
+            req.training,
+            config,
+            doc,
+            req.hardware.gpus_per_node,
+            doc["checkpoint"]["interval_steps"],
+        )[1]
     gap = None
     if outcome.objective and outcome.bound is not None:
         gap = round((outcome.objective - outcome.bound) / outcome.objective, 6)
@@ -447,4 +460,5 @@ def launch_outputs(req: Request, outcome: Outcome, doc: dict[str, Any]) -> dict[
     config = best_config(outcome)
     if config is None:
         return {}
-    return launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node)[0]
+    interval = doc["checkpoint"]["interval_steps"]
+    return launch_files(req.model, req.training, config, doc, req.hardware.gpus_per_node, interval)[0]

@@ -194,13 +194,14 @@ def max_context(model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec) -> in
 
 
 def node_tps(model: ModelSpec, hardware: HardwareSpec) -> list[int]:
-    """Serving tp sizes within one node: tp's all-reduces stay on NVLink (every layer runs two, on
-    the critical path of each generated token, so tp across nodes is not searched)."""
-    return [t for t in valid_serving_tp(model) if t <= hardware.gpus_per_node]
+    """Serving tp sizes within one NVLink domain (a node, or an NVL72 rack): tp's all-reduces stay
+    on NVLink (every layer runs two, on the critical path of each generated token, so tp over the
+    network is not searched)."""
+    return [t for t in valid_serving_tp(model) if t <= hardware.nvlink_domain_gpus]
 
 
 def min_tp(model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec) -> int | None:
-    """Smallest tp within a node (pp as given) at which this batch and context fit, or None."""
+    """Smallest tp within an NVLink domain (pp as given) at which this batch and context fit, or None."""
     for t in node_tps(model, hardware):
         if serve_memory(model, hardware, replace(spec, tp=t)).fits:
             return t
@@ -208,7 +209,7 @@ def min_tp(model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec) -> int | N
 
 
 def min_pp(model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec) -> tuple[int, int] | None:
-    """(tp, pp) of the fewest GPUs that serve this batch and context with tp within a node, the
+    """(tp, pp) of the fewest GPUs that serve this batch and context with tp within NVLink, the
     layers split over pp stages (pp dividing the layers); ties go to the smaller pp. None if even
     one layer per stage does not fit."""
     found = [
@@ -235,24 +236,27 @@ class ServeLayout:
 def choose_layout(
     model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec, tp: int | None, pp: int | None
 ) -> ServeLayout:
-    """The user's tp and pp, or the fewest GPUs that fit: the smallest tp within a node, then
-    pipeline stages. tp never spans nodes unless the user pins it, and then a note says so."""
-    node = hardware.gpus_per_node
+    """The user's tp and pp, or the fewest GPUs that fit: the smallest tp within NVLink, then
+    pipeline stages. tp never leaves the NVLink domain unless the user pins it, and then a note
+    says so."""
+    node = hardware.nvlink_domain_gpus
     notes = []
     if tp is not None and tp > node:
         notes.append(
-            f"tp {tp} spans {-(-tp // node)} nodes of {node} GPUs: every layer's all-reduce crosses "
-            "the network; pipeline stages (--pp) split the layers over nodes instead"
+            f"tp {tp} spans {-(-tp // node)} NVLink domains of {node} GPUs: every layer's all-reduce "
+            "crosses the network; pipeline stages (--pp) split the layers over nodes instead"
         )
     if tp is None:
         base = replace(spec, pp=pp or 1)
         found = min_tp(model, hardware, base)
         if found is None and pp is None and (split := min_pp(model, hardware, base)) is not None:
             tp, pp = split
-            notes.append(f"no tp within a node of {node} GPUs fits; tp {tp} with pp {pp} does")
+            notes.append(f"no tp within an NVLink domain of {node} GPUs fits; tp {tp} with pp {pp} does")
         elif found is None:
             tp = max(node_tps(model, hardware))
-            notes.append(f"no tp within a node of {node} GPUs fits at pp {pp or 1}; showing tp {tp}")
+            notes.append(
+                f"no tp within an NVLink domain of {node} GPUs fits at pp {pp or 1}; showing tp {tp}"
+            )
         else:
             tp = found
     return ServeLayout(tp=tp, pp=pp or 1, notes=tuple(notes))
@@ -284,6 +288,7 @@ def serve_document(
             "name": hardware.name,
             "mem_gib": round(hardware.memory_gib, 3),
             "gpus_per_node": hardware.gpus_per_node,
+            "nvlink_domain_gpus": hardware.nvlink_domain_gpus,
         },
         "serving": {
             "weights": spec.weights.value,

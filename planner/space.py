@@ -116,14 +116,17 @@ class Space:
         return self.size
 
 
-def build_space(model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, gpus_per_node: int) -> Space:
+def build_space(
+    model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, nvlink_domain_gpus: int
+) -> Space:
     """The candidate space for ``gpus`` GPUs under the user's pins (possibly empty).
 
-    tp stays within a node unless allowed (``max_tp``); cp is searched while every rank keeps at
-    least ``MIN_TOKENS_PER_CP_RANK`` tokens of a sequence; vpp up to ``MAX_VPP`` chunks per rank.
-    Layouts the framework cannot run are left out (``rules.framework_allows_layout``).
+    tp stays within the NVLink domain (``nvlink_domain_gpus``) unless allowed (``max_tp``); cp is
+    searched while every rank keeps at least ``MIN_TOKENS_PER_CP_RANK`` tokens of a sequence;
+    vpp up to ``MAX_VPP`` chunks per rank. Layouts the framework cannot run are left out
+    (``rules.framework_allows_layout``).
     """
-    max_tp = pins.max_tp or gpus_per_node
+    max_tp = pins.max_tp or nvlink_domain_gpus
     tps = [t for t in valid_tp(model) if gpus % t == 0 and (t <= max_tp or t == pins.tp)]
     cps = [
         c

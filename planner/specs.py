@@ -9,7 +9,9 @@ from enum import Enum
 from typing import Any
 
 from constraints.units import BYTES_PER_GIB, Framework, Precision, Recompute, ZeroStage
+from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.errors import PlannerError
+from planner.profile import HardwareProfile
 
 __all__ = [
     "Framework",
@@ -250,11 +252,17 @@ class HardwareSpec:
     inter_node_bandwidth_bytes_per_s: float
     """Network bandwidth per GPU (one NIC per GPU), one direction."""
     gpus_per_node: int = 8
-    """GPUs that share the intra-node link."""
+    """GPUs in one node (one host): the launch's ranks per node."""
+    nvlink_domain_gpus: int = 0
+    """GPUs that reach each other over NVLink (the intra-node bandwidth): 72 on a GB200/GB300 NVL72
+    rack of 4-GPU nodes; 0 (the default) means one node, ``gpus_per_node``."""
     peak_flops_fp8: float = 0.0
     """Dense FP8 peak, FLOP/s; 0 when the GPU has no FP8 tensor cores."""
     pcie_bandwidth_bytes_per_s: float = 25e9
     """Host-device bandwidth per GPU, one direction (PCIe Gen4 x16 ~25 GB/s, Gen5 ~50 GB/s), for offload."""
+    profile: HardwareProfile | None = None
+    """Achieved-performance tables and fitted constants of a hardware profile file; None for a
+    plain preset or hardware file."""
 
     def __post_init__(self) -> None:
         for name in (
@@ -268,11 +276,19 @@ class HardwareSpec:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
                 raise PlannerError(f"hardware {self.name}: {name} must be a positive number, got {value!r}")
         _positive(self, "gpus_per_node")
+        if self.nvlink_domain_gpus == 0:  # frozen: fill the default once, here
+            object.__setattr__(self, "nvlink_domain_gpus", self.gpus_per_node)
+        _positive(self, "nvlink_domain_gpus")
 
     @property
     def memory_gib(self) -> float:
         """Capacity in GiB."""
         return self.memory_bytes / BYTES_PER_GIB
+
+    @property
+    def step_constants(self) -> StepTimeConstants:
+        """The step-time constants for this GPU: the profile's fitted ones over the defaults."""
+        return self.profile.step_constants() if self.profile else DEFAULT_CONSTANTS
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,7 +9,7 @@ from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
 from planner.hardware import preset
 from planner.io import load_model
-from planner.plan import Request, document, run
+from planner.plan import Request, document, launch_outputs, run
 from planner.space import Pins
 from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
 
@@ -570,7 +570,8 @@ CASES = [
 
 
 def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
-    """Plan one case and return its Megatron arguments and environment, and its DeepSpeed config."""
+    """Plan one case and return its Megatron arguments and environment, its DeepSpeed config, and
+    the files ``plan -o`` writes for it."""
     training = TrainingSpec(
         seq_len=case["seq_len"],
         global_batch_size=case["global_batch"],
@@ -604,11 +605,13 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
     config = outcome.space.config(*best.indices)
     emitted = megatron_args(req.model, training, config)
     deepspeed = deepspeed_config(req.model, training, config)
+    doc = document(req, outcome)
     return {
         "expressible": emitted.expressible,
         "args": emitted.content,
         "env": megatron_env(config),
-        "status": document(req, outcome)["status"],
+        "status": doc["status"],
+        "files": launch_outputs(req, outcome, doc),
         "deepspeed": deepspeed,
         "dp": config.dp,
     }

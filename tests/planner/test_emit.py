@@ -2,17 +2,17 @@
 that DeepSpeed's own config classes accept, and pinned golden files for the used-by example."""
 
 import os
-import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 from golden_cases import plan_case
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.cli import main
-from planner.emit_megatron import megatron_args, megatron_env
+from planner.emit_megatron import megatron_args, megatron_env, user_data_args
 from planner.rules import valid_pp, valid_tp, valid_vpp
 from planner.specs import ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 
@@ -87,8 +87,10 @@ def test_emits_exactly_what_megatron_accepted(case):
     assert plan["expressible"] == case["expressible"]
     assert plan["args"] == case["args"] and plan["env"] == case["env"]
     if case["expressible"]:
-        assert case["accepted"], case.get("error")
+        assert case["accepted"] and case["accepted_with_data"], case.get("error")
         check_validate_args_rules(plan["args"], plan["env"], case["gpus"])
+        data = MEGATRON["user_data"]
+        parse(user_data_args(plan["args"], data["DATA_PATH"], data["TOKENIZER_MODEL"]))
 
 
 def test_the_golden_set_covers_every_zero_stage_and_recompute():
@@ -138,11 +140,15 @@ def test_any_plan_emits_valid_megatron_arguments(layout):
 
 
 def test_not_expressible_is_never_silent(tmp_path):
+    """No stub script: the reason goes to stderr and into the plan, and no Megatron file is written."""
     result = CliRunner().invoke(main, ["--gpus", "8", "mpt-7b", "--format", "yaml", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    script = (tmp_path / "megatron.sh").read_text()
-    assert "ALiBi" in script and "\nexit 1\n" in script
-    assert "expressible: false" in (tmp_path / "plan.yaml").read_text()
+    assert "megatron cannot run this plan" in result.stderr and "ALiBi" in result.stderr
+    megatron_files = ("megatron.sh", "megatron_args.txt", "slurm.sbatch")
+    assert not any((tmp_path / name).exists() for name in megatron_files)
+    launch = yaml.safe_load((tmp_path / "plan.yaml").read_text())["launch"]["megatron"]
+    assert launch["expressible"] is False and launch["files"] == []
+    assert any("ALiBi" in note for note in launch["notes"])
 
 
 GOLDEN = FIXTURES / "golden" / "llama2-13b-64gpu"
@@ -164,7 +170,4 @@ def test_golden_files_of_the_used_by_example(tmp_path):
     assert names == sorted(p.name for p in GOLDEN.iterdir())
     for name in names:
         assert (tmp_path / name).read_text() == (GOLDEN / name).read_text(), name
-    script = (tmp_path / "megatron.sh").read_text()
-    args = shlex.split(script.split('"$MEGATRON/pretrain_gpt.py"')[1].replace("\\\n", " "))[:-1]
-    assert args == shlex.split((tmp_path / "megatron_args.txt").read_text())
     assert Path(tmp_path / "megatron.sh").stat().st_mode & 0o111

@@ -150,3 +150,24 @@ def test_every_example_planned_for_deepspeed_is_accepted(name, gpus):
     emitted = deepspeed_config(req.model, training, config)
     assert emitted.expressible, emitted.notes
     accepted_by_deepspeed(emitted.content, config.dp)
+
+
+def test_the_scheduler_section_builds_deepspeeds_own_scheduler():
+    """DeepSpeed's WarmupCosineLR, built from the section: linear warm-up to the peak, cosine to
+    the Megatron launch's minimum learning rate at the last step."""
+    import torch
+    from deepspeed.runtime import lr_schedules
+
+    from planner.emit import DEFAULT_LR, DEFAULT_MIN_LR, DEFAULT_TRAIN_ITERS, DEFAULT_WARMUP_ITERS
+    from planner.emit_deepspeed import scheduler
+
+    section = scheduler()
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=DEFAULT_LR)
+    schedule = getattr(lr_schedules, section["type"])(optimizer, **section["params"])
+    rates = []
+    for _ in range(DEFAULT_TRAIN_ITERS):
+        rates.append(schedule.get_lr()[0])
+        schedule.step()
+    assert rates[DEFAULT_WARMUP_ITERS // 2] == pytest.approx(DEFAULT_LR / 2, rel=0.02)
+    assert max(rates) == pytest.approx(DEFAULT_LR, rel=1e-4)
+    assert rates[-1] == pytest.approx(DEFAULT_MIN_LR, rel=0.01)

@@ -90,3 +90,20 @@ def test_hardware_file(tmp_path):
         load_hardware(str(path))
     with pytest.raises(PlannerError, match="no such hardware file"):
         load_hardware(str(tmp_path / "missing.yaml"))
+
+
+def test_nvlink_domain_defaults_to_the_node_and_reads_from_a_hardware_file(tmp_path):
+    from planner.io import load_hardware
+
+    base = (
+        "memory_gb: 186\npeak_tflops: 2500\nhbm_bandwidth_gbps: 8000\n"
+        "intra_node_bandwidth_gbps: 900\ninter_node_bandwidth_gbps: 50\ngpus_per_node: 4\n"
+    )
+    path = tmp_path / "rack.yaml"
+    path.write_text(base)
+    assert load_hardware(str(path)).nvlink_domain_gpus == 4
+    path.write_text(base + "nvlink_domain_gpus: 72\n")
+    assert load_hardware(str(path)).nvlink_domain_gpus == 72
+    path.write_text(base + "nvlink_domain_gpus: 7.5\n")
+    with pytest.raises(PlannerError, match="'nvlink_domain_gpus' must be a whole number"):
+        load_hardware(str(path))

@@ -97,7 +97,7 @@ def test_default_layout_keeps_tp_within_a_node_and_finds_the_fewest_gpus(case, n
     """tp never exceeds the node unless pinned; when no tp within a node fits, the layout is the
     fewest GPUs (tp x pp) that fit, checked against every smaller split."""
     model, spec = case
-    hardware = replace(H100, gpus_per_node=node)
+    hardware = replace(H100, gpus_per_node=node, nvlink_domain_gpus=node)
     layout = choose_layout(model, hardware, spec, None, None)
     assert layout.tp <= node
     split = min_pp(model, hardware, spec)
@@ -122,4 +122,4 @@ def test_405b_on_one_node_suggests_pipeline_stages_and_pinned_cross_node_tp_is_n
     doc = serve_document(model, H100, replace(spec, tp=layout.tp, pp=layout.pp), layout.notes)
     assert doc["status"] == "fits" and doc["min_pp"]["pp"] == layout.pp
     pinned = choose_layout(model, H100, spec, 16, None)
-    assert pinned.tp == 16 and "spans 2 nodes" in pinned.notes[0]
+    assert pinned.tp == 16 and "spans 2 NVLink domains" in pinned.notes[0]

@@ -41,7 +41,7 @@ def problems(draw):
 @given(problems(), st.integers(1, 3))
 def test_cp_sat_equals_brute_force(problem, top):
     model, training, gpus, hardware, pins = problem
-    space = build_space(model, training, gpus, pins, hardware.gpus_per_node)
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
     terms = compile_terms(space, model, hardware, training)
     capacity = capacity_units(hardware)
     expected = brute_force(space, terms, capacity, top)
@@ -61,7 +61,7 @@ def test_solver_memory_never_underestimates_the_evaluator(problem):
     from planner.evaluate import memory
 
     model, training, gpus, hardware, pins = problem
-    space = build_space(model, training, gpus, pins, hardware.gpus_per_node)
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
     terms = compile_terms(space, model, hardware, training)
     for found in solve(space, terms, capacity_units(hardware), 2).candidates:
         exact = memory(model, hardware, training, space.config(*found.indices)).total
@@ -135,7 +135,7 @@ def test_deepspeed_plans_are_runnable_by_deepspeed(problem):
         training = replace(training, precision=Precision.BF16)
     training = replace(training, framework=Framework.DEEPSPEED)
     pins = replace(pins, sequence_parallel=False)
-    space = build_space(model, training, gpus, pins, hardware.gpus_per_node)
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
     terms = compile_terms(space, model, hardware, training)
     expected = brute_force(space, terms, capacity_units(hardware), 2)
     result = solve(space, terms, capacity_units(hardware), 2)
@@ -151,7 +151,7 @@ def test_moe_search_equals_brute_force_and_uses_expert_parallelism(name, gpus):
 
     model, hardware = load_model(name), preset("h100-80gb")
     training = TrainingSpec(seq_len=4096, global_batch_size=1024)
-    space = build_space(model, training, gpus, Pins(), hardware.gpus_per_node)
+    space = build_space(model, training, gpus, Pins(), hardware.nvlink_domain_gpus)
     assert any(layout[4] > 1 for layout in space.layouts)  # ep is searched for MoE models
     terms = compile_terms(space, model, hardware, training)
     expected = brute_force(space, terms, capacity_units(hardware), 2)
