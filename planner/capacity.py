@@ -7,6 +7,7 @@ from typing import Any
 from constraints import memory as M
 from planner.counts import count_params
 from planner.errors import PlannerError
+from planner.numbers import MAX_SWEEP_POINTS, check_number
 from planner.plan import Request, document, fits_anywhere, run
 
 SECONDS_PER_DAY = 86_400
@@ -27,22 +28,40 @@ def parse_gpu_counts(text: str) -> list[int]:
             low, high = int(low_text), int(high_text)
             if low <= 0 or high < low:
                 raise ValueError
-            if step:
-                return list(range(low, high + 1, step))
-            counts, n = [], low
-            while n <= high:
-                counts.append(n)
-                n *= 2
-            return counts
-        counts = [int(part) for part in text.split(",") if part.strip()]
-        if not counts or min(counts) <= 0:
-            raise ValueError
-        return sorted(set(counts))
+            if step is not None and step <= 0:
+                raise ValueError
+            check_number(high, "--gpus")
+            counts = _sweep_points(text, range(low, high + 1, step)) if step else _doublings(low, high)
+        else:
+            counts = sorted({int(part) for part in text.split(",") if part.strip()})
+            if not counts or counts[0] <= 0:
+                raise ValueError
     except ValueError:
         raise PlannerError(
             f"--gpus {text!r}: use a range such as 8..1024 (powers of two), "
             "8..64x8 (every 8) or a list such as 8,16,48"
         ) from None
+    for count in counts:
+        check_number(count, "--gpus")
+    return _sweep_points(text, counts)
+
+
+def _doublings(low: int, high: int) -> list[int]:
+    counts, n = [], low
+    while n <= high:
+        counts.append(n)
+        n *= 2
+    return counts
+
+
+def _sweep_points(text: str, counts: range | list[int]) -> list[int]:
+    """The counts, unless there are more than a sweep can plan in reasonable time."""
+    if len(counts) > MAX_SWEEP_POINTS:
+        raise PlannerError(
+            f"--gpus {text!r} gives {len(counts):,} GPU counts; a sweep plans at most "
+            f"{MAX_SWEEP_POINTS} (use a larger step, e.g. 8..4096x64, or powers of two)"
+        )
+    return list(counts)
 
 
 def parse_tokens(text: str) -> float:
@@ -53,9 +72,9 @@ def parse_tokens(text: str) -> float:
         value = float(body[:-1]) * scale[body[-1]] if body and body[-1] in scale else float(body)
     except ValueError:
         value = -1.0
-    if value <= 0:
+    if not value > 0:  # also NaN
         raise PlannerError(f"--tokens {text!r}: use a positive count such as 2T, 300B or 1.5e12")
-    return value
+    return check_number(value, "--tokens")
 
 
 def training_cost(

@@ -4,7 +4,6 @@
 ``plan compare`` and ``plan serve`` answer the capacity and serving questions.
 """
 
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -27,10 +26,12 @@ from planner.cli_options import (
 from planner.cli_profile import profile_command
 from planner.cli_serve import serve_command
 from planner.defaults import default_global_batch
-from planner.errors import DOES_NOT_FIT_EXIT_CODE
+from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.io import load_model, write_atomic
 from planner.launch import refusals
+from planner.numbers import json_text
 from planner.plan import Request, document, launch_outputs, run
+from planner.quoting import escaped
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
 
@@ -136,7 +137,7 @@ def checkpoint_line(c: dict[str, Any]) -> str:
 def render(doc: dict[str, Any], fmt: str) -> str:
     """Text for ``--format``."""
     if fmt == "json":
-        return json.dumps(doc, indent=2)
+        return json_text(doc)
     if fmt == "yaml":
         return yaml.safe_dump(doc, sort_keys=False)
     return render_table(doc)
@@ -152,6 +153,21 @@ class DefaultCommandGroup(click.Group):
         if args and args[0] not in self.commands and args[0] not in ("-h", "--help", "--version"):
             args = [self.default_command, *args]
         return super().parse_args(ctx, args)
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        """Usage errors as one line ``Error: ...`` on stderr with exit status 2 (click's own
+        handler prints ``Usage:`` and ``Try ...`` lines around it)."""
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except click.ClickException as exc:
+            click.echo(f"Error: {escaped(' '.join(exc.format_message().split()))}", err=True)
+            sys.exit(USAGE_EXIT_CODE)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=DefaultCommandGroup, context_settings=CONTEXT)
@@ -300,7 +316,9 @@ def train(
         ("--dp", dp),
         ("--cp", cp),
         ("--vpp", vpp),
+        ("--ep", ep),
         ("--mbs", mbs),
+        ("--time-limit", time_limit),
     )
     training = build_training(
         spec, seq_len, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor

@@ -2,7 +2,6 @@
 
 import csv
 import io
-import json
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -26,11 +25,13 @@ from planner.cli_options import (
     hardware_option,
     one_line_errors,
     parse_seq_lens,
+    positive,
     training_options,
 )
 from planner.defaults import default_global_batch
 from planner.errors import PlannerError
 from planner.io import load_model, read_mapping
+from planner.numbers import json_text
 from planner.plan import Request
 from planner.space import Pins
 
@@ -71,7 +72,7 @@ def render_sweep(rows: list[dict[str, Any]], smallest: list[dict[str, Any]], fmt
     """Table, CSV or JSON of a sweep."""
     columns = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
     if fmt == "json":
-        return json.dumps({"rows": rows, "min_gpus": smallest}, indent=2)
+        return json_text({"rows": rows, "min_gpus": smallest})
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -143,8 +144,7 @@ def sweep_command(
     spec = load_model(model)
     counts = parse_gpu_counts(gpu_counts)
     budget = parse_tokens(tokens) if tokens else None
-    if price_per_gpu_hour is not None and price_per_gpu_hour < 0:
-        raise PlannerError(f"--price-per-gpu-hour must be zero or more, got {price_per_gpu_hour}")
+    positive(("--price-per-gpu-hour", price_per_gpu_hour))
     trainings = [
         build_training(
             spec, seq, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
@@ -201,7 +201,7 @@ def sweep_command(
 def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:
     """Table or JSON of a plan diff."""
     if fmt == "json":
-        return json.dumps(rows, indent=2)
+        return json_text(rows)
     lines = [f"{'section':<22} {'term':<20} {'A':>12} {'B':>12} {'B - A':>12} {'B / A':>8}"]
     for r in rows:
         ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"

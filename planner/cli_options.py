@@ -11,6 +11,8 @@ import click
 from planner.defaults import default_seq_len, target_global_batch
 from planner.errors import PlannerError
 from planner.io import load_hardware, parse_reserve, parse_size
+from planner.numbers import check_number
+from planner.quoting import escaped
 from planner.specs import Framework, HardwareSpec, ModelSpec, Precision, TrainingSpec
 
 DEFAULT_GPU = "h100-80gb"
@@ -95,8 +97,7 @@ def build_hardware(name: str, mem: str | None, gpus_per_node: int | None) -> Har
     if mem is not None:
         hardware = replace(hardware, memory_bytes=parse_size(mem, "--mem"))
     if gpus_per_node is not None:
-        if gpus_per_node <= 0:
-            raise PlannerError(f"--gpus-per-node must be a positive integer, got {gpus_per_node}")
+        positive(("--gpus-per-node", gpus_per_node))
         # A domain of one node follows the node; a rack-wide domain (NVL72) stays.
         domain = gpus_per_node if hardware.nvlink_domain_gpus == hardware.gpus_per_node else None
         hardware = replace(
@@ -117,7 +118,11 @@ def build_training(
 ) -> TrainingSpec:
     """The training run, with the documented defaults (the global batch: ~4M tokens, which
     ``planner.defaults.default_global_batch`` adjusts to the GPU count when it is not given)."""
-    positive(("--seq-len", seq_len), ("--global-batch", global_batch))
+    positive(
+        ("--seq-len", seq_len),
+        ("--global-batch", global_batch),
+        ("--moe-capacity-factor", moe_capacity_factor),
+    )
     seq = seq_len or default_seq_len(model.max_position_embeddings)
     share, fixed = parse_reserve(reserve)
     return TrainingSpec(
@@ -132,11 +137,12 @@ def build_training(
     )
 
 
-def positive(*pairs: tuple[str, int | None]) -> None:
-    """One-line errors for options that must be positive when given."""
+def positive(*pairs: tuple[str, float | None]) -> None:
+    """One-line errors for numeric options outside their range (``planner.numbers.RANGES``: finite,
+    positive, not absurd) when given."""
     for option, value in pairs:
-        if value is not None and value <= 0:
-            raise PlannerError(f"{option} must be a positive integer, got {value}")
+        if value is not None:
+            check_number(value, option)
 
 
 def one_line_errors(f: Callable) -> Callable:
@@ -147,10 +153,10 @@ def one_line_errors(f: Callable) -> Callable:
         try:
             return f(*args, **kwargs)
         except PlannerError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {escaped(str(exc))}", err=True)
             sys.exit(exc.exit_code)
         except OSError as exc:
-            click.echo(f"Error: {exc.filename or ''}: {exc.strerror or exc}", err=True)
+            click.echo(f"Error: {escaped(str(exc.filename or ''))}: {exc.strerror or exc}", err=True)
             sys.exit(2)
 
     return wrapper
@@ -166,4 +172,5 @@ def parse_seq_lens(text: str | None) -> list[int | None]:
         values = []
     if not values or min(values) <= 0:
         raise PlannerError(f"--seq-len {text!r}: use a positive length or a list such as 2048,4096,8192")
+    positive(*(("--seq-len", value) for value in values))
     return values

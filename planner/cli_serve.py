@@ -1,6 +1,5 @@
 """``plan serve``: serving memory per GPU and the largest batch, longest context, smallest tp."""
 
-import json
 import sys
 from dataclasses import replace
 from typing import Any
@@ -11,6 +10,7 @@ from constraints.serving import NumberFormat
 from planner.cli_options import CONTEXT, build_hardware, hardware_option, one_line_errors, positive
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_model, parse_reserve, parse_token_count
+from planner.numbers import json_text
 from planner.serving import ServeSpec, check, choose_layout, serve_document
 
 FORMATS = [f.value for f in NumberFormat]
@@ -111,9 +111,7 @@ def serve_command(
     """
     spec_model = load_model(model)
     hardware = build_hardware(gpu_name, mem, gpus_per_node)
-    positive(("--batch", batch), ("--tp", tp), ("--pp", pp))
-    if generate < 0:
-        raise PlannerError(f"--generate must be zero or more, got {generate}")
+    positive(("--batch", batch), ("--tp", tp), ("--pp", pp), ("--generate", generate))
     if context is not None and prompt is not None:
         raise PlannerError("give --context or --prompt, not both")
     if prompt is not None:
@@ -146,6 +144,6 @@ def serve_command(
 
         click.echo(yaml.safe_dump(doc, sort_keys=False))
     else:
-        click.echo(json.dumps(doc, indent=2))
+        click.echo(json_text(doc))
     if doc["status"] != "fits":
         sys.exit(DOES_NOT_FIT_EXIT_CODE)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.quoting import escaped, has_unprintable
 
 MASTER_PORT = 6000
 # The allocation's first node. sed reads the whole list: ``head -n 1`` would exit early and, under
@@ -49,10 +50,14 @@ class UserVariable:
 
 
 def one_line(text: str) -> str:
-    """``text`` for a comment: refused when it holds a newline or another control character."""
-    if any(ord(c) < 32 or ord(c) == 127 for c in str(text)):
-        raise PlannerError(f"{text!r}: control characters cannot go into a generated script; rename it")
-    return str(text)
+    """``text`` for a comment: refused when it holds a newline or another control character
+    (``planner.quoting``'s definition, the one the loaders apply)."""
+    text = str(text)
+    if has_unprintable(text):
+        raise PlannerError(
+            f"{escaped(text)!r}: control characters cannot go into a generated script; rename it"
+        )
+    return text
 
 
 def job_name(text: str) -> str:

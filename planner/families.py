@@ -8,10 +8,13 @@ from collections.abc import Callable
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.numbers import MODEL_INT, RANGES, Range, check_number
 from planner.specs import NormType, PositionEncoding
 
 Config = dict[str, Any]
 _MISSING = object()
+PROBABILITY = Range(low=0, high=1, integer=False, high_open=True)
+POSITIVE = Range(low=0, high=1e12, integer=False, low_open=True)
 
 
 class _Keys:
@@ -30,23 +33,17 @@ class _Keys:
 
     def int(self, *names: str, default: Any = _MISSING) -> int:
         name, value = self._raw(names, default)
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise PlannerError(f"{self.source}: key '{name}' must be a positive integer, got {value!r}")
-        return value
+        return check_number(value, name, self.source, RANGES.get(name, MODEL_INT))
 
     def float(self, *names: str, default: Any = _MISSING) -> float:
+        """A probability in [0, 1) (dropout)."""
         name, value = self._raw(names, default)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
-            raise PlannerError(f"{self.source}: key '{name}' must be a number in [0, 1), got {value!r}")
-        return float(value)
+        return float(check_number(value, name, self.source, RANGES.get(name, PROBABILITY)))
 
     def positive(self, *names: str, default: Any = _MISSING) -> float:
+        """A finite positive number (RoPE base, epsilon), within its field's range."""
         name, value = self._raw(names, default)
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-            raise PlannerError(f"{self.source}: key '{name}' must be a positive number, got {value!r}")
-        return float(value)
+        return float(check_number(value, name, self.source, RANGES.get(name, POSITIVE)))
 
     def bool(self, *names: str, default: Any = _MISSING) -> bool:
         name, value = self._raw(names, default)
@@ -111,7 +108,10 @@ def _rope_scaling(k: _Keys) -> str | None:
         return None
     if not isinstance(scaling, dict):
         raise PlannerError(f"{k.source}: key 'rope_scaling' must be a mapping or null")
-    return str(scaling.get("rope_type") or scaling.get("type") or "unknown")
+    kind = scaling.get("rope_type") or scaling.get("type") or "unknown"
+    if not isinstance(kind, str):
+        raise PlannerError(f"{k.source}: key 'rope_scaling.rope_type' must be a string such as llama3")
+    return kind
 
 
 def _llama(k: _Keys) -> dict:
@@ -351,7 +351,7 @@ def read_family(config: Config, source: str) -> dict:
     if not isinstance(config, dict):
         raise PlannerError(f"{source}: expected a mapping of config keys, got {type(config).__name__}")
     model_type = config.get("model_type")
-    if model_type not in READERS:
+    if not isinstance(model_type, str) or model_type not in READERS:
         raise PlannerError(
             f"{source}: model_type {model_type!r} is not supported; use one of: " + ", ".join(sorted(READERS))
         )

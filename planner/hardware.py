@@ -6,11 +6,12 @@ B200: 1800) and one InfiniBand NIC per GPU (A100 systems: HDR 200 Gb/s; H100/H20
 400 Gb/s). The memory is what the driver reports (``nvidia-smi``), e.g. 81559 MiB for H100 SXM.
 """
 
-import math
+import difflib
 from collections.abc import Mapping
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.numbers import check_number
 from planner.profile import PROFILE_KEYS, HardwareProfile
 from planner.specs import HardwareSpec
 
@@ -90,8 +91,10 @@ def preset(name: str) -> HardwareSpec:
     """A named preset; unknown names list the known ones."""
     key = ALIASES.get(name.lower(), name.lower())
     if key not in PRESETS:
+        close = difflib.get_close_matches(key, [*PRESETS, *ALIASES], n=2, cutoff=0.6)
+        hint = f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
         raise PlannerError(
-            f"--gpu: unknown preset {name!r}; use one of {', '.join(PRESETS)} or a hardware YAML file"
+            f"--gpu: unknown preset {name!r}{hint}; use one of {', '.join(PRESETS)} or a hardware YAML file"
         )
     return PRESETS[key]
 
@@ -118,15 +121,14 @@ def hardware_from_mapping(data: Mapping[str, Any], name: str, source: str | None
             if field_name in INTEGER_FIELDS + ("peak_flops_fp8", "pcie_bandwidth_bytes_per_s"):
                 continue
             raise PlannerError(f"{source}: missing key '{key}'")
-        value = data[key]
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 < value < math.inf:
-            raise PlannerError(f"{source}: key '{key}' must be a positive number, got {value!r}")
-        if field_name in INTEGER_FIELDS and not float(value).is_integer():
-            raise PlannerError(f"{source}: key '{key}' must be a whole number of GPUs, got {value!r}")
-        fields[field_name] = int(value) if field_name in INTEGER_FIELDS else value * scale
+        value = check_number(data[key], key, source)  # integer fields come back as int
+        fields[field_name] = value if field_name in INTEGER_FIELDS else value * scale
     tables = {key: data[key] for key in PROFILE_KEYS if key in data}
     profile = HardwareProfile.from_mapping(tables, source, ["name", *HARDWARE_KEYS]) if tables else None
-    return HardwareSpec(name=str(data.get("name", name)), profile=profile, **fields)
+    label = data.get("name", name)
+    if not isinstance(label, str):
+        raise PlannerError(f"{source}: key 'name' must be a string, got {type(label).__name__}")
+    return HardwareSpec(name=label, profile=profile, **fields)
 
 
 def hardware_to_mapping(hardware: HardwareSpec) -> dict[str, Any]:

@@ -1,8 +1,11 @@
 """The one module that touches the filesystem: model and hardware files, units, atomic writes."""
 
+import difflib
 import json
+import math
 import os
 import re
+import stat
 import tempfile
 from importlib import resources
 from pathlib import Path
@@ -12,6 +15,7 @@ import yaml
 
 from planner.errors import PlannerError
 from planner.hardware import hardware_from_mapping, preset
+from planner.numbers import check_number
 from planner.specs import HardwareSpec, ModelSpec
 
 SIZE_UNITS = {
@@ -28,6 +32,7 @@ SIZE_UNITS = {
 SIZE_FORMS = "80GB, 80GiB, 81920MiB, 1.5TB (GB/TB are powers of 1000, GiB/TiB of 1024)"
 _SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([A-Za-z]+)\s*$")
 MODEL_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_FILE_BYTES = 4 * 2**20  # model, hardware and plan files are a few KiB; HF configs under 100 KiB
 
 
 def parse_size(text: str, option: str) -> float:
@@ -39,7 +44,7 @@ def parse_size(text: str, option: str) -> float:
     value = float(match.group(1)) * SIZE_UNITS[unit]
     if value <= 0:
         raise PlannerError(f"{option}: {text!r} must be above zero")
-    return value
+    return check_number(value, option)
 
 
 def parse_reserve(text: str) -> tuple[float, float]:
@@ -61,14 +66,47 @@ def parse_reserve(text: str) -> tuple[float, float]:
 
 
 def read_mapping(path: Path) -> Any:
-    """Parse a YAML or JSON file safely; errors name the file and the line."""
+    """Parse a YAML or JSON file safely; errors name the file and the line or key.
+
+    Only a regular UTF-8 file of at most ``MAX_FILE_BYTES`` is read (a FIFO or ``/dev/zero``
+    would block or never end); nesting deeper than Python's recursion allows and mapping keys
+    that are not strings are refused.
+    """
+    data = _parse(path, _read_text(path))
+    _check_keys(data, path, "")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    """The text of a regular file, bounded, opened without blocking on a FIFO."""
     try:
-        text = path.read_text(encoding="utf-8")
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as exc:
         raise PlannerError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            kind = "a directory" if stat.S_ISDIR(os.fstat(fd).st_mode) else "not a regular file"
+            raise PlannerError(f"{path}: {kind}; give a YAML or JSON file")
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PlannerError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    finally:
+        os.close(fd)
+    if len(raw) > MAX_FILE_BYTES:
+        raise PlannerError(f"{path}: larger than {MAX_FILE_BYTES // 2**20} MiB; not a model or plan file")
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise PlannerError(f"{path}: UTF-16 text; save it as UTF-8")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise PlannerError(f"{path}: not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+
+
+def _parse(path: Path, text: str) -> Any:
+    try:
         if path.suffix == ".json":
-            return json.loads(text)
+            return json.loads(text, parse_constant=_no_constant)
         return yaml.safe_load(text)
     except json.JSONDecodeError as exc:
         raise PlannerError(f"{path}: malformed JSON at line {exc.lineno}: {exc.msg}") from None
@@ -77,6 +115,34 @@ def read_mapping(path: Path) -> Any:
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(exc, "problem", None) or "cannot parse"
         raise PlannerError(f"{path}: malformed YAML{where}: {problem}") from None
+    except RecursionError:
+        raise PlannerError(f"{path}: nested too deeply to be a model, hardware or plan file") from None
+    except ValueError as exc:  # JSON's NaN/Infinity, integers too long to convert
+        raise PlannerError(f"{path}: {exc}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows; give a finite number")
+
+
+def _check_keys(node: Any, path: Path, where: str) -> None:
+    """Every mapping key is a string (YAML allows ``1: x`` and ``[a]: x``)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if not isinstance(key, str):
+                raise PlannerError(
+                    f"{path}: key {_short(key)}{f' under {where!r}' if where else ''} is not a string; "
+                    "keys are names such as hidden_size"
+                )
+            _check_keys(value, path, f"{where}.{key}" if where else key)
+    elif isinstance(node, list):
+        for index, item in enumerate(node):
+            _check_keys(item, path, f"{where}[{index}]")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def bundled_models() -> dict[str, Any]:
@@ -89,27 +155,49 @@ def bundled_models() -> dict[str, Any]:
 
 def load_model(arg: str) -> ModelSpec:
     """A model from a file path, or the bare name of a bundled example."""
+    if not arg.strip():
+        raise PlannerError("MODEL is empty; give a model file or a bundled name such as llama2-13b")
     path = Path(arg)
     if not path.exists():
         models = bundled_models()
         if arg not in models:
             raise PlannerError(
-                f"model {arg!r}: no such file, and no bundled model of that name; "
-                f"bundled: {', '.join(sorted(models))}"
+                f"model {arg!r}: no such file, and no bundled model of that name"
+                f"{did_you_mean(arg, models)}; bundled: {', '.join(sorted(models))}"
             )
         with resources.as_file(models[arg]) as found:
-            return ModelSpec.from_hf_config(read_mapping(Path(found)), arg, str(arg))
+            return _model_from_file(Path(found), arg, arg)
     if path.is_dir():
         path = path / "config.json"
-    return ModelSpec.from_hf_config(read_mapping(path), path.stem, str(path))
+    return _model_from_file(path, path.stem, str(path))
+
+
+def _model_from_file(path: Path, name: str, source: str) -> ModelSpec:
+    """Read and convert a model file; a value of the wrong type deep inside a family's keys (a list
+    where a mapping belongs) is still a one-line error naming the file."""
+    data = read_mapping(path)
+    try:
+        return ModelSpec.from_hf_config(data, name, source)
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise PlannerError(f"{source}: a key has a value of the wrong type ({exc})") from None
+
+
+def did_you_mean(name: str, known: Any) -> str:
+    """``; did you mean 'llama2-13b'?`` for a near miss among ``known`` names, else ``""``."""
+    close = difflib.get_close_matches(name.lower(), [str(k) for k in known], n=2, cutoff=0.6)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
 
 
 def load_hardware(arg: str) -> HardwareSpec:
     """A preset name or a hardware YAML file."""
+    if not arg.strip():
+        raise PlannerError("--gpu is empty; use a preset such as h100-80gb or a hardware YAML file")
     path = Path(arg)
     if path.suffix in MODEL_SUFFIXES or path.exists():
         if not path.exists():
             raise PlannerError(f"--gpu: no such hardware file {arg!r}")
+        if path.is_dir():
+            raise PlannerError(f"--gpu {arg!r} is a directory; give a hardware YAML file or a preset")
         return hardware_from_mapping(read_mapping(path), path.stem, str(path))
     return preset(arg)
 
@@ -132,9 +220,11 @@ def parse_token_count(text: str, option: str) -> int:
     """A context length: ``32768``, ``32k`` or ``128K`` (k = 1024 tokens, as context sizes are quoted)."""
     body = str(text).strip().lower()
     try:
-        value = int(float(body[:-1]) * 1024) if body.endswith("k") else int(body)
+        value = float(body[:-1]) * 1024 if body.endswith("k") else int(body)
     except ValueError:
         value = -1
+    if isinstance(value, float):  # 1.5k = 1536; infk and nank are not counts
+        value = int(value) if math.isfinite(value) else -1
     if value <= 0:
         raise PlannerError(f"{option}: cannot read {text!r} as a token count; use e.g. 32768 or 32k")
-    return value
+    return check_number(value, option)

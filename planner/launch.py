@@ -4,7 +4,6 @@ A framework that cannot run the plan gets no files: its block says ``expressible
 reasons (``plan -o`` prints them on stderr); nothing half-usable is written in its place.
 """
 
-import json
 from typing import Any
 
 from planner.emit import DEFAULT_SAVE_INTERVAL
@@ -12,6 +11,7 @@ from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
 from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
 from planner.emit_shell import flag_lines
+from planner.numbers import json_text
 from planner.specs import ModelSpec, ParallelConfig, TrainingSpec
 
 MEGATRON_FILES = ["megatron.sh", "megatron_args.txt", "slurm.sbatch"]
@@ -36,7 +36,7 @@ def launch_files(
         files["megatron_args.txt"] = "\n".join(flag_lines(megatron.content)) + "\n"
         files["slurm.sbatch"] = slurm_script(doc, "megatron.sh", megatron.notes, gpus_per_node)
     if deepspeed.expressible:
-        files["deepspeed.json"] = json.dumps(deepspeed.content, indent=2) + "\n"
+        files["deepspeed.json"] = json_text(deepspeed.content) + "\n"
         files["deepspeed.sh"] = deepspeed_script(doc, deepspeed, gpus_per_node, save_interval)
     block = {
         "megatron": {

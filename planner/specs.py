@@ -12,6 +12,7 @@ from constraints.units import BYTES_PER_GIB, Framework, Precision, Recompute, Ze
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.errors import PlannerError
 from planner.profile import HardwareProfile
+from planner.quoting import check_printable
 
 __all__ = [
     "Framework",
@@ -157,6 +158,9 @@ class ModelSpec:
     """Tokens each layer attends to (Mistral ``sliding_window``); None for full attention."""
 
     def __post_init__(self) -> None:
+        check_printable(self.name, "model name")
+        if self.rope_scaling is not None:
+            check_printable(self.rope_scaling, f"model {self.name}: rope_scaling type")
         _positive(
             self,
             "num_layers",
@@ -265,6 +269,7 @@ class HardwareSpec:
     plain preset or hardware file."""
 
     def __post_init__(self) -> None:
+        check_printable(self.name, "hardware name")
         for name in (
             "memory_bytes",
             "peak_flops",

@@ -66,3 +66,63 @@ def roomy_hardware(draw, base):
 
 global_batches = st.sampled_from([8, 64, 1024, 2**20, 2**34])
 """Global batches from a few sequences to 2^34 (~7e13 tokens at 4096: steps of years)."""
+
+
+# Attacks on the input boundary (issue 12): strings that try to leave their context in a generated
+# script, and numbers that are not finite or not sane.
+MARKER = "@MARKER@"  # replaced by a test with the path of a file the injected command would create
+SHELL_PIECES = [
+    "\n",
+    "\r",
+    "\r\n",
+    "'",
+    '"',
+    "$(",
+    ")",
+    "`",
+    ";",
+    "&&",
+    "|",
+    "\\",
+    " ",
+    "#",
+    "$HOME",
+    "${IFS}",
+    "*",
+    "-",
+    "--",
+    "=",
+    "\t",
+    "\x00",
+    "\x1b[31m",
+    "\u2028",
+    "\u202e",
+    "é",
+    "名前",
+    "🚀",
+    f"touch {MARKER}",
+    f"$(touch {MARKER})",
+    f"`touch {MARKER}`",
+    f"\ntouch {MARKER}\n",
+    f"'; touch {MARKER}; '",
+    f'"; touch {MARKER}; "',
+]
+hostile_strings = st.lists(
+    st.one_of(st.sampled_from(SHELL_PIECES), st.text(max_size=3)), min_size=1, max_size=10
+).map("".join)
+"""Names as colleagues' files may hold them: newlines, quotes, ``$()``, backticks, unicode."""
+printable_hostile_strings = hostile_strings.filter(
+    lambda s: s.strip() and len(s) <= 200 and not any(c in s for c in "\n\r\t\x00\x1b\u2028\u202e")
+).filter(lambda s: all(c.isprintable() or c == " " for c in s))
+"""The same without control characters: what the loaders accept and the emitters must quote."""
+
+non_finite = st.sampled_from([float("nan"), float("inf"), float("-inf")])
+absurd_integers = st.one_of(
+    st.integers(min_value=10**13, max_value=10**40), st.integers(min_value=-(10**30), max_value=-1)
+)
+bad_number_texts = st.one_of(
+    st.sampled_from(["nan", "inf", "-inf", "Infinity", "NaN", "1e400", "-1e400", "1e309"]),
+    st.integers(min_value=300, max_value=5000).map(lambda e: f"1e{e}"),
+    absurd_integers.map(str),
+)
+"""Text of a number that is not finite or far outside any sane range."""

@@ -1,5 +1,8 @@
 """Units, file reading and atomic writes."""
 
+import os
+from pathlib import Path
+
 import pytest
 
 from planner.errors import PlannerError
@@ -105,5 +108,78 @@ def test_nvlink_domain_defaults_to_the_node_and_reads_from_a_hardware_file(tmp_p
     path.write_text(base + "nvlink_domain_gpus: 72\n")
     assert load_hardware(str(path)).nvlink_domain_gpus == 72
     path.write_text(base + "nvlink_domain_gpus: 7.5\n")
-    with pytest.raises(PlannerError, match="'nvlink_domain_gpus' must be a whole number"):
+    with pytest.raises(PlannerError, match="'nvlink_domain_gpus' must be a positive integer"):
         load_hardware(str(path))
+
+
+# Odd files (issue 12 class 5): each is one line naming the file (and the key), quickly, whichever
+# command reads it.
+ODD_FILES = {
+    "undecodable.yaml": (b"model_type: llama\nhidden_size: \xff\xfe\xfa\n", "not UTF-8"),
+    "utf16.yaml": ("model_type: llama\n".encode("utf-16"), "UTF-16"),
+    "deep.json": (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
+    "deep.yaml": (b"a: " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
+    "list.yaml": (b"model_type: [llama]\nhidden_size: 4096\n", "model_type"),
+    "keys.yaml": (b"model_type: llama\n1: 2\n", "key 1"),
+    "nested_keys.yaml": (b"model_type: mpt\nattn_config: {1: 1}\n", "attn_config"),
+    "nan.json": (b'{"model_type": "llama", "hidden_size": NaN}', "NaN"),
+    "big.yaml": (b"a: " + b"x" * (5 * 2**20) + b"\n", "larger than"),
+    "scalar.yaml": (b"42\n", "mapping"),
+}
+
+
+@pytest.mark.parametrize("command", ["train", "sweep", "serve", "hardware", "compare"])
+@pytest.mark.parametrize("name", sorted(ODD_FILES))
+def test_odd_files_are_one_line_errors(tmp_path, command, name):
+    from click.testing import CliRunner
+
+    from planner.cli import main
+
+    content, fragment = ODD_FILES[name]
+    path = tmp_path / name
+    path.write_bytes(content)
+    args = {
+        "train": ["--gpus", "8", str(path)],
+        "sweep": ["sweep", str(path), "--gpus", "8"],
+        "serve": ["serve", str(path)],
+        "hardware": ["--gpus", "8", "--gpu", str(path), "llama3.2-1b"],
+        "compare": ["compare", str(path), str(path)],
+    }[command]
+    result = CliRunner().invoke(main, args)
+    assert "Traceback" not in result.output and result.exit_code == 2, result.output
+    assert result.stdout == "" and result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ")
+    assert name in result.stderr
+    if command in ("train", "sweep", "serve") or name not in ("list.yaml", "nested_keys.yaml", "scalar.yaml"):
+        assert fragment in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero", "directory"])
+def test_special_files_do_not_hang(tmp_path, special):
+    """A FIFO with no writer would block open() forever; /dev/zero never ends. Run in a child
+    process with a timeout so that a regression fails instead of hanging the suite."""
+    import subprocess
+    import sys
+
+    path = {"fifo": tmp_path / "model.yaml", "/dev/zero": Path("/dev/zero"), "directory": tmp_path}[special]
+    if special == "fifo":
+        os.mkfifo(path)
+    code = f"from planner.io import read_mapping; from pathlib import Path; read_mapping(Path({str(path)!r}))"
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+    )
+    assert "PlannerError" in done.stderr and (
+        "not a regular file" in done.stderr or "directory" in done.stderr
+    )
+
+
+def test_did_you_mean_for_models_and_presets():
+    with pytest.raises(PlannerError, match=r"did you mean 'llama2-13b'"):
+        load_model("llama-2-13b")
+    from planner.io import load_hardware
+
+    with pytest.raises(PlannerError, match=r"did you mean 'h100-80gb'"):
+        load_hardware("h100-80")
