@@ -23,7 +23,7 @@ from planner.cli_options import (
     positive,
     training_options,
 )
-from planner.cli_profile import profile_command
+from planner.cli_profile import calibrate_command, profile_command
 from planner.cli_serve import serve_command
 from planner.defaults import default_global_batch
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
@@ -181,6 +181,7 @@ def main() -> None:
     plan compare A.yaml B.yaml    two plans, term by term
     plan serve MODEL              serving memory: weights, KV cache, largest batch and context
     plan profile -o FILE          measure this machine's GPU: a hardware profile for --gpu FILE
+    plan calibrate RUNS.yaml      fit the step-time constants to your measured runs
 
     \b
     Examples:
@@ -377,3 +378,4 @@ main.add_command(sweep_command)
 main.add_command(compare_command)
 main.add_command(serve_command)
 main.add_command(profile_command)
+main.add_command(calibrate_command)

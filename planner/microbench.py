@@ -27,12 +27,12 @@ from planner.profile import (
     Dtype,
     GemmPoint,
     MemoryBoundPoint,
+    rounded,
 )
 
 Progress = Callable[[str], None]
 FP8_COMPUTE_CAPABILITY = (8, 9)  # Ada and Hopper onwards have FP8 tensor cores
 MAX_ERROR_CHARS = 160  # a failure's first line, kept short enough for a provenance string
-SIGNIFICANT_DIGITS = 4
 SECTION_SHARES = {"gemm": 0.30, "attention": 0.30, "memory_bound": 0.10, "collectives": 0.30}
 
 
@@ -111,11 +111,6 @@ def check_device(torch: Any, device: str) -> None:
             f"--device cuda: PyTorch {torch.__version__} sees no CUDA GPU; run plan profile on a GPU "
             "machine (or --small --device cpu to try the benchmarks on this CPU)"
         )
-
-
-def rounded(rate: float) -> float:
-    """A measured rate to four significant digits: the run-to-run noise is larger."""
-    return float(f"{rate:.{SIGNIFICANT_DIGITS}g}")
 
 
 def one_line(exc: BaseException) -> str:

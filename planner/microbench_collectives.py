@@ -15,8 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from constraints import kernels as K
-from planner.microbench import rounded
-from planner.profile import Collective, CollectivePoint, Span
+from planner.profile import Collective, CollectivePoint, Span, rounded
 
 BUS_FACTORS: dict[Collective, Callable[[int], float]] = {
     Collective.ALL_REDUCE: K.all_reduce_bus_factor,

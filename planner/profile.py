@@ -28,6 +28,7 @@ from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.errors import PlannerError
 
 PROVENANCE_KINDS = ("vendor:", "measured:", "fit:", "assumed:")
+SIGNIFICANT_DIGITS = 4  # measured rates and fitted constants: run-to-run noise is larger
 
 
 class Dtype(Enum):
@@ -222,6 +223,11 @@ class HardwareProfile:
     def step_constants(self, base: StepTimeConstants = DEFAULT_CONSTANTS) -> StepTimeConstants:
         """``base`` with this profile's fitted constants in place of its own."""
         return replace(base, **self.constants)
+
+
+def rounded(value: float) -> float:
+    """A measured rate or fitted constant as a profile stores it: four significant digits."""
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
 def _file_key(f: Any) -> str:
