@@ -85,11 +85,13 @@ SMALL = Sweep(
 
 @dataclass(slots=True)
 class Section:
-    """What one benchmark produced: its rows, its failures, and why points were skipped."""
+    """What one benchmark produced: its rows, its failures, why points were skipped, and how
+    points were run where that differs from the plan (``notes``)."""
 
     rows: list[Any] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     skipped: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 def import_torch() -> Any:
@@ -218,6 +220,7 @@ def attention_section(torch: Any, device: str, sweep: Sweep, deadline: float, pr
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     timer = Timer(torch, device, sweep)
+    notes: list[str] = []
 
     def measure(point: tuple[AttentionPass, int, int, int, int, int]) -> AttentionPoint:
         direction, batch, heads, kv_heads, seq_len, head_dim = point
@@ -227,13 +230,19 @@ def attention_section(torch: Any, device: str, sweep: Sweep, deadline: float, pr
             return torch.randn(shape, device=device, dtype=torch.bfloat16, requires_grad=True)
 
         q, k, v = tensor(heads), tensor(kv_heads), tensor(kv_heads)
-        gqa = kv_heads != heads
         with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
-
-            def forward() -> Any:
-                return torch.nn.functional.scaled_dot_product_attention(
-                    q, k, v, is_causal=True, enable_gqa=gqa
+            try:
+                forward = sdpa_call(torch, q, k, v, gqa=kv_heads != heads)
+            except (RuntimeError, TypeError) as exc:  # a flash kernel (or PyTorch) without GQA
+                if kv_heads == heads:
+                    raise
+                k, v = (
+                    t.detach().repeat_interleave(heads // kv_heads, dim=1).requires_grad_() for t in (k, v)
                 )
+                forward = sdpa_call(torch, q, k, v, gqa=False)
+                note = f"GQA shapes ran with K/V heads repeated, the same FLOPs ({one_line(exc)})"
+                if note not in notes:
+                    notes.append(note)
 
             if direction is AttentionPass.FORWARD:
                 seconds = timer.median_s(forward)
@@ -256,7 +265,21 @@ def attention_section(torch: Any, device: str, sweep: Sweep, deadline: float, pr
         )
 
     points = [(direction, *shape) for shape in sweep.attention_shapes for direction in AttentionPass]
-    return run_points("attention", points, measure, deadline, progress)
+    section = run_points("attention", points, measure, deadline, progress)
+    section.notes += notes
+    return section
+
+
+def sdpa_call(torch: Any, q: Any, k: Any, v: Any, gqa: bool) -> Callable[[], Any]:
+    """Causal SDPA on q, k, v, called once to surface an unsupported combination here."""
+
+    def forward() -> Any:
+        if gqa:
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
+        return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+
+    forward()
+    return forward
 
 
 def copy_section(torch: Any, device: str, sweep: Sweep, deadline: float, progress: Progress) -> Section:

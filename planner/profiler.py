@@ -101,11 +101,13 @@ def collectives_section(
 
 
 def table_provenance(section: Section, stamp: str) -> str:
-    """Where a table's numbers come from, with what failed or was skipped."""
-    notes = "; ".join(filter(None, [*section.failures, section.skipped]))
-    if section.rows:
-        return stamp + (f"; not measured: {notes}" if notes else "")
-    return f"assumed: the model's calibrated defaults (not measured: {notes or 'no points'})"
+    """Where a table's numbers come from, with what failed or was skipped, and notes."""
+    missing = "; ".join(filter(None, [*section.failures, section.skipped]))
+    if not section.rows:
+        return f"assumed: the model's calibrated defaults (not measured: {missing or 'no points'})"
+    return "".join(
+        [stamp, f"; not measured: {missing}" if missing else "", *(f"; note: {n}" for n in section.notes)]
+    )
 
 
 def base_hardware(

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from planner.cli import main
 from planner.io import load_hardware
-from planner.microbench import SMALL, gemm_section, run_points
+from planner.microbench import SMALL, attention_section, gemm_section, run_points
 from planner.profile import AttentionPass, Collective, Dtype
 from planner.profiler import collectives_section, matching_preset, table_provenance
 
@@ -75,6 +75,23 @@ def test_a_failing_kernel_is_left_out_and_recorded(monkeypatch):
     ]
     text = table_provenance(section, "measured: test")
     assert text == f"measured: test; not measured: {'; '.join(section.failures)}"
+
+
+def test_attention_without_gqa_support_repeats_kv_heads_and_says_so(monkeypatch):
+    sdpa = torch.nn.functional.scaled_dot_product_attention
+
+    def no_gqa(*args, **kwargs):
+        if "enable_gqa" in kwargs:
+            raise TypeError("scaled_dot_product_attention() got an unexpected keyword argument 'enable_gqa'")
+        return sdpa(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", no_gqa)
+    section = attention_section(torch, "cpu", SMALL, time.monotonic() + 60, lambda line: None)
+    assert [row.num_kv_heads for row in section.rows] == [1, 1, 2, 2]  # every shape measured
+    assert section.failures == []
+    assert table_provenance(section, "measured: test").startswith(
+        "measured: test; note: GQA shapes ran with K/V heads repeated, the same FLOPs (TypeError: "
+    )
 
 
 def test_points_past_the_budget_are_skipped_and_said_so():
