@@ -3,22 +3,30 @@
 matplotlib is an optional extra (``pip install '.[chart]'``); only this module imports it.
 """
 
+import importlib.util
+import io
 from pathlib import Path
 from typing import Any
 
 from planner.errors import PlannerError
+from planner.io import write_atomic
+
+
+def require_matplotlib() -> None:
+    """Fail before a sweep starts, not after it, when the chart cannot be drawn."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PlannerError("--chart needs matplotlib: pip install -e '.[chart]' (or leave out --chart)")
 
 
 def sweep_chart(rows: list[dict[str, Any]], title: str, path: Path, tokens: float | None) -> None:
     """Write a PNG with one line per GPU type (and sequence length, when several)."""
-    try:
-        import matplotlib
+    require_matplotlib()
+    import matplotlib
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        import matplotlib.ticker
-    except ImportError:
-        raise PlannerError("--chart needs matplotlib: pip install '.[chart]'") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
     panels = [
         ("tokens_per_s", "throughput (tokens/s, cluster)", True),
         ("days", "days to train the budget", True),
@@ -46,8 +54,7 @@ def sweep_chart(rows: list[dict[str, Any]], title: str, path: Path, tokens: floa
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
     fig.suptitle(title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, dpi=130, format="png")
+    png = io.BytesIO()
+    fig.savefig(png, dpi=130, format="png")
     plt.close(fig)
-    tmp.replace(path)
+    write_atomic(path, png.getvalue(), option="--chart")  # a unique temporary file, then rename

@@ -27,9 +27,10 @@ from planner.cli_profile import calibrate_command, profile_command
 from planner.cli_serve import serve_command
 from planner.defaults import default_global_batch
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
-from planner.io import load_model, write_atomic
+from planner.fileset import check_output_dir, write_file_set
+from planner.io import load_model
 from planner.launch import refusals
-from planner.numbers import json_text
+from planner.numbers import check_finite_document, json_text
 from planner.plan import Request, document, launch_outputs, run
 from planner.quoting import escaped
 from planner.space import Pins
@@ -139,6 +140,7 @@ def render(doc: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
         return json_text(doc)
     if fmt == "yaml":
+        check_finite_document(doc)
         return yaml.safe_dump(doc, sort_keys=False)
     return render_table(doc)
 
@@ -308,6 +310,8 @@ def train(
       plan --gpus 64 --gpu a100-80gb --tp 2 --pp 1 --zero 1 --recompute selective --mbs 1 llama2-13b
       plan --gpus 1024 --gpu h100-80gb --seq-len 8192 --top 3 --format json llama3-70b
     """
+    if output is not None:
+        check_output_dir(output)
     spec = load_model(model)
     hardware = build_hardware(gpu_name, mem, gpus_per_node)
     positive(
@@ -362,12 +366,16 @@ def train(
     )
     outcome = run(req)
     doc = document(req, outcome)
-    click.echo(render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml")))
+    text = render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml"))
+    if output is not None:  # written before anything is printed: a failure prints no plan
+        plan_text = render(doc, "yaml")
+        files = {"plan.yaml": plan_text, **launch_outputs(req, outcome, doc)}
+        kept = write_file_set(output, files, [n for n in files if n.endswith((".sh", ".sbatch"))])
+    click.echo(text)
     if output is not None:
-        files = {"plan.yaml": yaml.safe_dump(doc, sort_keys=False), **launch_outputs(req, outcome, doc)}
-        for name, text in files.items():
-            write_atomic(output / name, text, executable=name.endswith((".sh", ".sbatch")))
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)
+        for folder in kept:
+            click.echo(f"plan: kept {folder}: it holds files plan did not write", err=True)
         for line in refusals(doc.get("launch", {})):
             click.echo(line, err=True)
     if doc["status"] == "infeasible":

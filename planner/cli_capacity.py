@@ -17,7 +17,7 @@ from planner.capacity import (
     sweep_row,
     with_scaling_efficiency,
 )
-from planner.chart import sweep_chart
+from planner.chart import require_matplotlib, sweep_chart
 from planner.cli_options import (
     CONTEXT,
     build_hardware,
@@ -30,7 +30,7 @@ from planner.cli_options import (
 )
 from planner.defaults import default_global_batch
 from planner.errors import PlannerError
-from planner.io import load_model, read_mapping
+from planner.io import check_output_file, load_model, read_mapping
 from planner.numbers import json_text
 from planner.plan import Request
 from planner.space import Pins
@@ -141,6 +141,9 @@ def sweep_command(
     Example:
       plan sweep llama3-70b --gpus 64..2048 --gpu a100-80gb --gpu h100-80gb --tokens 2T --chart sweep.png
     """
+    if chart is not None:  # before the sweep: a chart that cannot be written fails first
+        check_output_file(chart, "--chart")
+        require_matplotlib()
     spec = load_model(model)
     counts = parse_gpu_counts(gpu_counts)
     budget = parse_tokens(tokens) if tokens else None
@@ -151,6 +154,7 @@ def sweep_command(
         )
         for seq in parse_seq_lens(seq_len)
     ]
+    hardwares = {name: build_hardware(name, mem, gpus_per_node) for name in gpu_names}
     rows, smallest = [], []
     jobs = [(name, training, n) for name in gpu_names for training in trainings for n in counts]
     for index, (name, training, count) in enumerate(jobs, 1):
@@ -160,7 +164,7 @@ def sweep_command(
                 err=True,
                 nl=False,
             )
-        hardware = build_hardware(name, mem, gpus_per_node)
+        hardware = hardwares[name]
         note = None
         if global_batch is None:
             choice = default_global_batch(spec, training, count, Pins(), hardware.nvlink_domain_gpus)
@@ -188,13 +192,15 @@ def sweep_command(
     if sys.stderr.isatty():
         click.echo("", err=True)
     rows = with_scaling_efficiency(rows)
-    click.echo(render_sweep(rows, smallest, fmt))
-    if chart is not None:
+    text = render_sweep(rows, smallest, fmt)
+    if chart is not None:  # written before the table is printed: a failure prints nothing
         budget_text = f", {tokens} tokens" if tokens else ""
         seqs = "/".join(str(t.seq_len) for t in trainings)
         batches = "/".join(str(b) for b in dict.fromkeys(r["global_batch"] for r in rows))
         title = f"{spec.name}: seq {seqs}, batch {batches}{budget_text}, {trainings[0].precision.value}"
         sweep_chart(rows, title, chart, budget)
+    click.echo(text)
+    if chart is not None:
         click.echo(f"wrote {chart}", err=True)
 
 

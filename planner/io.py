@@ -202,18 +202,54 @@ def load_hardware(arg: str) -> HardwareSpec:
     return preset(arg)
 
 
-def write_atomic(path: Path, text: str, executable: bool = False) -> None:
-    """Write ``text`` whole or not at all: a temporary file in the same folder, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def write_atomic(
+    path: Path, content: str | bytes, executable: bool = False, option: str | None = None
+) -> None:
+    """Write ``content`` whole or not at all: a uniquely named temporary file in the same folder,
+    then rename (concurrent writers of one path never share a temporary file). With ``option``,
+    a failure is a one-line error naming it and ``path``, never the temporary file."""
+    tmp = None
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, 0o755 if executable else 0o644)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content.encode("utf-8") if isinstance(content, str) else content)
+        os.chmod(tmp, file_mode(0o777 if executable else 0o666))
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if option is not None and isinstance(exc, OSError):
+            raise PlannerError(f"{option} {path}: cannot write ({exc.strerror or exc})") from None
         raise
+
+
+def check_output_file(path: Path, option: str) -> Path:
+    """Before any work: ``path`` can be written (its folder exists or can be made, and is
+    writable; the path is not a folder). Errors name ``option``."""
+    if not str(path).strip():
+        raise PlannerError(f"{option} is empty; give a file name")
+    if path.is_dir():
+        raise PlannerError(f"{option} {path}: is a directory; give a file name")
+    check_writable_parent(path, option)
+    return path
+
+
+def check_writable_parent(path: Path, option: str) -> None:
+    ancestor = path.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise PlannerError(f"{option} {path}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PlannerError(f"{option} {path}: cannot write in {ancestor} (permission denied)")
+
+
+def file_mode(bits: int) -> int:
+    """``bits`` less the process umask (as ``open`` and ``mkdir`` would create them)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return bits & ~umask
 
 
 def parse_token_count(text: str, option: str) -> int:
