@@ -1,32 +1,34 @@
-"""Work counted by the microbenchmarks of ``plan profile``: FLOPs, bytes moved, bus bandwidth.
+"""Work of one GPU kernel: FLOPs of products and fused attention, bytes moved, bus bandwidth.
 
-Each rate a hardware profile records is one of these counts divided by a measured time, so the
-profile's numbers mean what the public benchmarks they are compared with mean.
+``plan profile`` divides these counts by measured times, so a profile's rates mean what the public
+benchmarks they are compared with mean. Legend: ``m, n, k`` a product ``C[m,n] = A[m,k] B[k,n]``;
+``b`` sequences, ``a`` heads, ``s`` query tokens, ``s_kv`` key tokens, ``d`` head width.
 """
 
-FLOPS_PER_MULTIPLY_ADD = 2
-ATTENTION_MATMULS = 2  # Q·Kᵀ and P·V, each 2·s²·d FLOPs per head
-ATTENTION_BACKWARD_TO_FORWARD = 2.5  # FlashAttention benchmarks: bwd = 2.5 × fwd (5 matmuls vs 2)
+FLOPS_PER_MAC = 2
+ATTENTION_MATMULS = 2  # Q·Kᵀ and P·V, each a multiply-add per b·a·s·s_kv·d
+ATTENTION_BACKWARD_TO_FORWARD = (
+    2.5  # FlashAttention's benchmark convention (Dao 2023, benchmark_flash_attention.py)
+)
 CAUSAL_SHARE = 0.5  # a causal mask skips the upper triangle of the scores
 COPY_ACCESSES = 2  # a device-to-device copy reads each byte once and writes it once
 
 
-def gemm_flops(m: int, n: int, k: int) -> float:
-    """FLOPs of ``C[m,n] = A[m,k] B[k,n]``: ``m·n·k`` multiply-adds."""
-    return FLOPS_PER_MULTIPLY_ADD * m * n * k
+def gemm_flops(m: float, n: float, k: float) -> float:
+    """FLOPs of one matrix product: a multiply-add per ``m*n*k``."""
+    return FLOPS_PER_MAC * m * n * k
 
 
-def attention_forward_flops(batch: int, heads: int, seq_len: int, head_dim: int, causal: bool) -> float:
-    """FLOPs of one fused-attention forward call: ``4·batch·heads·seq_len²·head_dim``, halved when
-    causal (FlashAttention's ``benchmarks/benchmark_flash_attention.py``, function ``flops``; the
-    key/value heads of GQA do not change the count). Softmax work is not counted."""
-    full = FLOPS_PER_MULTIPLY_ADD * ATTENTION_MATMULS * batch * heads * seq_len**2 * head_dim
-    return full * (CAUSAL_SHARE if causal else 1.0)
+def attention_forward_flops(b: float, a: float, s: float, s_kv: float, d: float, causal: bool) -> float:
+    """Forward FLOPs of fused attention, ``Q K^T`` and ``P V``: ``4 b a s s_kv d``, halved when causal
+    (FlashAttention's ``flops`` in ``benchmarks/benchmark_flash_attention.py``, Dao 2023; the
+    key/value heads of GQA do not change the count, softmax work is not counted)."""
+    return FLOPS_PER_MAC * ATTENTION_MATMULS * b * a * s * s_kv * d * (CAUSAL_SHARE if causal else 1.0)
 
 
-def attention_backward_flops(batch: int, heads: int, seq_len: int, head_dim: int, causal: bool) -> float:
-    """FLOPs of the matching backward call: 2.5 × forward (same source as the forward count)."""
-    return ATTENTION_BACKWARD_TO_FORWARD * attention_forward_flops(batch, heads, seq_len, head_dim, causal)
+def attention_backward_flops(b: float, a: float, s: float, s_kv: float, d: float, causal: bool) -> float:
+    """Backward FLOPs of fused attention: 2.5 x forward (same source as the forward count)."""
+    return ATTENTION_BACKWARD_TO_FORWARD * attention_forward_flops(b, a, s, s_kv, d, causal)
 
 
 def copy_traffic_bytes(size_bytes: float) -> float:

@@ -2,17 +2,16 @@
 
 import datetime
 import statistics
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import click
 import yaml
 
-from planner.calibration import StepTimeConstants
 from planner.cli_options import CONTEXT, one_line_errors
 from planner.errors import PlannerError
-from planner.fit import DEFAULT_FIT, RunError, at_bounds, check_names, fit_constants, run_errors
+from planner.fit import RunError, at_bounds, check_names, default_fit, fit_constants, run_errors
 from planner.hardware import hardware_from_mapping, hardware_to_mapping
 from planner.io import load_hardware, read_mapping, write_atomic
 from planner.profile import HardwareProfile, rounded
@@ -21,11 +20,6 @@ from planner.runs import runs_from_list
 from planner.specs import HardwareSpec
 
 DEFAULT_BUDGET_S = 120.0
-
-
-def constant_names() -> list[str]:
-    """The step-time constants that exist now (the model may gain or lose some)."""
-    return [f.name for f in fields(StepTimeConstants)]
 
 
 def emit_profile(hardware: HardwareSpec, output: Path | None) -> None:
@@ -108,7 +102,7 @@ def render_calibration(errors: list[RunError], names: list[str], before: Any, af
 @click.option(
     "--fit",
     "fit_names",
-    help=f"Comma-separated StepTimeConstants to fit (default: {','.join(DEFAULT_FIT)}).",
+    help=f"Comma-separated StepTimeConstants to fit (default: {','.join(default_fit())}).",
 )
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Profile YAML to write."
@@ -138,7 +132,7 @@ def calibrate_command(
             f"{runs_file}: runs use several GPUs ({base.name}, {', '.join(others)}); pass --gpu to "
             "say which one the profile is for"
         )
-    names = fit_names.split(",") if fit_names else [n for n in DEFAULT_FIT if n in constant_names()]
+    names = fit_names.split(",") if fit_names else default_fit()
     check_names(names)
     start = base.step_constants
     fitted = fit_constants(runs, start, names)

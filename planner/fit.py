@@ -26,8 +26,9 @@ DEFAULT_FIT = (
     "dp_overlap",
     "elementwise_bytes_per_width",
 )
-"""Constants fitted unless ``--fit`` says otherwise: those ``benchmarks/calibrate.py`` fits on the
-published runs (the others have no data behind them there either)."""
+"""Constants fitted unless ``--fit`` says otherwise, those of them the model has: the ones that
+govern every dense run (compute, communication, memory-bound work)."""
+MIN_EFFICIENCY = 0.05  # the lowest share of a peak the search tries
 LOG_SPAN = 10.0  # a positive constant without a known range: a decade either side of its default
 REFLECT, EXPAND, CONTRACT, SHRINK = 1.0, 2.0, 0.5, 0.5  # Nelder-Mead's standard coefficients
 INITIAL_STEP = 0.15  # first simplex: 15% of each constant's range around the start
@@ -69,15 +70,17 @@ BOUNDS = {
     "elementwise_bytes_per_width": Bound(low=10.0, high=1000.0, log=True),  # bytes per element, token, pass
     "cpu_adam_params_per_s": Bound(low=1e7, high=1e10, log=True),
 }
-"""Known ranges; any other constant named ``*_overlap`` or ``*_efficiency`` is a share in [0, 1],
-and any other positive one spans a decade either side of its default."""
+"""Known ranges; any other constant named ``*_efficiency`` is a share in [0.05, 1], ``*_overlap`` a
+share in [0, 1], and any other positive one spans a decade either side of its default."""
 
 
 def bound_for(name: str, default: float) -> Bound:
     """The search range of constant ``name``."""
     if name in BOUNDS:
         return BOUNDS[name]
-    if name.endswith(("_overlap", "_efficiency")) or default == 0:
+    if name.endswith("_efficiency"):  # a share of a peak; 0 would make the step infinite
+        return Bound(low=MIN_EFFICIENCY, high=1.0)
+    if name.endswith("_overlap") or default == 0:
         return Bound(low=0.0, high=1.0)
     return Bound(low=default / LOG_SPAN, high=default * LOG_SPAN, log=True)
 
@@ -92,9 +95,19 @@ def at_bounds(constants: StepTimeConstants, start: StepTimeConstants, names: Seq
     return ends
 
 
+def constant_names() -> list[str]:
+    """The step-time constants the model has now."""
+    return [f.name for f in fields(StepTimeConstants)]
+
+
+def default_fit() -> list[str]:
+    """The constants fitted by default."""
+    return [name for name in DEFAULT_FIT if name in constant_names()]
+
+
 def check_names(names: Sequence[str]) -> None:
     """One-line error for names that are not step-time constants."""
-    known = [f.name for f in fields(StepTimeConstants)]
+    known = constant_names()
     unknown = [name for name in names if name not in known]
     if unknown or not names:
         raise PlannerError(

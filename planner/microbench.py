@@ -246,12 +246,12 @@ def attention_section(torch: Any, device: str, sweep: Sweep, deadline: float, pr
 
             if direction is AttentionPass.FORWARD:
                 seconds = timer.median_s(forward)
-                flops = K.attention_forward_flops(batch, heads, seq_len, head_dim, True)
+                flops = K.attention_forward_flops(batch, heads, seq_len, seq_len, head_dim, True)
             else:
                 out = forward()
                 grad = torch.randn_like(out)
                 seconds = timer.median_s(lambda: torch.autograd.grad(out, (q, k, v), grad, retain_graph=True))
-                flops = K.attention_backward_flops(batch, heads, seq_len, head_dim, True)
+                flops = K.attention_backward_flops(batch, heads, seq_len, seq_len, head_dim, True)
         return AttentionPoint(
             direction=direction,
             dtype=Dtype.BF16,

@@ -17,7 +17,7 @@ def test_gemm_flops_match_torch_flop_counter(case):
 
 @pytest.mark.parametrize("case", FLOPS["attention"], ids=lambda c: f"s{c['seq_len']}d{c['head_dim']}")
 def test_attention_forward_flops_match_torch_flop_counter(case):
-    shape = (case["batch"], case["heads"], case["seq_len"], case["head_dim"])
+    shape = (case["batch"], case["heads"], case["seq_len"], case["seq_len"], case["head_dim"])
     assert K.attention_forward_flops(*shape, causal=False) == case["forward_flops"]
     # A causal mask computes half the scores (torch's counter ignores the mask).
     assert K.attention_forward_flops(*shape, causal=True) == case["forward_flops"] / 2
@@ -25,7 +25,7 @@ def test_attention_forward_flops_match_torch_flop_counter(case):
 
 @pytest.mark.parametrize("case", FLOPS["attention"], ids=lambda c: f"s{c['seq_len']}d{c['head_dim']}")
 def test_attention_backward_is_torchs_four_gradient_matmuls_plus_the_recomputed_scores(case):
-    shape = (case["batch"], case["heads"], case["seq_len"], case["head_dim"])
+    shape = (case["batch"], case["heads"], case["seq_len"], case["seq_len"], case["head_dim"])
     # FlashAttention recomputes Q·Kᵀ in backward: one of the forward's two matmuls on top of the
     # four gradient matmuls torch counts.
     recomputed_scores = case["forward_flops"] / 2

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from planner.calibration import DEFAULT_CONSTANTS
 from planner.cli import main
 from planner.errors import PlannerError
-from planner.fit import DEFAULT_FIT, fit_constants, loss, predicted_s
+from planner.fit import bound_for, default_fit, fit_constants, loss, predicted_s
 from planner.hardware import preset
 from planner.io import load_hardware, load_model
 from planner.runs import MeasuredRun, runs_from_list
@@ -19,15 +19,17 @@ from planner.specs import ParallelConfig, Recompute, TrainingSpec, ZeroStage
 
 from conftest import EXAMPLES
 
-# Constants of a made-up cluster, each away from the default, inside the search range.
-TRUE = replace(
-    DEFAULT_CONSTANTS,
-    gemm_max_efficiency=0.55,
-    gemm_half_size=3e5,
-    comm_efficiency=0.45,
-    dp_overlap=0.5,
-    elementwise_bytes_per_width=80.0,
-)
+SHIFT = 0.2  # of a constant's search range: the made-up cluster's constants sit this far from the defaults
+SENSITIVITY = 2e-3  # mean |log error| a 10% change of a constant must cause for the runs to determine it
+
+
+def shifted(name):
+    """A value of constant ``name`` away from its default, inside its search range."""
+    bound = bound_for(name, getattr(DEFAULT_CONSTANTS, name))
+    unit = bound.unit(getattr(DEFAULT_CONSTANTS, name))
+    return bound.value(unit + SHIFT if unit + SHIFT <= 1 else unit - SHIFT)
+
+
 # (model, seq_len, global_batch, tp, pp, dp, micro-batch, recompute): model widths, tensor
 # parallelism, data parallelism and sequence lengths vary, so every constant matters somewhere.
 LAYOUTS = [
@@ -42,7 +44,7 @@ LAYOUTS = [
 ]
 
 
-def synthetic_runs(constants=TRUE):
+def synthetic_runs(constants):
     """Runs whose 'measured' step time is the model's with ``constants`` (the fitter's test)."""
     runs = []
     for model, seq, batch, tp, pp, dp, mbs, recompute in LAYOUTS:
@@ -64,6 +66,21 @@ def synthetic_runs(constants=TRUE):
         )
         runs.append(replace(run, step_time_s=predicted_s(run, constants)))
     return runs
+
+
+def determined(runs):
+    """The default-fitted constants these runs pin down: a 10% change moves their error."""
+    return [
+        name
+        for name in default_fit()
+        if loss(runs, replace(DEFAULT_CONSTANTS, **{name: 1.1 * getattr(DEFAULT_CONSTANTS, name)}))
+        > SENSITIVITY
+    ]
+
+
+FITTED = determined(synthetic_runs(DEFAULT_CONSTANTS))
+TRUE = replace(DEFAULT_CONSTANTS, **{name: shifted(name) for name in FITTED})
+"""A made-up cluster: every constant the runs determine moved away from its default."""
 
 
 def runs_document(runs):
@@ -92,19 +109,24 @@ def runs_document(runs):
     ]
 
 
+def test_the_runs_determine_most_default_constants():
+    assert len(FITTED) >= 3, FITTED
+
+
 def test_fit_recovers_the_constants_the_runs_were_made_with():
-    runs = synthetic_runs()
+    runs = synthetic_runs(TRUE)
     assert loss(runs, DEFAULT_CONSTANTS) > 0.05  # the defaults are visibly wrong for this cluster
-    fitted = fit_constants(runs, DEFAULT_CONSTANTS, DEFAULT_FIT)
+    fitted = fit_constants(runs, DEFAULT_CONSTANTS, FITTED)
     assert loss(runs, fitted) < 1e-4
-    for name in DEFAULT_FIT:
+    for name in FITTED:
         assert getattr(fitted, name) == pytest.approx(getattr(TRUE, name), rel=0.01), name
 
 
 def test_fit_leaves_unnamed_constants_alone():
-    fitted = fit_constants(synthetic_runs(), DEFAULT_CONSTANTS, ["gemm_max_efficiency"])
-    assert fitted.comm_efficiency == DEFAULT_CONSTANTS.comm_efficiency
-    assert fitted.gemm_max_efficiency != DEFAULT_CONSTANTS.gemm_max_efficiency
+    fitted = fit_constants(synthetic_runs(TRUE), DEFAULT_CONSTANTS, FITTED[:1])
+    for name in FITTED[1:]:
+        assert getattr(fitted, name) == getattr(DEFAULT_CONSTANTS, name)
+    assert getattr(fitted, FITTED[0]) != getattr(DEFAULT_CONSTANTS, FITTED[0])
 
 
 def invoke(*args):
@@ -116,8 +138,8 @@ def calibrated(tmp_path_factory):
     """``plan calibrate`` on a runs file of synthetic runs, writing a profile."""
     folder = tmp_path_factory.mktemp("calibrate")
     runs_file = folder / "runs.yaml"
-    runs_file.write_text(yaml.safe_dump(runs_document(synthetic_runs()), sort_keys=False))
-    result = invoke("calibrate", runs_file, "-o", folder / "cluster.yaml")
+    runs_file.write_text(yaml.safe_dump(runs_document(synthetic_runs(TRUE)), sort_keys=False))
+    result = invoke("calibrate", runs_file, "--fit", ",".join(FITTED), "-o", folder / "cluster.yaml")
     return result, folder / "cluster.yaml"
 
 
@@ -125,7 +147,7 @@ def test_calibrate_prints_errors_before_and_after(calibrated):
     result, _ = calibrated
     assert result.exit_code == 0, result.output
     assert "median |error|:" in result.stdout
-    assert result.stdout.splitlines()[-1 - len(DEFAULT_FIT) - 1].endswith("0.0% after")
+    assert result.stdout.splitlines()[-1 - len(FITTED) - 1].endswith("0.0% after")
     assert "llama3-70b tp8 pp8 dp2" in result.stdout
 
 
@@ -133,14 +155,14 @@ def test_calibrate_writes_a_profile_with_the_fitted_constants(calibrated):
     _, profile_file = calibrated
     hardware = load_hardware(str(profile_file))
     assert hardware.name == "h100-80gb" and hardware.peak_flops == preset("h100-80gb").peak_flops
-    for name in DEFAULT_FIT:
+    for name in FITTED:
         assert hardware.profile.constants[name] == pytest.approx(getattr(TRUE, name), rel=0.01)
     assert hardware.profile.provenance["constants"].startswith("fit: plan calibrate ")
 
 
 def test_plan_with_the_fitted_profile_reproduces_a_measured_run(calibrated):
     _, profile_file = calibrated
-    run = synthetic_runs()[4]  # llama2-70b tp8 pp4 dp4, full recompute
+    run = synthetic_runs(TRUE)[4]  # llama2-70b tp8 pp4 dp4, full recompute
     result = invoke(
         "--gpus", 128, "--gpu", profile_file, "llama2-70b", "--tp", 8, "--pp", 4, "--dp", 4, "--cp", 1,
         "--vpp", 1, "--zero", 1, "--recompute", "full", "--mbs", 1, "--seq-len", 4096,
@@ -166,17 +188,17 @@ def test_the_example_runs_file_calibrates():
 
 
 def test_tokens_per_second_is_the_whole_clusters():
-    document = runs_document(synthetic_runs()[:1])
+    document = runs_document(synthetic_runs(TRUE)[:1])
     run = document[0]
     tokens_per_s = run["global_batch"] * run["seq_len"] / run.pop("step_time_s")
     run["tokens_per_s"] = tokens_per_s
     [parsed] = runs_from_list(document, "runs.yaml", EXAMPLES, None)
-    assert parsed.step_time_s == pytest.approx(synthetic_runs()[0].step_time_s)
+    assert parsed.step_time_s == pytest.approx(synthetic_runs(TRUE)[0].step_time_s)
 
 
 def changed(path, value):
     """A one-run runs document with ``path`` (``key`` or ``parallelism.key``) set, or deleted for ``...``."""
-    run = runs_document(synthetic_runs()[:1])[0]
+    run = runs_document(synthetic_runs(TRUE)[:1])[0]
     *parent, key = path.split(".")
     target = run[parent[0]] if parent else run
     if value is ...:
@@ -231,7 +253,7 @@ def test_a_runs_file_is_a_list_of_mappings(document):
 
 def test_cli_errors_are_one_line_exit_2(tmp_path):
     runs_file = tmp_path / "runs.yaml"
-    document = runs_document(synthetic_runs()[:2])
+    document = runs_document(synthetic_runs(TRUE)[:2])
     document[1]["gpu"] = "a100-80gb"
     runs_file.write_text(yaml.safe_dump(document))
     mixed = invoke("calibrate", runs_file)
