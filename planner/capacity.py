@@ -1,12 +1,15 @@
 """Capacity questions around one plan: sweeps over GPU counts and types, the smallest GPU count
 that trains at all, days and GPU-hours for a token budget, and a term-by-term diff of two plans."""
 
+import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from constraints import memory as M
 from planner.counts import count_params
 from planner.errors import PlannerError
+from planner.io import read_mapping
 from planner.numbers import MAX_SWEEP_POINTS, check_number
 from planner.plan import Request, document, fits_anywhere, run
 
@@ -114,21 +117,62 @@ def sweep_row(req: Request, tokens: float | None, price: float | None) -> dict[s
             "mfu": perf["mfu"],
             "step_time_s": perf["step_time_s"],
         }
+        if price is not None:
+            row["price_per_gpu_hour"] = price
         row |= training_cost(perf["tokens_per_s"], req.gpus, tokens, price)
     return row
 
 
 def with_scaling_efficiency(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Tokens/s per GPU relative to the smallest fitting count of the same GPU type (and sequence
-    length, when rows carry one)."""
-    base: dict[tuple, float] = {}
+    """Tokens/s per GPU relative to one common baseline per sequence length: the first row that
+    trains (the first GPU type's smallest count), so GPU types compare on one scale. Returns the
+    baselines, ``{gpu, gpus, seq_len}`` each."""
+    baselines: dict[Any, dict[str, Any]] = {}
     for row in rows:
         if "tokens_per_s" in row:
-            per_gpu = row["tokens_per_s"] / row["gpus"]
-            key = (row["gpu"], row.get("seq_len"))
-            base.setdefault(key, per_gpu)
-            row["scaling_efficiency"] = per_gpu / base[key]
-    return rows
+            base = baselines.setdefault(row.get("seq_len"), row)
+            row["scaling_efficiency"] = (row["tokens_per_s"] / row["gpus"]) / (
+                base["tokens_per_s"] / base["gpus"]
+            )
+    return [{"gpu": b["gpu"], "gpus": b["gpus"], "seq_len": b.get("seq_len")} for b in baselines.values()]
+
+
+def parse_prices(entries: tuple[str, ...], every_type: float | None) -> dict[str, float]:
+    """GPU-hour prices by GPU type from ``--price NAME=PRICE`` entries or ``--price FILE`` (a YAML
+    mapping ``name: price``); ``--price-per-gpu-hour`` is the price of every type not named.
+    The key ``*`` holds that default."""
+    prices: dict[str, float] = {}
+    if every_type is not None:
+        prices["*"] = _price(every_type, "--price-per-gpu-hour")
+    for entry in entries:
+        if "=" in entry:
+            name, _, value = entry.partition("=")
+            try:
+                prices[name.strip()] = _price(float(value), f"--price {entry}")
+            except ValueError:
+                raise PlannerError(f"--price {entry!r}: use NAME=PRICE, e.g. --price h100-80gb=3.2") from None
+            continue
+        mapping = read_mapping(Path(entry))
+        if not isinstance(mapping, dict) or not mapping:
+            raise PlannerError(
+                f"--price {entry}: a prices file maps GPU names to prices, e.g. h100-80gb: 3.2"
+            )
+        for name, value in mapping.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise PlannerError(f"--price {entry}: the price of {name!r} must be a number, got {value!r}")
+            prices[str(name)] = _price(float(value), f"--price {entry} ({name})")
+    return prices
+
+
+def _price(value: float, option: str) -> float:
+    if not (math.isfinite(value) and value >= 0):
+        raise PlannerError(f"{option}: a price must be a finite number, zero or more; got {value}")
+    return value
+
+
+def price_of(gpu: str, prices: dict[str, float]) -> float | None:
+    """The GPU-hour price of ``gpu``: its own, else the price of every type, else none."""
+    return prices.get(gpu, prices.get("*"))
 
 
 @dataclass(frozen=True, slots=True)

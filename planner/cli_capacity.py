@@ -13,7 +13,9 @@ from planner.capacity import (
     compare,
     min_gpus,
     parse_gpu_counts,
+    parse_prices,
     parse_tokens,
+    price_of,
     sweep_row,
     with_scaling_efficiency,
 )
@@ -34,6 +36,7 @@ from planner.io import check_output_file, load_model, read_mapping
 from planner.numbers import json_text
 from planner.plan import Request
 from planner.space import Pins
+from planner.tables import cell, markdown_table, text_table
 
 SWEEP_COLUMNS = [
     "gpu",
@@ -56,35 +59,44 @@ SWEEP_COLUMNS = [
     "scaling_efficiency",
     "days",
     "gpu_hours",
+    "price_per_gpu_hour",
     "cost",
 ]
+NUMERIC = {c for c in SWEEP_COLUMNS if c not in ("gpu", "status", "recompute")}
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.0f}"
-    return str(value)
-
-
-def render_sweep(rows: list[dict[str, Any]], smallest: list[dict[str, Any]], fmt: str) -> str:
-    """Table, CSV or JSON of a sweep."""
+def render_sweep(
+    rows: list[dict[str, Any]],
+    smallest: list[dict[str, Any]],
+    fmt: str,
+    baselines: list[dict[str, Any]] | None = None,
+) -> str:
+    """Table, Markdown, CSV or JSON of a sweep; table and Markdown rounded for people, CSV and
+    JSON exact."""
+    baselines = baselines or []
     columns = [c for c in SWEEP_COLUMNS if any(c in r for r in rows)]
     if fmt == "json":
-        return json_text({"rows": rows, "min_gpus": smallest})
+        return json_text({"rows": rows, "min_gpus": smallest, "scaling_baseline": baselines})
     if fmt == "csv":
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue().rstrip("\n")
-    table = [columns] + [[_cell(r.get(c)) for c in columns] for r in rows]
-    widths = [max(len(line[i]) for line in table) for i in range(len(columns))]
-    lines = ["  ".join(cell.rjust(w) for cell, w in zip(line, widths, strict=True)) for line in table]
+    cells = [[cell(c, r.get(c)) for c in columns] for r in rows]
+    if fmt == "markdown":
+        lines = markdown_table(columns, cells, [c in NUMERIC for c in columns]) + [""]
+        bullet = "- "
+    else:
+        lines, bullet = text_table(columns, cells), ""
+    for base in baselines:
+        lines.append(
+            f"{bullet}scaling efficiency: tokens/s per GPU relative to {base['gpu']} x {base['gpus']} GPUs "
+            f"at seq {base['seq_len']}"
+        )
     for found in smallest:
         lines.append(
-            f"smallest GPU count that trains on {found['gpu']} at seq {found['seq_len']}: "
+            f"{bullet}smallest GPU count that trains on {found['gpu']} at seq {found['seq_len']}: "
             f"{found['gpus'] or 'none up to 1M'} (search started at the lower bound {found['lower_bound']})"
         )
     return "\n".join(lines)
@@ -102,9 +114,23 @@ def render_sweep(rows: list[dict[str, Any]], smallest: list[dict[str, Any]], fmt
 @hardware_option(multiple=True)
 @training_options(many_seq_lens=True)
 @click.option("--tokens", help="Training budget in tokens (2T, 300B) for days, GPU-hours and cost.")
-@click.option("--price-per-gpu-hour", type=float, help="Price of one GPU-hour, for the cost column.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True
+    "--price-per-gpu-hour", type=float, help="Price of one GPU-hour of every GPU type, for the cost column."
+)
+@click.option(
+    "--price",
+    "prices",
+    multiple=True,
+    help="Price of one GPU-hour per type: --price a100-80gb=1.8 --price h100-80gb=3.2, or a YAML file "
+    "mapping GPU names to prices. Overrides --price-per-gpu-hour for the types it names.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "markdown", "csv", "json"]),
+    default="table",
+    show_default=True,
+    help="table and markdown round for people; csv and json are exact.",
 )
 @click.option(
     "--chart",
@@ -127,6 +153,7 @@ def sweep_command(
     moe_capacity_factor: float | None,
     tokens: str | None,
     price_per_gpu_hour: float | None,
+    prices: tuple[str, ...],
     fmt: str,
     chart: Path | None,
 ) -> None:
@@ -148,6 +175,7 @@ def sweep_command(
     counts = parse_gpu_counts(gpu_counts)
     budget = parse_tokens(tokens) if tokens else None
     positive(("--price-per-gpu-hour", price_per_gpu_hour))
+    price_table = parse_prices(prices, price_per_gpu_hour)
     trainings = [
         build_training(
             spec, seq, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
@@ -177,7 +205,8 @@ def sweep_command(
             constants=hardware.step_constants,
             global_batch_note=note,
         )
-        row = sweep_row(req, budget, price_per_gpu_hour)
+        price = price_of(hardware.name, price_table)
+        row = sweep_row(req, budget, price)
         rows.append({"seq_len": training.seq_len, "global_batch": training.global_batch_size, **row})
         if count == counts[0]:
             found = min_gpus(req)
@@ -191,38 +220,46 @@ def sweep_command(
             )
     if sys.stderr.isatty():
         click.echo("", err=True)
-    rows = with_scaling_efficiency(rows)
-    text = render_sweep(rows, smallest, fmt)
+    baselines = with_scaling_efficiency(rows)
+    text = render_sweep(rows, smallest, fmt, baselines)
     if chart is not None:  # written before the table is printed: a failure prints nothing
         budget_text = f", {tokens} tokens" if tokens else ""
         seqs = "/".join(str(t.seq_len) for t in trainings)
         batches = "/".join(str(b) for b in dict.fromkeys(r["global_batch"] for r in rows))
         title = f"{spec.name}: seq {seqs}, batch {batches}{budget_text}, {trainings[0].precision.value}"
-        sweep_chart(rows, title, chart, budget)
+        sweep_chart(rows, title, chart, budget, baselines)
     click.echo(text)
     if chart is not None:
         click.echo(f"wrote {chart}", err=True)
 
 
 def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Table or JSON of a plan diff."""
+    """Table, Markdown or JSON of a plan diff (table and Markdown rounded for people)."""
     if fmt == "json":
         return json_text(rows)
-    lines = [f"{'section':<22} {'term':<20} {'A':>12} {'B':>12} {'B - A':>12} {'B / A':>8}"]
-    for r in rows:
-        ratio = f"{r['ratio']:.3f}" if r.get("ratio") is not None else "-"
-        delta = _cell(r.get("delta")) if "delta" in r else "-"
-        lines.append(
-            f"{r['section']:<22} {r['term']:<20} {_cell(r['a']):>12} {_cell(r['b']):>12} "
-            f"{delta:>12} {ratio:>8}"
-        )
-    return "\n".join(lines)
+    columns = ["section", "term", "A", "B", "B - A", "B / A"]
+    cells = [
+        [
+            r["section"],
+            r["term"],
+            cell(r["term"], r["a"]),
+            cell(r["term"], r["b"]),
+            cell(r["term"], r.get("delta")),
+            "-" if r.get("ratio") is None else f"{r['ratio']:.3f}",
+        ]
+        for r in rows
+    ]
+    if fmt == "markdown":
+        return "\n".join(markdown_table(columns, cells, [False, False, True, True, True, True]))
+    return "\n".join(text_table(columns, cells))
 
 
 @click.command("compare", context_settings=CONTEXT)
 @click.argument("plan_a", type=click.Path(dir_okay=False, path_type=Path))
 @click.argument("plan_b", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True
+)
 @one_line_errors
 def compare_command(plan_a: Path, plan_b: Path, fmt: str) -> None:
     """What-if diff of two plan.yaml files: layout, memory terms and step-time terms.

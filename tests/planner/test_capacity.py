@@ -172,3 +172,81 @@ def test_sweep_over_sequence_lengths():
     assert all(m["gpus"] >= m["lower_bound"] for m in doc["min_gpus"])
     bad = CliRunner().invoke(main, ["sweep", "llama3-8b", "--seq-len", "2k"])
     assert bad.exit_code == 2 and "--seq-len" in bad.output
+
+
+SWEEP = ["sweep", "llama3-8b", "--gpus", "8,16", "--gpu", "a100-80gb", "--gpu", "h100-80gb", "--tokens", "1T"]
+
+
+def test_prices_per_gpu_type(tmp_path):
+    """--price NAME=P per type, a prices file, and --price-per-gpu-hour for the types not named."""
+    runner = CliRunner()
+    named = json.loads(
+        runner.invoke(
+            main, [*SWEEP, "--price", "a100-80gb=1.8", "--price", "h100-80gb=3.2", "--format", "json"]
+        ).stdout
+    )["rows"]
+    assert {r["gpu"]: r["price_per_gpu_hour"] for r in named} == {"a100-80gb": 1.8, "h100-80gb": 3.2}
+    assert all(r["cost"] == pytest.approx(r["gpu_hours"] * r["price_per_gpu_hour"]) for r in named)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("h100-80gb: 3.2\n")
+    mixed = json.loads(
+        runner.invoke(
+            main, [*SWEEP, "--price", str(prices), "--price-per-gpu-hour", "1.5", "--format", "json"]
+        ).stdout
+    )["rows"]
+    assert {r["gpu"]: r["price_per_gpu_hour"] for r in mixed} == {"a100-80gb": 1.5, "h100-80gb": 3.2}
+    for bad, fragment in (("h100-80gb=cheap", "NAME=PRICE"), ("h100-80gb=-1", "zero or more")):
+        result = runner.invoke(main, [*SWEEP, "--price", bad])
+        assert result.exit_code == 2 and fragment in result.output and "Traceback" not in result.output
+
+
+def test_scaling_efficiency_has_one_common_baseline():
+    """Per-type baselines make the slower GPU look like it scales better; one baseline does not."""
+    doc = json.loads(CliRunner().invoke(main, [*SWEEP, "--format", "json"]).stdout)
+    rows, [base] = doc["rows"], doc["scaling_baseline"]
+    assert base == {"gpu": "a100-80gb", "gpus": 8, "seq_len": 8192}
+    per_gpu = {(r["gpu"], r["gpus"]): r["tokens_per_s"] / r["gpus"] for r in rows}
+    for r in rows:
+        assert r["scaling_efficiency"] == pytest.approx(
+            per_gpu[(r["gpu"], r["gpus"])] / per_gpu[("a100-80gb", 8)]
+        )
+    assert all(r["scaling_efficiency"] > 1 for r in rows if r["gpu"] == "h100-80gb")
+    text = CliRunner().invoke(main, SWEEP).stdout
+    assert "relative to a100-80gb x 8 GPUs at seq 8192" in text
+
+
+def test_markdown_rounds_for_people_and_csv_stays_exact():
+    runner = CliRunner()
+    exact = json.loads(runner.invoke(main, [*SWEEP, "--format", "json"]).stdout)["rows"]
+    lines = runner.invoke(main, [*SWEEP, "--format", "markdown"]).stdout.splitlines()
+    header, rule, *body = lines[: 2 + len(exact)]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert rule.startswith("| ---") and len(rule.split("|")) == len(header.split("|"))
+    first = dict(zip(columns, [c.strip() for c in body[0].strip("|").split("|")], strict=True))
+    assert first["mfu"] == f"{exact[0]['mfu']:.1%}"
+    assert len(first["tokens_per_s"].replace(",", "").rstrip("0")) <= 3  # three significant figures
+    csv_rows = runner.invoke(main, [*SWEEP, "--format", "csv"]).stdout.splitlines()
+    values = dict(zip(csv_rows[0].split(","), csv_rows[1].split(","), strict=True))
+    assert float(values["tokens_per_s"]) == exact[0]["tokens_per_s"]
+
+
+def test_compare_as_markdown(tmp_path):
+    runner = CliRunner()
+    for name, zero in (("a", "1"), ("b", "3")):
+        runner.invoke(main, ["--gpus", "64", "--zero", zero, "llama2-13b", "-o", str(tmp_path / name)])
+    result = runner.invoke(
+        main,
+        [
+            "compare",
+            str(tmp_path / "a" / "plan.yaml"),
+            str(tmp_path / "b" / "plan.yaml"),
+            "--format",
+            "markdown",
+        ],
+    )
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0] == "| section | term | A | B | B - A | B / A |" and lines[1].startswith(
+        "| --- | --- | ---:"
+    )
+    assert any("| zero_stage | 1 | 3 |" in line for line in lines)
