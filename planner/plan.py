@@ -18,7 +18,7 @@ from planner.evaluate import memory, num_microbatches
 from planner.launch import launch_files
 from planner.performance import performance
 from planner.rules import divisors, framework_allows_layout, valid_cp, valid_ep, valid_pp, valid_tp, valid_vpp
-from planner.scaling import Units, capacity_down, choose_units, scale_terms
+from planner.scaling import Units, choose_units, scale_terms
 from planner.search import Candidate, brute_force, enumerate_candidates, least_memory
 from planner.solver import solve
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
@@ -256,9 +256,9 @@ def run(req: Request, deadline: Deadline | None = None) -> Outcome:
             "(DeepSpeed's pipeline engine supports ZeRO-0/1 only); unpin --zero or --pp, or use "
             "--framework megatron"
         )
-    units = choose_units(space, terms, req.hardware.memory_bytes)
+    units = choose_units(space, terms)
     terms = scale_terms(terms, units)
-    capacity = capacity_down(req.hardware.memory_bytes, units.memory_bytes)
+    capacity = capacity_units(req.hardware)
     counted = len(enumerate_candidates(space, terms))
     limited = False
     if req.exhaustive:
@@ -280,9 +280,7 @@ def run(req: Request, deadline: Deadline | None = None) -> Outcome:
         limited = result.time_limited
     check_reported(req.model, req.hardware, req.training, req.constants, space, units, chosen)
     if not chosen:
-        chosen = boundary_candidates(
-            req.model, req.hardware, req.training, space, terms, units, capacity, req.top
-        )
+        chosen = boundary_candidates(req.model, req.hardware, req.training, space, terms, capacity, req.top)
         if chosen:
             status, objective = "optimal", chosen[0].objective
             bound = objective
@@ -427,7 +425,6 @@ def document(req: Request, outcome: Outcome) -> dict[str, Any]:
         "gap": gap,
         "candidates": outcome.candidates,
         "tie_break": "lower zero_stage, less recompute, smaller tp, cp, pp, vpp, ep, smaller mbs",
-        "memory_unit_bytes": outcome.units.memory_bytes,
         "time_unit_us": outcome.units.time_us,
         "plans_requested": req.top,
         "plans_returned": len(outcome.chosen),

@@ -40,6 +40,25 @@ class SolveResult:
     or the first may be unproven)."""
 
 
+def undominated(rows: list, cost, top: int) -> list:
+    """The rows of one table that can be part of a ``top``-best plan: a row that ``top`` other rows
+    of the same layout beat in cost while needing no more memory on any stage is left out (each of
+    those, with the same row of the other table, is a better plan that fits whenever it fits)."""
+    by_layout: dict[int, list] = {}
+    for row in rows:
+        by_layout.setdefault(row[0][0], []).append(row)
+    kept = []
+    for group in by_layout.values():
+        group.sort(key=lambda row: cost(row[0]))
+        frontier: list = []  # rows kept so far, cheaper than the current one
+        for key, mem in group:
+            beaten = sum(all(m <= n for m, n in zip(other, mem, strict=True)) for _, other in frontier)
+            if beaten < top:
+                frontier.append((key, mem))
+        kept += frontier
+    return sorted(kept)
+
+
 def solve(
     space: Space,
     terms: Terms,
@@ -50,51 +69,74 @@ def solve(
     """Find the ``top`` best feasible candidates; ``optimal`` only when CP-SAT proves it.
 
     Each table is a set of rows; one boolean per row selects it (exactly one per table), and the
-    two selected rows must agree on the layout, the only dimension the tables share. Memory per
-    stage and the objective are linear sums over the selected rows. ``terms`` must be within
-    CP-SAT's integer range (``planner.scaling``); a model CP-SAT refuses is an error, never
-    "infeasible". No solve starts after the ``deadline`` and none runs past it.
+    two selected rows belong to the one selected layout, the only dimension the tables share. The
+    objective is a linear sum over the selected rows; ``terms`` must keep it within CP-SAT's integer
+    range (``planner.scaling``), and a model CP-SAT refuses is an error, never "infeasible". No solve
+    starts after the ``deadline`` and none runs past it.
     """
     # Data: a row whose own term already exceeds the capacity on some stage can never be part of
-    # a plan that fits, so it is left out (the feasible set is unchanged; the model gets smaller).
-    states_rows = [(key, mem) for key, mem in terms.states.items() if max(mem) <= capacity]
-    act_rows = [(key, mem) for key, mem in terms.activations.items() if max(mem) <= capacity]
-    if not states_rows or not act_rows:
-        return SolveResult(status="infeasible", candidates=[], wall_time_s=0.0, objective=None, bound=None)
+    # a plan that fits, nor can a row ``top`` better rows dominate; both are left out (the best
+    # ``top`` plans are unchanged; the model gets smaller).
     n_r, n_l, n_u = len(space.recomputes), len(space.layouts), len(space.micro_batches)
     scale = space.tie_break_range
 
-    # Variables: one selector per row of each table.
+    def state_cost(key):
+        p, z = key
+        return terms.data_parallel_us[p, z] * scale + z * n_r * n_l * n_u
+
+    def act_cost(key):
+        p, r, u = key
+        return terms.pipeline_us[p, r, u] * scale + (r * n_l + p) * n_u + u
+
+    states_rows = undominated(
+        [(key, mem) for key, mem in terms.states.items() if max(mem) <= capacity], state_cost, top
+    )
+    act_rows = undominated(
+        [(key, mem) for key, mem in terms.activations.items() if max(mem) <= capacity], act_cost, top
+    )
+    if not states_rows or not act_rows:
+        return SolveResult(status="infeasible", candidates=[], wall_time_s=0.0, objective=None, bound=None)
+
+    # Variables: one selector per row of each table, and one per layout that both tables share.
     model = cp_model.CpModel()
     pick_state = [model.new_bool_var(f"state_{p}_{z}") for (p, z), _ in states_rows]
     pick_act = [model.new_bool_var(f"act_{p}_{r}_{u}") for (p, r, u), _ in act_rows]
+    layouts = sorted({p for (p, _), _ in states_rows} & {p for (p, _, _), _ in act_rows})
+    pick_layout = {p: model.new_bool_var(f"layout_{p}") for p in layouts}
 
-    # Constraints: one row of each table, on the same layout; every stage within capacity.
-    model.add_exactly_one(pick_state)
-    model.add_exactly_one(pick_act)
-    model.add(
-        sum(p * x for ((p, _), _), x in zip(states_rows, pick_state, strict=True))
-        == sum(p * y for ((p, _, _), _), y in zip(act_rows, pick_act, strict=True))
-    )
-    for stage in (0, 1):
-        model.add(
-            sum(mem[stage] * x for (_, mem), x in zip(states_rows, pick_state, strict=True))
-            + sum(mem[stage] * y for (_, mem), y in zip(act_rows, pick_act, strict=True))
-            <= capacity
-        )
+    # Constraints: one layout; one row of each table, on that layout (a selector per layout, rather
+    # than equating the two tables' layout indices, keeps the LP relaxation tight).
+    model.add_exactly_one(pick_layout.values())
+    for rows, picks in ((states_rows, pick_state), (act_rows, pick_act)):
+        by_layout: dict[int, list] = {}
+        for (key, _), x in zip(rows, picks, strict=True):
+            if key[0] in pick_layout:
+                by_layout.setdefault(key[0], []).append(x)
+            else:
+                model.add(x == 0)
+        for p, chosen in pick_layout.items():
+            model.add(sum(by_layout[p]) == chosen)
+    # Every stage within capacity, as one constraint per states row: the activations rows of its
+    # layout that would overflow some stage beside it are excluded when it is picked (equivalent to
+    # summing memory per stage, whose relaxation lets a fractional mix of rows through).
+    act_by_layout: dict[int, list] = {}
+    for ((p, _, _), mem), y in zip(act_rows, pick_act, strict=True):
+        act_by_layout.setdefault(p, []).append((mem, y))
+    for ((p, _), state_mem), x in zip(states_rows, pick_state, strict=True):
+        overflow = [
+            y
+            for act_mem, y in act_by_layout.get(p, [])
+            if any(s + a > capacity for s, a in zip(state_mem, act_mem, strict=True))
+        ]
+        if overflow:
+            model.add(sum(overflow) <= 1 - x)
 
     # Objective: time, then the lexicographic tie-break of planner.space.Space.tie_break, split
     # over the two tables (ZeRO stage from the first; recompute, layout, micro-batch from the second).
-    model.minimize(
-        sum(
-            (terms.data_parallel_us[p, z] * scale + z * n_r * n_l * n_u) * x
-            for ((p, z), _), x in zip(states_rows, pick_state, strict=True)
-        )
-        + sum(
-            (terms.pipeline_us[p, r, u] * scale + (r * n_l + p) * n_u + u) * y
-            for ((p, r, u), _), y in zip(act_rows, pick_act, strict=True)
-        )
+    total_cost = sum(state_cost(key) * x for (key, _), x in zip(states_rows, pick_state, strict=True)) + sum(
+        act_cost(key) * y for (key, _), y in zip(act_rows, pick_act, strict=True)
     )
+    model.minimize(total_cost)
 
     refusal = model.validate()
     if refusal:

@@ -6,7 +6,7 @@ The solver and the brute-force oracle rank candidates by integer tables (``plann
 evaluator and have the step time its objective says (within the tables' rounding); a mismatch is a
 planner bug and stops the command instead of printing a false answer.
 
-The tables round memory up, so a candidate within a few units of the capacity can be refused by
+The tables round memory up, so a candidate within a few bytes of the capacity can be refused by
 them while the evaluator says it fits. When the tables leave nothing that fits, the candidates in
 that band are checked by the evaluator, so ``status`` and the document's ``fits`` always agree.
 """
@@ -15,7 +15,7 @@ from planner.calibration import StepTimeConstants
 from planner.errors import PlannerError
 from planner.evaluate import memory
 from planner.performance import performance
-from planner.scaling import Units, boundary_band_units
+from planner.scaling import Units, boundary_band_bytes
 from planner.search import Candidate, enumerate_candidates
 from planner.space import Space, Terms
 from planner.specs import HardwareSpec, ModelSpec, TrainingSpec
@@ -63,13 +63,12 @@ def boundary_candidates(
     training: TrainingSpec,
     space: Space,
     terms: Terms,
-    units: Units,
     capacity: int,
     top: int,
 ) -> list[Candidate]:
     """The ``top`` best candidates that the integer tables put just above ``capacity`` (within
     the rounding band) but that fit by the evaluator; best first."""
-    band = boundary_band_units(hardware.memory_bytes, units)
+    band = boundary_band_bytes(hardware.memory_bytes)
     return [
         c
         for c in enumerate_candidates(space, terms)

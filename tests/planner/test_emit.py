@@ -171,3 +171,34 @@ def test_golden_files_of_the_used_by_example(tmp_path):
     for name in names:
         assert (tmp_path / name).read_text() == (GOLDEN / name).read_text(), name
     assert Path(tmp_path / "megatron.sh").stat().st_mode & 0o111
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        c
+        for c in MEGATRON["cases"]
+        if c.get("accepted") and isinstance(c["built_layer_params"].get("dense", 0), int)
+    ],
+    ids=lambda c: f"{c['model']}-{c['gpus']}-tp{c.get('tp')}",
+)
+def test_layer_parameters_per_rank_equal_the_layers_megatron_built(case):
+    """Megatron-Core built one decoder layer of each kind on rank 0 of the case's tensor/expert
+    groups (linear layers split as on the cluster); the planner's per-rank count must match."""
+    from planner.evaluate import layer_params_per_rank
+    from planner.io import load_model
+
+    model = load_model(case["model"])
+    config = ParallelConfig(
+        tp=case["tp"],
+        pp=case["pp"],
+        dp=case["data_parallel_size"],
+        cp=case.get("cp") or 1,
+        ep=case.get("ep") or 1,
+    )
+    dense, moe, experts = layer_params_per_rank(model, config)
+    built = case["built_layer_params"]
+    if "dense" in built:
+        assert dense == built["dense"]
+    if "moe" in built:
+        assert moe + experts == built["moe"]
