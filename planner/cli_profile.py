@@ -1,6 +1,7 @@
 """``plan profile`` and ``plan calibrate``: hardware profiles from this machine or from measured runs."""
 
 import datetime
+import shlex
 import statistics
 from dataclasses import replace
 from pathlib import Path
@@ -31,7 +32,9 @@ def emit_profile(hardware: HardwareSpec, output: Path | None) -> None:
         click.echo(text, nl=False)
         return
     write_atomic(output, text)
-    click.echo(f"wrote {output}; plan with it: plan --gpu {output} --gpus N MODEL", err=True)
+    click.echo(
+        f"wrote {output}; plan with it: plan --gpu {shlex.quote(str(output))} --gpus N MODEL", err=True
+    )
 
 
 @click.command("profile", context_settings=CONTEXT)

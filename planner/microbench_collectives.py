@@ -25,7 +25,7 @@ BUS_FACTORS: dict[Collective, Callable[[int], float]] = {
     Collective.SEND_RECV: K.send_recv_bus_factor,
 }
 CPU_RANKS = 2  # processes of the CPU (gloo) test run
-JOIN_GRACE_S = 60.0  # process start-up and rendezvous beyond the benchmark's own budget
+MIN_BUDGET_S = 30.0  # process start-up (importing torch, NCCL rendezvous) takes 10-20 s of it
 BF16_BYTES = 2
 FP32_BYTES = 4  # gloo reduces float32 everywhere; bf16 only in recent builds
 
@@ -115,7 +115,7 @@ def measure_collectives(
     device: str, ranks: int, sizes: tuple[int, ...], counts: tuple[int, int], budget_s: float
 ) -> tuple[list[CollectivePoint], list[str]]:
     """Spawn ``ranks`` processes and measure every collective; (rows, failures). ``counts`` is
-    (warm-up calls, timed calls); a run past ``budget_s`` plus start-up grace is stopped."""
+    (warm-up calls, timed calls); a run past ``budget_s`` (at least ``MIN_BUDGET_S``) is stopped."""
     import torch.multiprocessing as mp
 
     context = mp.get_context("spawn")
@@ -123,12 +123,13 @@ def measure_collectives(
     init = f"tcp://127.0.0.1:{_free_port()}"
     args = (ranks, init, device, list(sizes), counts, out)
     procs = mp.start_processes(_worker, args=args, nprocs=ranks, join=False, start_method="spawn")
-    deadline = time.monotonic() + budget_s + JOIN_GRACE_S
+    budget_s = max(budget_s, MIN_BUDGET_S)
+    deadline = time.monotonic() + budget_s
     while not procs.join(timeout=1.0):
         if time.monotonic() > deadline:
             for process in procs.processes:
                 process.terminate()
-            raise TimeoutError(f"collectives still running after {budget_s + JOIN_GRACE_S:.0f} s; stopped")
+            raise TimeoutError(f"collectives still running after {budget_s:.0f} s; stopped")
     if out.empty():
         raise RuntimeError("rank 0 reported nothing")
     rows, failures = out.get()

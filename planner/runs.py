@@ -103,9 +103,7 @@ def parallel_config(data: Any, gpus: int, where: str) -> ParallelConfig:
         if isinstance(kind, type) and issubclass(kind, Enum):
             values[name] = _choice(kind, value, key)
         elif kind is bool:
-            if not isinstance(value, bool):
-                raise PlannerError(f"{key} must be true or false, got {value!r}")
-            values[name] = value
+            values[name] = _boolean(value, key)
         elif kind is int:
             values[name] = _positive_int(value, key)
         else:  # a field of another type: its own validation decides
@@ -142,7 +140,7 @@ def measured_run(run: Any, index: int, source: str, base_dir: Path, default_gpu:
         global_batch_size=_positive_int(run["global_batch"], f"{where}.global_batch"),
         precision=_choice(Precision, run.get("precision", Precision.BF16.value), f"{where}.precision"),
         framework=_choice(Framework, run.get("framework", Framework.MEGATRON.value), f"{where}.framework"),
-        flash_attention=_choice_bool(run.get("flash_attention", True), f"{where}.flash_attention"),
+        flash_attention=_boolean(run.get("flash_attention", True), f"{where}.flash_attention"),
     )
     per_step = config.dp * config.micro_batch_size
     if training.global_batch_size % per_step:
@@ -166,7 +164,7 @@ def measured_run(run: Any, index: int, source: str, base_dir: Path, default_gpu:
     )
 
 
-def _choice_bool(value: Any, where: str) -> bool:
+def _boolean(value: Any, where: str) -> bool:
     if not isinstance(value, bool):
         raise PlannerError(f"{where} must be true or false, got {value!r}")
     return value
