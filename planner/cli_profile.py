@@ -99,13 +99,15 @@ def render_calibration(errors: list[RunError], names: list[str], before: Any, af
 @click.option(
     "--gpu",
     "gpu_name",
+    metavar="NAME|FILE",
     help="GPU preset or hardware/profile file the profile is for, and of runs without a gpu key "
     "(default: the runs' GPU).",
 )
 @click.option(
     "--fit",
     "fit_names",
-    help=f"Comma-separated StepTimeConstants to fit (default: {','.join(default_fit())}).",
+    metavar="NAME,...",
+    help=f"StepTimeConstants to fit, comma-separated (default: {', '.join(default_fit())}).",
 )
 @click.option(
     "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Profile YAML to write."
@@ -135,7 +137,7 @@ def calibrate_command(
             f"{runs_file}: runs use several GPUs ({base.name}, {', '.join(others)}); pass --gpu to "
             "say which one the profile is for"
         )
-    names = fit_names.split(",") if fit_names else default_fit()
+    names = [n.strip() for n in fit_names.split(",") if n.strip()] if fit_names else default_fit()
     check_names(names)
     start = base.step_constants
     fitted = fit_constants(runs, start, names)
