@@ -1,79 +1,152 @@
-"""Fit the step-time constants of ``planner/calibration.py`` on the published runs.
+"""Fit the step-time constants (``planner/calibration.py``, ``planner/gpus/*.yaml``) on published runs.
 
     python benchmarks/calibrate.py [--published ../shared/calibration/published.yaml]
 
-Grid search minimizing the mean absolute log error of predicted vs published step time over every
-usable entry (``benchmarks/published.py`` says which, by field rules); prints the best constants and
-their error, to be copied into ``planner/calibration.py`` with the date and this command.
+Coordinate descent, one constant at a time over a grid, minimizing the mean absolute log error of
+predicted vs published step time over every usable row with a step time (``benchmarks/published.py``
+says which, by field rules; no row is special-cased):
+
+1. the shared constants and the GEMM efficiencies on every row: the defaults of
+   ``planner/calibration.py`` (what a GPU without its own fit gets);
+2. per GPU generation, its 16-bit and FP8 GEMM efficiencies on its own rows, where it has at least
+   ``MIN_ROWS`` rows of that precision (else it keeps the shared value and says so);
+3. the shared constants again, with the generations' values in place.
+
+Prints the constants, the loss, and each generation's ``constants:`` block for its preset files.
 """
 
 import argparse
-import itertools
 import math
 import statistics
 import sys
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from planner.calibration import StepTimeConstants  # noqa: E402
+from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants  # noqa: E402
 from planner.performance import performance  # noqa: E402
+from planner.specs import Precision  # noqa: E402
 
-from published import DEFAULT_PATH, load  # noqa: E402
+from published import DEFAULT_PATH, Row, load_or_exit  # noqa: E402
 
 GRID = {
-    "gemm_max_efficiency": [round(0.50 + 0.025 * i, 3) for i in range(17)],  # 0.50 .. 0.90
-    "gemm_half_size": [1e4, 1e5, 1e6, 3e6],
-    "comm_efficiency": [0.4, 0.5, 0.6, 0.7, 0.8, 0.9],
-    "dp_overlap": [0.0, 0.3, 0.6, 0.9],
-    "elementwise_bytes_per_width": [0, 25, 50, 100, 150, 200, 300],
+    "gemm_max_efficiency": [0.45 + 0.025 * i for i in range(19)],  # 0.45 .. 0.90
+    "gemm_fp8_efficiency": [0.30 + 0.025 * i for i in range(23)],  # 0.30 .. 0.85
+    "attention_efficiency": [0.20 + 0.05 * i for i in range(13)],  # 0.20 .. 0.80
+    "comm_efficiency": [0.3 + 0.1 * i for i in range(7)],  # 0.3 .. 0.9
+    "network_efficiency": [0.3 + 0.1 * i for i in range(7)],
+    "dp_overlap": [0.1 * i for i in range(10)],  # 0 .. 0.9
+    "tp_overlap": [0.1 * i for i in range(10)],
+    "elementwise_bytes_per_width": [0, 25, 50, 75, 100, 150, 200, 250, 300],
+    "moe_layer_overhead_s": [0.0, 5e-4, 1e-3, 1.5e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 8e-3],
 }
+SHARED = tuple(GRID)
+PER_GENERATION = {"gemm_max_efficiency": False, "gemm_fp8_efficiency": True}
+"""Constants fitted per GPU generation, and whether on its FP8 rows (else its 16-bit rows)."""
+MIN_ROWS = 3
+SWEEPS = 2
 
 
-def loss(rows, constants) -> float:
-    return statistics.mean(
-        abs(
-            math.log(
-                performance(r.model, r.hardware, r.training, r.config, constants).step_time_s
-                / r.measured_step_s
-            )
+@dataclass(frozen=True)
+class Fit:
+    """Shared constants and each generation's own."""
+
+    shared: StepTimeConstants
+    generations: dict[str, StepTimeConstants] = field(default_factory=dict)
+    unfitted: dict[str, list[str]] = field(default_factory=dict)
+    """Per generation, the per-generation constants it had too few rows for."""
+
+    def constants(self, row: Row) -> StepTimeConstants:
+        """The constants a row's GPU gets."""
+        return self.generations.get(row.generation, self.shared)
+
+
+def predicted_s(row: Row, c: StepTimeConstants | None) -> float:
+    """Predicted step time of a row (``None``: its preset's own constants)."""
+    return performance(row.model, row.hardware, row.training, row.config, c).step_time_s
+
+
+def log_loss(rows: Iterable[Row], constants_of: Callable[[Row], StepTimeConstants]) -> float:
+    """Mean |log(predicted / published)|."""
+    return statistics.mean(abs(math.log(predicted_s(r, constants_of(r)) / r.measured_step_s)) for r in rows)
+
+
+def descend(
+    rows: Sequence[Row], start: StepTimeConstants, names: Sequence[str], of=None
+) -> StepTimeConstants:
+    """Coordinate descent over ``names`` from ``start``; ``of(row, c)`` gives a row's constants when
+    ``c`` is the point being tried (default: ``c`` itself)."""
+    of = of or (lambda row, c: c)
+    best, best_loss = start, log_loss(rows, lambda r: of(r, start))
+    for _ in range(SWEEPS):
+        for name in names:
+            for value in GRID[name]:
+                trial = replace(best, **{name: round(value, 4)})
+                loss = log_loss(rows, lambda r, t=trial: of(r, t))
+                if loss < best_loss - 1e-9:
+                    best, best_loss = trial, loss
+    return best
+
+
+def fit(rows: Sequence[Row]) -> Fit:
+    """The three steps of the module docstring."""
+    rows = [r for r in rows if r.measured_step_s]
+    shared = descend(rows, DEFAULT_CONSTANTS, SHARED)
+    generations, unfitted = {}, {}
+    for generation in sorted({r.generation for r in rows}):
+        own = [r for r in rows if r.generation == generation]
+        c = shared
+        for name, fp8 in PER_GENERATION.items():
+            subset = [r for r in own if (r.training.precision is Precision.FP8) == fp8]
+            if len(subset) < MIN_ROWS:
+                unfitted.setdefault(generation, []).append(name)
+                continue
+            c = descend(subset, c, [name])
+        generations[generation] = c
+    result = Fit(shared=shared, generations=generations, unfitted=unfitted)
+
+    def with_shared(row: Row, trial: StepTimeConstants) -> StepTimeConstants:
+        own = result.generations.get(row.generation)
+        if own is None:
+            return trial
+        return replace(
+            trial, **{n: getattr(own, n) for n in PER_GENERATION if n not in unfitted.get(row.generation, [])}
         )
-        for r in rows
-    )
+
+    shared = descend(rows, shared, [n for n in SHARED if n not in PER_GENERATION], with_shared)
+    generations = {
+        g: replace(shared, **{n: getattr(c, n) for n in PER_GENERATION if n not in unfitted.get(g, [])})
+        for g, c in generations.items()
+    }
+    return Fit(shared=shared, generations=generations, unfitted=unfitted)
+
+
+def changed(c: StepTimeConstants, base: StepTimeConstants) -> dict[str, float]:
+    """The constants of ``c`` that differ from ``base``."""
+    return {f.name: getattr(c, f.name) for f in fields(c) if getattr(c, f.name) != getattr(base, f.name)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--published", type=Path, default=DEFAULT_PATH)
-    parser.add_argument(
-        "--include-moe",
-        action="store_true",
-        help="also fit on MoE entries (their hierarchical all-to-all is not modelled; off by default)",
-    )
-    parser.add_argument(
-        "--stated-only", action="store_true", help="fit only on entries that state their recompute mode"
-    )
     args = parser.parse_args()
-    rows = [
-        r
-        for r in load(args.published)[0]
-        if r.measured_step_s
-        and not (args.stated_only and r.recompute_inferred)
-        and (args.include_moe or not r.model.is_moe)
-    ]
+    rows = [r for r in load_or_exit(args.published)[0] if r.measured_step_s]
+    print(f"fitting on {len(rows)} rows", flush=True)
+    result = fit(rows)
     print(
-        f"fitting on {len(rows)} entries, {math.prod(len(v) for v in GRID.values())} grid points", flush=True
+        f"mean |log error|: {log_loss(rows, result.constants):.4f} (default constants: "
+        f"{log_loss(rows, lambda r: DEFAULT_CONSTANTS):.4f})"
     )
-    best = None
-    for values in itertools.product(*GRID.values()):
-        constants = StepTimeConstants(**dict(zip(GRID, values, strict=True)))
-        score = loss(rows, constants)
-        if best is None or score < best[0]:
-            best = (score, constants)
-    score, constants = best
-    print(f"best mean |log error| {score:.4f} (exp: {math.exp(score) - 1:.1%}) with")
-    for name in GRID:
-        print(f"  {name} = {getattr(constants, name)}")
+    print("shared constants (planner/calibration.py):")
+    for name in SHARED:
+        print(f"  {name} = {getattr(result.shared, name)}")
+    for generation, c in result.generations.items():
+        n = sum(r.generation == generation for r in rows)
+        print(f"{generation} ({n} rows) constants: {changed(c, result.shared)}")
+        for name in result.unfitted.get(generation, []):
+            print(f"  {name}: too few rows on {generation}; the shared value stands")
 
 
 if __name__ == "__main__":

@@ -5,11 +5,24 @@ planner says the published configuration fits (the run happened), else ``full``;
 marked and their fit verdict is not counted as evidence; a missing ZeRO stage is 1
 (ZeRO-1, or Megatron's distributed optimizer, the recipes' default) unless the distributed
 optimizer is stated off; ZeRO 2/3 rows follow DeepSpeed/FSDP conventions
-(16-bit gradients), others Megatron's; FlashAttention is on for H100 rows and rows whose notes name
-it; GeLU models carry Megatron's default dropout 0.1. Rows whose layout or MoE shape is not stated
-are reported as skipped.
+(16-bit gradients), others Megatron's; FlashAttention is on for rows on Hopper and later GPUs and
+rows whose notes name it; GeLU models carry Megatron's default dropout 0.1. Rows whose layout or
+MoE shape is not stated are reported as skipped.
+
+What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table stating it:
+- an unstated sequence parallelism is on when ``tp > 1``: the recipes turn it on with tensor
+  parallelism (NeMo ``nemo/collections/llm/recipes/llama3_70b.py``, ``trainer``:
+  ``sequence_parallelism=True``); every row that does not use those recipes states it;
+- FP8 rows (``fp8``, ``FP8-CS`` current scaling, ``FP8-MX`` MXFP8 blocks) keep their weights in FP8
+  and gather them as FP8 (Megatron-Bridge ``src/megatron/bridge/training/mixed_precision.py``:
+  every FP8 recipe but the sub-channel one sets ``fp8_param_gather = True``; NeMo 2's
+  ``bf16_with_fp8_mixed`` sets ``fp8_params = True``). Both FP8 scalings run the same FP8 GEMMs.
+- ``selective (norm, act)`` recompute (Megatron-Core's per-module ``--recompute-modules``) is read
+  as the planner's ``selective`` until per-module recompute exists: both keep the layer's GEMM
+  inputs and recompute only cheap, memory-bound parts.
 """
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -32,7 +45,23 @@ from planner.specs import (
 )
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "published.yaml"
-GPUS = {"A100-80GB-SXM": "a100-80gb", "H100-80GB-SXM": "h100-80gb", "A100-40GB-SXM": "a100-40gb"}
+GPUS = {
+    "A100-80GB-SXM": "a100-80gb",
+    "A100-40GB-SXM": "a100-40gb",
+    "H100-80GB-SXM": "h100-80gb",
+    "B200-SXM": "b200",
+    "GB200": "gb200",
+    "GB300": "gb300",
+}
+GENERATIONS = {
+    "a100-80gb": "A100",
+    "a100-40gb": "A100",
+    "h100-80gb": "H100",
+    "b200": "B200",
+    "gb200": "GB200",
+    "gb300": "GB300",
+}
+"""GPU generation of each preset the rows use."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +80,10 @@ class Row:
     peak_mem_gb: float | None
     recompute_inferred: bool = False
     """The source does not state recompute; it was inferred (see module docstring)."""
+    family: str = ""
+    """Source family: the id's first word (``megatron``, ``mpt``, ``bloom``, ``dgxc2411``, ...)."""
+    generation: str = ""
+    """GPU generation (``A100``, ``H100``, ``B200``, ``GB200``, ``GB300``)."""
 
 
 def skip_reason(entry: dict) -> str | None:
@@ -90,7 +123,17 @@ def model_of(m: dict) -> ModelSpec:
         num_experts=moe.get("experts") or 0,
         num_experts_per_token=moe.get("top_k") or 0,
         moe_ffn_hidden_size=moe.get("moe_ffn_hidden") or 0,
+        shared_expert_ffn_hidden_size=(moe.get("shared_experts") or 0) * (moe.get("moe_ffn_hidden") or 0),
     )
+
+
+def precision_of(entry: dict) -> Precision:
+    """``fp8``, ``FP8-CS``, ``FP8-MX`` are FP8 training; ``fp16`` FP16; anything else (``bf16``,
+    ``BF16``, ``amp_bf16``, annotated variants) bf16."""
+    text = str(entry.get("precision")).lower()
+    if text.startswith("fp8"):
+        return Precision.FP8
+    return Precision.FP16 if text.startswith("fp16") else Precision.BF16
 
 
 def row_of(entry: dict) -> Row:
@@ -102,13 +145,13 @@ def row_of(entry: dict) -> Row:
     if zero is None:  # unstated: ZeRO-1 / the distributed optimizer, unless stated off
         zero = 0 if p.get("distributed_optimizer") is False else 1
     zero = ZeroStage(zero)
-    flash = entry["gpu"].startswith("H100") or "flashattention" in str(entry.get("notes", "")).lower()
+    flash = not entry["gpu"].startswith("A100") or "flashattention" in str(entry.get("notes", "")).lower()
+    precision = precision_of(entry)
     training = TrainingSpec(
         seq_len=entry["model"]["seq_len"],
         global_batch_size=p["gbs"],
-        precision={"fp16": Precision.FP16, "fp8": Precision.FP8}.get(
-            str(entry.get("precision")), Precision.BF16
-        ),
+        precision=precision,
+        fp8_param_gather=precision is Precision.FP8 and zero == ZeroStage.OPTIMIZER,
         framework=Framework.DEEPSPEED
         if zero >= ZeroStage.GRADIENTS
         or (zero == ZeroStage.OPTIMIZER and p.get("distributed_optimizer") is False)
@@ -125,7 +168,7 @@ def row_of(entry: dict) -> Row:
         zero_stage=zero,
         recompute=Recompute.FULL,
         micro_batch_size=p["mbs"],
-        sequence_parallel=bool(p.get("sequence_parallel")) and tp > 1,
+        sequence_parallel=p.get("sequence_parallel") is not False and tp > 1,
     )
     inferred = p.get("recompute") is None
     if inferred:
@@ -137,6 +180,8 @@ def row_of(entry: dict) -> Row:
         config = replace(config, recompute=Recompute(str(p["recompute"]).split(" ")[0]))
     return Row(
         id=entry["id"],
+        family=entry["id"].split("-")[0],
+        generation=GENERATIONS.get(GPUS[entry["gpu"]], entry["gpu"]),
         model=model,
         hardware=hardware,
         training=training,
@@ -166,6 +211,19 @@ def measured_step_s(
         per_token = flops.hardware if meas.get("tflops_basis") == "hardware" else flops.model
         return per_token * tokens / (meas["tflops_per_gpu"] * 1e12 * gpus)
     return None
+
+
+def load_or_exit(path: Path) -> tuple[list[Row], dict[str, str]]:
+    """``load``, or one line ``Error: ...`` and exit code 2 when the file is absent (a fresh clone
+    without ``../shared``)."""
+    if not path.is_file():
+        print(
+            f"Error: --published: no calibration data at {path}; pass "
+            "--published PATH/TO/published.yaml (the shared calibration data)",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    return load(path)
 
 
 def load(path: Path = DEFAULT_PATH) -> tuple[list[Row], dict[str, str]]:

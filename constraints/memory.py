@@ -23,14 +23,26 @@ ZERO3_UNITS_IN_FLIGHT = 2  # the unit in use and the one prefetched (or still re
 
 
 FP8_WEIGHT_CACHE_BYTES = 2  # Transformer Engine keeps each weight's FP8 cast, row- and column-wise
+FP8_BYTES = 1
 
 
-def weight_bytes_per_param(precision: Precision) -> int:
-    """Bytes of the working (compute) copy of one weight: 2 in 16-bit, 4 in fp32; FP8 training keeps
+def weight_bytes_per_param(precision: Precision, fp8_param_gather: bool = False) -> int:
+    """Bytes of the working (compute) copy of one weight: 2 in 16-bit, 4 in fp32. FP8 training keeps
     the bf16 weight and Transformer Engine's cached FP8 casts of it for the forward and the
-    transposed backward GEMMs (``transformer_engine`` ``Float8Tensor`` row/column-wise data)."""
+    transposed backward GEMMs (``transformer_engine`` ``Float8Tensor`` row/column-wise data); with
+    ``--fp8-param-gather`` the FP8 casts are the weight (no bf16 copy; the distributed optimizer's
+    fp32 main weights are the master), as Megatron-LM builds the model under TE's
+    ``fp8_model_init`` (``megatron/training/training.py``, ``get_model``)."""
     if precision is Precision.FP8:
-        return HALF_BYTES + FP8_WEIGHT_CACHE_BYTES
+        return FP8_WEIGHT_CACHE_BYTES + (0 if fp8_param_gather else HALF_BYTES)
+    return HALF_BYTES if precision.is_mixed else FP32_BYTES
+
+
+def gathered_weight_bytes_per_param(precision: Precision, fp8_param_gather: bool = False) -> int:
+    """Bytes per weight that a data-parallel all-gather of updated (or ZeRO-3 sharded) weights moves:
+    the 16-bit weight, or its FP8 data under ``--fp8-param-gather``, 4 in fp32."""
+    if fp8_param_gather:
+        return FP8_BYTES
     return HALF_BYTES if precision.is_mixed else FP32_BYTES
 
 
@@ -54,9 +66,12 @@ def sharded_bytes(num_params: float, bytes_per_param: float, dp: int, sharded: b
     return num_params * bytes_per_param / (dp if sharded else 1)
 
 
-def weights_bytes(num_params: float, precision: Precision, zero: ZeroStage, dp: int) -> float:
+def weights_bytes(
+    num_params: float, precision: Precision, zero: ZeroStage, dp: int, fp8_param_gather: bool = False
+) -> float:
     """Working weights on one rank: sharded over ``dp`` only at ZeRO-3 (FSDP FULL_SHARD)."""
-    return sharded_bytes(num_params, weight_bytes_per_param(precision), dp, zero >= ZeroStage.WEIGHTS)
+    per_param = weight_bytes_per_param(precision, fp8_param_gather)
+    return sharded_bytes(num_params, per_param, dp, zero >= ZeroStage.WEIGHTS)
 
 
 def gradients_bytes(

@@ -65,6 +65,20 @@ def all_to_all_s(buffer_bytes: float, ranks: int, bandwidth_bytes_per_s: float) 
     return (ranks - 1) / ranks * buffer_bytes / bandwidth_bytes_per_s
 
 
+def split_all_to_all_s(
+    buffer_bytes: float, ranks: int, domain_ranks: int, nvlink_bytes_per_s: float, network_bytes_per_s: float
+) -> float:
+    """All-to-all over ``ranks`` that span several NVLink domains of ``domain_ranks`` each: of a
+    rank's ``buffer_bytes``, ``(domain_ranks - 1)/ranks`` go to its own domain over NVLink and
+    ``(ranks - domain_ranks)/ranks`` over the network, both at once (NCCL's all-to-all is a set of
+    point-to-point sends, each on its own path)."""
+    if ranks <= 1:
+        return 0.0
+    inside = (domain_ranks - 1) / ranks * buffer_bytes / nvlink_bytes_per_s
+    outside = (ranks - domain_ranks) / ranks * buffer_bytes / network_bytes_per_s
+    return max(inside, outside)
+
+
 def point_to_point_s(message_bytes: float, bandwidth_bytes_per_s: float) -> float:
     """One send between adjacent pipeline stages."""
     return message_bytes / bandwidth_bytes_per_s

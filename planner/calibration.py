@@ -1,42 +1,65 @@
-"""The step-time model's few constants, fitted on published runs.
+"""The step-time model's constants: what a GPU achieves beyond its datasheet, fitted on published runs.
 
-Fitted by ``benchmarks/calibrate.py --stated-only`` on the dense (non-MoE), BF16/FP16 rows of
-``../shared/calibration/published.yaml`` that state their whole configuration, recompute included
-(Megatron SC21, MosaicML MPT): a grid search minimizing the mean absolute log error of predicted vs
-published step time. ``benchmarks/accuracy.py`` prints the per-entry errors on every usable row.
-No entry is special-cased.
+The defaults below are the fit over every GPU generation (what a hardware file without its own
+``constants`` gets); each preset in ``planner/gpus/`` carries its generation's fit where the
+calibration data holds rows on that generation, with the command in its ``provenance``.
 
-Fitted 2026-11-24: 71 entries, mean |log error| 0.100 (after vpp and cp entered the memory and
-step-time model).
+Fitted by ``python benchmarks/calibrate.py --published ../shared/calibration/published.yaml`` on
+every usable row of the calibration data (``benchmarks/published.py`` says which, by field rules):
+coordinate descent on a grid per constant, minimizing the mean absolute log error of predicted vs
+published step time. ``benchmarks/accuracy.py`` prints the per-row errors and the
+leave-one-family-out figure. No entry is special-cased.
+
+Fitted 2026-12-01 (see ``FITTED`` for the figures).
 """
 
 from dataclasses import dataclass
 
+FITTED = "2026-12-01: python benchmarks/calibrate.py --published ../shared/calibration/published.yaml"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepTimeConstants:
-    """Efficiency constants of ``constraints/throughput.py``."""
+    """Efficiency constants of ``constraints/kernels.py`` and ``constraints/throughput.py``."""
 
-    gemm_max_efficiency: float = 0.70
-    """Fraction of dense peak that large matrix products reach (fitted)."""
-    gemm_half_size: float = 1.0e5
-    """Per-GPU GEMM size ``b*s*h/t`` at which efficiency is half the maximum (fitted)."""
-    comm_efficiency: float = 0.60
-    """Achieved share of the link's per-GPU bandwidth for NCCL collectives (fitted)."""
-    dp_overlap: float = 0.30
-    """Share of data-parallel communication hidden behind backward compute (fitted)."""
-    elementwise_bytes_per_width: float = 150.0
+    gemm_max_efficiency: float = 0.675
+    """Fraction of the dense 16-bit peak that large matrix products reach (fitted)."""
+    gemm_fp8_efficiency: float = 0.75
+    """Fraction of the dense FP8 peak that large FP8 matrix products reach (fitted on FP8 rows)."""
+    attention_efficiency: float = 0.35
+    """Fraction of the 16-bit peak that fused attention reaches on long sequences, forward and
+    backward (fitted)."""
+    attention_half_seq: float = 512.0
+    """Keys at which fused attention reaches half of ``attention_efficiency``. Not fitted (the rows
+    do not separate it): read off the FlashAttention-2 paper's Fig. 4-5 (Dao 2023), which rise from
+    512 to 2k tokens and flatten beyond."""
+    hbm_efficiency: float = 0.80
+    """Achieved share of the HBM datasheet bandwidth for memory-bound kernels. Not fitted: STREAM-like
+    copies reach 80-90% of the datasheet on A100/H100; a measured profile's ``memory_bound`` table
+    replaces it."""
+    comm_efficiency: float = 0.6
+    """Achieved share of the NVLink per-GPU bandwidth for NCCL collectives (fitted)."""
+    network_efficiency: float = 0.9
+    """Achieved share of the network per-GPU bandwidth for NCCL collectives across nodes (fitted)."""
+    dp_overlap: float = 0.8
+    """Share of one micro-batch's compute behind which data-parallel communication hides (Megatron's
+    ``--overlap-grad-reduce`` / ``--overlap-param-gather``, FSDP prefetch) (fitted)."""
+    elementwise_bytes_per_width: float = 50
     """Bytes of memory-bound traffic per hidden element, token and pass (fitted)."""
     cp_overlap: float = 0.5
     """Share of ring-attention traffic hidden behind attention compute (Megatron/TE overlap each
-    K/V hop with the previous chunk's attention). Not fitted: no usable CP entry states its
-    recompute; 0.5 is an assumption, to be fitted when such data exists."""
+    K/V hop with the previous chunk's attention). Not fitted: too few CP rows separate it; 0.5 is an
+    assumption."""
     cpu_adam_params_per_s: float = 3.0e8
     """CPU Adam updates per second available to one GPU's shard (DeepSpeed CPU-Adam on a two-socket
     host shared by its 8 GPUs; order of magnitude from Ren et al. 2021, ZeRO-Offload, Section 5.2).
     Not fitted: no published entry offloads."""
+    moe_layer_overhead_s: float = 0.004
+    """Seconds per MoE layer and micro-batch, forward and backward, beyond the GEMMs and the
+    all-to-all: routing, token permutation, the host synchronization of dropless token counts,
+    load imbalance between experts (fitted on the MoE rows)."""
     tp_overlap: float = 0.0
-    """Share of TP collectives hidden (0: Megatron without TE comm overlap; not fitted)."""
+    """Share of TP collectives hidden behind GEMMs (Transformer Engine's userbuffer overlap) (fitted)."""
 
 
 DEFAULT_CONSTANTS = StepTimeConstants()

@@ -75,9 +75,9 @@ def training_options(f: Callable | None = None, *, many_seq_lens: bool = False) 
             ),
             click.option(
                 "--reserve",
-                default="10%",
+                default="6%",
                 show_default=True,
-                help="Memory kept free for CUDA context, NCCL and fragmentation: a share (10%) or a size "
+                help="Memory kept free for CUDA context, NCCL and fragmentation: a share (6%) or a size "
                 "(6GiB).",
             ),
             click.option(

@@ -210,8 +210,9 @@ def stage_memory(
     unit, stage_total = held.largest_unit, held.params
     # Non-expert states shard over dp*cp, routed experts' over their own group dp*cp/ep.
     groups = ((held.params - held.expert_params, dp), (held.expert_params, config.expert_shard_group))
-    weights = sum(M.weights_bytes(n, prec, zero, g) for n, g in groups) + M.unsharded_unit_bytes(
-        unit, stage_total, dp, M.weight_bytes_per_param(prec), zero >= M.ZeroStage.WEIGHTS
+    fp8_gather = training.fp8_param_gather
+    weights = sum(M.weights_bytes(n, prec, zero, g, fp8_gather) for n, g in groups) + M.unsharded_unit_bytes(
+        unit, stage_total, dp, M.weight_bytes_per_param(prec, fp8_gather), zero >= M.ZeroStage.WEIGHTS
     )
     gradients = sum(M.gradients_bytes(n, prec, fw, zero, g) for n, g in groups) + M.unsharded_unit_bytes(
         unit, stage_total, dp, M.grad_bytes_per_param(prec, fw), zero >= M.ZeroStage.GRADIENTS

@@ -21,7 +21,7 @@ from planner.runs import MeasuredRun
 
 DEFAULT_FIT = (
     "gemm_max_efficiency",
-    "gemm_half_size",
+    "attention_efficiency",
     "comm_efficiency",
     "dp_overlap",
     "elementwise_bytes_per_width",
@@ -65,7 +65,6 @@ class Bound:
 
 BOUNDS = {
     "gemm_max_efficiency": Bound(low=0.2, high=1.0),  # a share of the dense peak
-    "gemm_half_size": Bound(low=1e3, high=1e8, log=True),  # elements of b*s*h/t
     "comm_efficiency": Bound(low=0.1, high=1.0),  # a share of the link's bandwidth
     "elementwise_bytes_per_width": Bound(low=10.0, high=1000.0, log=True),  # bytes per element, token, pass
     "cpu_adam_params_per_s": Bound(low=1e7, high=1e10, log=True),

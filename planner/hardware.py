@@ -1,14 +1,19 @@
 """GPU presets and hardware files.
 
-Peak dense tensor-core FLOP/s, HBM capacity and bandwidth from the vendors' datasheets; link
-bandwidths are per GPU, one direction: NVLink (A100: 600 GB/s bidirectional, H100/H200: 900,
-B200: 1800) and one InfiniBand NIC per GPU (A100 systems: HDR 200 Gb/s; H100/H200/B200: NDR
-400 Gb/s). The memory is what the driver reports (``nvidia-smi``), e.g. 81559 MiB for H100 SXM.
+A preset is a hardware file shipped in ``planner/gpus/`` (one YAML per GPU, read once from the
+package's own data): peak dense tensor-core FLOP/s, HBM capacity and bandwidth from the vendors'
+datasheets; link bandwidths per GPU, one direction (NVLink inside the NVLink domain, one NIC per
+GPU across it); the memory as the driver reports it where known. Each number names its source in
+the file's ``provenance``, and ``constants`` holds the step-time constants fitted on that GPU
+generation's published runs.
 """
 
 import difflib
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
+
+import yaml
 
 from planner.errors import PlannerError
 from planner.numbers import check_number
@@ -19,58 +24,15 @@ MIB = 1024**2
 GB = 1000**3
 TERA = 1e12
 
-PRESETS: dict[str, HardwareSpec] = {
-    spec.name: spec
-    for spec in (
-        HardwareSpec(
-            name="a100-40gb",
-            memory_bytes=40960 * MIB,
-            peak_flops=312 * TERA,
-            hbm_bandwidth_bytes_per_s=1555 * GB,
-            intra_node_bandwidth_bytes_per_s=300 * GB,
-            inter_node_bandwidth_bytes_per_s=25 * GB,
-        ),
-        HardwareSpec(
-            name="a100-80gb",
-            memory_bytes=81920 * MIB,
-            peak_flops=312 * TERA,
-            hbm_bandwidth_bytes_per_s=2039 * GB,
-            intra_node_bandwidth_bytes_per_s=300 * GB,
-            inter_node_bandwidth_bytes_per_s=25 * GB,
-        ),
-        HardwareSpec(
-            name="h100-80gb",
-            memory_bytes=81559 * MIB,
-            peak_flops=989 * TERA,
-            peak_flops_fp8=1979 * TERA,
-            pcie_bandwidth_bytes_per_s=50 * GB,
-            hbm_bandwidth_bytes_per_s=3350 * GB,
-            intra_node_bandwidth_bytes_per_s=450 * GB,
-            inter_node_bandwidth_bytes_per_s=50 * GB,
-        ),
-        HardwareSpec(
-            name="h200",
-            memory_bytes=143771 * MIB,
-            peak_flops=989 * TERA,
-            peak_flops_fp8=1979 * TERA,
-            pcie_bandwidth_bytes_per_s=50 * GB,
-            hbm_bandwidth_bytes_per_s=4800 * GB,
-            intra_node_bandwidth_bytes_per_s=450 * GB,
-            inter_node_bandwidth_bytes_per_s=50 * GB,
-        ),
-        HardwareSpec(
-            name="b200",
-            memory_bytes=180 * GB,
-            peak_flops=2250 * TERA,
-            peak_flops_fp8=4500 * TERA,
-            pcie_bandwidth_bytes_per_s=50 * GB,
-            hbm_bandwidth_bytes_per_s=8000 * GB,
-            intra_node_bandwidth_bytes_per_s=900 * GB,
-            inter_node_bandwidth_bytes_per_s=50 * GB,
-        ),
-    )
+ALIASES = {
+    "h100": "h100-80gb",
+    "h100-sxm": "h100-80gb",
+    "a100": "a100-80gb",
+    "h200-141gb": "h200",
+    "gh200": "h100-96gb",
+    "gb200-nvl72": "gb200",
+    "gb300-nvl72": "gb300",
 }
-ALIASES = {"h100": "h100-80gb", "h100-sxm": "h100-80gb", "a100": "a100-80gb", "h200-141gb": "h200"}
 DEFAULT_PRESET = "h100-80gb"
 
 HARDWARE_KEYS = {
@@ -142,3 +104,18 @@ def hardware_to_mapping(hardware: HardwareSpec) -> dict[str, Any]:
     if hardware.profile is not None:
         out.update(hardware.profile.to_mapping())
     return out
+
+
+PRESET_DIR = Path(__file__).resolve().parent / "gpus"
+
+
+def _read_presets() -> dict[str, HardwareSpec]:
+    """Every preset file of the package, by name."""
+    presets = {}
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        spec = hardware_from_mapping(yaml.safe_load(path.read_text()), path.stem, f"planner/gpus/{path.name}")
+        presets[spec.name] = spec
+    return presets
+
+
+PRESETS: dict[str, HardwareSpec] = _read_presets()

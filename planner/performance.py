@@ -1,5 +1,6 @@
-"""Step time of one configuration, term by term, from ``constraints/flops.py`` and
-``constraints/throughput.py``.
+"""Step time of one configuration, term by term: compute operation by operation
+(``planner/stepmodel.py``), communication in one named function per parallel dimension (from
+``constraints/throughput.py`` at the rates of ``planner/rates.py``).
 
 The slowest rank is the last pipeline stage (its layers plus the LM head); the step is ``m`` of
 its micro-batches plus the bubble, the exposed TP and pipeline communication, the exposed
@@ -8,23 +9,25 @@ they depend on, so the solver can tabulate them: ``pipeline_time`` depends on (t
 recompute, micro-batch), ``data_parallel_time`` on (tp, pp, dp, ZeRO stage).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from constraints import flops as F
 from constraints import memory as M
 from constraints import params as P
 from constraints import throughput as T
 from constraints.units import Recompute, ZeroStage
-from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.calibration import StepTimeConstants
 from planner.counts import attention_params
 from planner.evaluate import layer_activation_bytes, num_microbatches, stage_params
-from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
+from planner.rates import Rates
+from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
+from planner.stepmodel import microbatch_compute_s
 
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
 TP_COLLECTIVES_PER_RECOMPUTE = 2  # the repeated forward of full recompute
 P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward (per model chunk)
-FLOPS_PER_MAC_TRAINING = 2 * (1 + F.BACKWARD_TO_FORWARD)  # forward and backward of a weight
 EP_ALL_TO_ALL_PER_LAYER = 4  # dispatch and combine, forward and backward (Megatron-Core alltoall dispatcher)
+ZERO3_WEIGHT_GATHERS = 2  # forward and backward (ZeRO Section 7.2.2); no gather after the step
 CP_PASSES_PER_LAYER = 3  # ring passes of K/V: one forward; K/V again and their gradients backward
 
 
@@ -81,15 +84,63 @@ def step_flops_per_token(model: ModelSpec, seq_len: int, recompute: Recompute) -
     return StepFlops(model=useful, hardware=useful + model.num_layers * extra)
 
 
-def _link(hardware: HardwareSpec, span_gpus: int, c: StepTimeConstants) -> float:
-    """Achieved per-GPU bandwidth of a group spanning ``span_gpus`` consecutive ranks: NVLink
-    inside one NVLink domain, the network beyond it."""
-    raw = (
-        hardware.intra_node_bandwidth_bytes_per_s
-        if span_gpus <= hardware.nvlink_domain_gpus
-        else hardware.inter_node_bandwidth_bytes_per_s
+def tensor_parallel_comm_s(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates, num_layers: float
+) -> float:
+    """Exposed TP collectives of one micro-batch over ``num_layers`` layers: two all-reduces (or
+    all-gather/reduce-scatter pairs with sequence parallelism, the same bytes) forward, two backward,
+    two more under full recompute; ``tp_overlap`` of them hidden behind the GEMMs."""
+    t = config.tp
+    message = training.seq_len // config.cp * config.micro_batch_size * model.hidden_size
+    message *= training.precision.activation_bytes
+    collectives = TP_COLLECTIVES_PER_LAYER + (
+        TP_COLLECTIVES_PER_RECOMPUTE if config.recompute is Recompute.FULL else 0
     )
-    return raw * c.comm_efficiency
+    return num_layers * collectives * rates.all_reduce_s(message, t, t)
+
+
+def expert_parallel_comm_s(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates, num_layers: float
+) -> float:
+    """All-to-all dispatch and combine of one micro-batch, forward and backward (twice more under full
+    recompute), over the ``ep`` contiguous ranks: each TP rank sends its ``1/t`` of the tokens, ``k``
+    copies each (Megatron-Core's alltoall dispatcher)."""
+    if not model.is_moe or config.ep == 1:
+        return 0.0
+    s, b = training.seq_len // config.cp, config.micro_batch_size
+    routed = s * b / config.tp * model.num_experts_per_token * model.hidden_size
+    routed *= training.precision.activation_bytes
+    passes = EP_ALL_TO_ALL_PER_LAYER + (2 if config.recompute is Recompute.FULL else 0)
+    moe_layers = num_layers * model.num_moe_layers / model.num_layers
+    return moe_layers * passes * rates.all_to_all_s(routed, config.ep, config.ep)
+
+
+def context_parallel_comm_s(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates, num_layers: float
+) -> float:
+    """Ring attention of one micro-batch: each rank's K and V chunk goes round ``cp - 1`` hops
+    forward, K, V and their gradients backward; ``cp_overlap`` hidden behind the attention of the
+    previous chunk (Megatron/Transformer Engine)."""
+    cp = config.cp
+    if cp == 1:
+        return 0.0
+    s, b, t = training.seq_len // cp, config.micro_batch_size, config.tp
+    kv_chunk = 2 * s * b * model.kv_dim / t * training.precision.activation_bytes
+    hops = CP_PASSES_PER_LAYER * (cp - 1) * num_layers
+    return hops * rates.send_s(kv_chunk, t * cp) * (1 - rates.c.cp_overlap)
+
+
+def pipeline_comm_s(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates) -> float:
+    """Point-to-point sends between stages over the whole step: each micro-batch's activation
+    forward and its gradient backward, per model chunk (``vpp``); sequence-parallel ranks send
+    their ``1/t`` shard."""
+    if config.pp == 1:
+        return 0.0
+    t = config.tp
+    message = training.seq_len // config.cp * config.micro_batch_size * model.hidden_size
+    message *= training.precision.activation_bytes / (t if config.sequence_parallel else 1)
+    m = num_microbatches(training, config)
+    return P2P_PER_MICROBATCH * config.vpp * m * rates.send_s(message, t * config.cp * config.pp)
 
 
 def pipeline_time(
@@ -97,76 +148,64 @@ def pipeline_time(
     hardware: HardwareSpec,
     training: TrainingSpec,
     config: ParallelConfig,
-    c: StepTimeConstants = DEFAULT_CONSTANTS,
+    c: StepTimeConstants | None = None,
 ) -> dict[str, float]:
     """Seconds of compute, bubble, TP, context-parallel and pipeline communication per step on the
-    last stage. With context parallelism each rank runs ``s/cp`` tokens of each sequence; its
-    attention still spans the whole sequence, so FLOPs per token are those of length ``s``."""
-    s, b, h, t, pp = training.seq_len, config.micro_batch_size, model.hidden_size, config.tp, config.pp
-    cp, vpp = config.cp, config.vpp
+    last stage (its layers plus the LM head), operation by operation (``planner/stepmodel.py``).
+    With context parallelism each rank runs ``s/cp`` tokens of each sequence against keys that span
+    the whole sequence. ``c`` defaults to the GPU's own constants (``hardware.step_constants``)."""
+    c = c or hardware.step_constants
+    rates = Rates(hardware, c)
     m = num_microbatches(training, config)
-    forward, extra = _layer_flops(model, s, config.recompute, training.moe_capacity_factor)
-    s = s // cp  # tokens of each sequence on this rank
-    layers = model.num_layers / pp
-    head = F.head_forward_flops_per_token(h, model.vocab_size)
-    flops_per_token = layers * (F.training_flops_per_token(forward) + extra) + F.training_flops_per_token(
-        head
-    )
-    efficiency = T.gemm_efficiency(b * s, h / t, c.gemm_max_efficiency, c.gemm_half_size)
-    passes = 1 + F.BACKWARD_TO_FORWARD + (1 if config.recompute is Recompute.FULL else 0)
-    peak = hardware.peak_flops
-    if training.precision is Precision.FP8:  # the layers' GEMMs at the FP8 peak; attention and head in bf16
-        layer_gemm = (
-            FLOPS_PER_MAC_TRAINING * layer_matmul_params(model, training.moe_capacity_factor) * layers
-        )
-        peak = flops_per_token / (
-            layer_gemm / (hardware.peak_flops_fp8 or peak)  # no FP8 units: bf16 speed (plan rejects it)
-            + (flops_per_token - layer_gemm) / peak
-        )
-    microbatch = T.compute_s(flops_per_token * b * s / t, peak, efficiency) + T.elementwise_s(
-        b * s * layers, h / t, passes, c.elementwise_bytes_per_width, hardware.hbm_bandwidth_bytes_per_s
-    )
-    message = s * b * h * training.precision.activation_bytes
-    collectives = TP_COLLECTIVES_PER_LAYER + (
-        TP_COLLECTIVES_PER_RECOMPUTE if config.recompute is Recompute.FULL else 0
-    )
-    tp_per_microbatch = layers * collectives * T.all_reduce_s(message, t, _link(hardware, t, c))
-    ep_per_microbatch = 0.0
-    if model.is_moe and config.ep > 1:  # all-to-all dispatch and combine, forward and backward
-        # Each TP rank dispatches its 1/t of the tokens, k copies each, over ep contiguous ranks.
-        routed = s * b / t * model.num_experts_per_token * h * training.precision.activation_bytes
-        passes = EP_ALL_TO_ALL_PER_LAYER + (2 if config.recompute is Recompute.FULL else 0)
-        moe_layers = model.num_moe_layers / pp
-        ep_per_microbatch = (
-            moe_layers * passes * T.all_to_all_s(routed, config.ep, _link(hardware, config.ep, c))
-        )
-    cp_per_microbatch = 0.0
-    if cp > 1:  # ring attention: K and V chunks go round forward, K, V and their gradients backward
-        kv_chunk = 2 * s * b * model.kv_dim / t * training.precision.activation_bytes
-        hops = CP_PASSES_PER_LAYER * (cp - 1) * layers
-        cp_per_microbatch = (
-            hops * T.point_to_point_s(kv_chunk, _link(hardware, t * cp, c)) * (1 - c.cp_overlap)
-        )
+    layers = model.num_layers / config.pp
+    microbatch = sum(microbatch_compute_s(model, hardware, training, config, c, layers).values())
+    tp = tensor_parallel_comm_s(model, training, config, rates, layers)
+    ep = expert_parallel_comm_s(model, training, config, rates, layers)
+    cp = context_parallel_comm_s(model, training, config, rates, layers)
     offload = 0.0
     if config.activation_offload:  # activations out in forward, back in backward, hidden behind compute
         stored = layers * layer_activation_bytes(model, training, config, config.recompute)
         copy = 2 * T.host_transfer_s(stored, hardware.pcie_bandwidth_bytes_per_s)
         offload = max(0.0, copy - microbatch)
-    p2p = 0.0
-    if pp > 1:
-        shard = message / (t if config.sequence_parallel else 1)
-        p2p = P2P_PER_MICROBATCH * vpp * m * T.point_to_point_s(shard, _link(hardware, t * cp * pp, c))
     return {
         "compute": m * microbatch,
-        "bubble": T.pipeline_bubble_fraction(pp, m, vpp)
-        * m
-        * (microbatch + tp_per_microbatch + cp_per_microbatch),
-        "tp_comm": m * tp_per_microbatch * (1 - c.tp_overlap),
-        "cp_comm": m * cp_per_microbatch,
-        "ep_comm": m * ep_per_microbatch,
-        "pp_comm": p2p,
+        "bubble": T.pipeline_bubble_fraction(config.pp, m, config.vpp) * m * (microbatch + tp + cp),
+        "tp_comm": m * tp * (1 - c.tp_overlap),
+        "cp_comm": m * cp,
+        "ep_comm": m * ep,
+        "pp_comm": pipeline_comm_s(model, training, config, rates),
         "offload": m * offload,
     }
+
+
+def data_parallel_comm_s(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates
+) -> float:
+    """Gradient and parameter communication of one step over the data-parallel groups: non-expert
+    parameters over ``dp*cp``, routed experts over ``dp*cp/ep``. ZeRO-0 all-reduces gradients;
+    ZeRO-1/2 (Megatron's distributed optimizer) reduce-scatter them and all-gather the updated
+    weights; ZeRO-3 keeps weights sharded and gathers them for the forward and again for the
+    backward, nothing after the step: 3x the parameter volume against the all-reduce's 2x (Rajbhandari
+    et al. 2020, ZeRO, Section 7.2.2)."""
+    held = max(
+        (stage_params(model, training, config, st) for st in {0, config.pp - 1}), key=lambda x: x.params
+    )
+    prec, zero = training.precision, config.zero_stage
+    w = M.gathered_weight_bytes_per_param(prec, training.fp8_param_gather)
+    g = M.grad_bytes_per_param(prec, training.framework)
+    span, comm = config.num_gpus, 0.0
+    for params, dp in (
+        (held.params - held.expert_params, config.shard_group),
+        (held.expert_params, config.expert_shard_group),
+    ):
+        if zero is ZeroStage.NONE:
+            comm += rates.all_reduce_s(params * g, dp, span)
+        else:
+            gathers = ZERO3_WEIGHT_GATHERS if zero is ZeroStage.WEIGHTS else 1
+            comm += rates.all_gather_s(params * g, dp, span) + gathers * rates.all_gather_s(
+                params * w, dp, span
+            )
+    return comm
 
 
 def data_parallel_time(
@@ -174,40 +213,42 @@ def data_parallel_time(
     hardware: HardwareSpec,
     training: TrainingSpec,
     config: ParallelConfig,
-    c: StepTimeConstants = DEFAULT_CONSTANTS,
+    c: StepTimeConstants | None = None,
 ) -> dict[str, float]:
-    """Seconds of exposed gradient/parameter communication and of the optimizer step. Non-expert
-    parameters reduce over ``dp*cp``, routed experts over their own group ``dp*cp/ep``."""
+    """Seconds of exposed data-parallel communication and of the optimizer step.
+
+    Communication hides behind compute: ``dp_overlap`` of it while it is shorter than the step's
+    compute, all of the compute's length when it is longer (Megatron's overlapped gradient
+    reduce-scatter and parameter all-gather, FSDP's prefetch). The compute window is taken without
+    recompute at one sequence per micro-batch, so the term depends only on the layout and ZeRO stage,
+    as the solver's table requires."""
+    c = c or hardware.step_constants
+    rates = Rates(hardware, c)
+    comm = data_parallel_comm_s(model, training, config, rates)
+    plain = replace(config, micro_batch_size=1, recompute=Recompute.NONE)
+    per_sequence = microbatch_compute_s(model, hardware, training, plain, c, model.num_layers / config.pp)
+    window = training.global_batch_size / config.dp * sum(per_sequence.values())
+    exposed = max(comm * (1 - c.dp_overlap), comm - window)
     held = max(
         (stage_params(model, training, config, st) for st in {0, config.pp - 1}), key=lambda x: x.params
     )
     prec, fw, zero = training.precision, training.framework, config.zero_stage
-    w, g = M.weight_bytes_per_param(prec), M.grad_bytes_per_param(prec, fw)
-    link = _link(hardware, config.num_gpus, c)
-    comm, updated, host = 0.0, 0.0, 0.0
+    w = M.gathered_weight_bytes_per_param(prec, training.fp8_param_gather)
+    g = M.grad_bytes_per_param(prec, fw)
+    updated, host = 0.0, 0.0
     for params, dp in (
         (held.params - held.expert_params, config.shard_group),
         (held.expert_params, config.expert_shard_group),
     ):
-        if zero is ZeroStage.NONE:
-            comm += T.all_reduce_s(params * g, dp, link)
-        else:  # reduce-scatter gradients, all-gather updated weights (twice more for ZeRO-3)
-            gathers = 3 if zero is ZeroStage.WEIGHTS else 1
-            comm += T.all_gather_s(params * g, dp, link) + gathers * T.all_gather_s(params * w, dp, link)
         shard = params / dp if zero >= ZeroStage.OPTIMIZER else params
         updated += shard
         if config.optimizer_offload:  # gradients down, updated weights up, Adam on the CPU
             host += T.host_transfer_s(shard * (g + w), hardware.pcie_bandwidth_bytes_per_s)
-    opt_bytes = M.optimizer_bytes_per_param(prec)
     if config.optimizer_offload:
-        return {
-            "dp_comm": comm * (1 - c.dp_overlap),
-            "optimizer": host + T.cpu_adam_s(updated, c.cpu_adam_params_per_s),
-        }
-    step = T.optimizer_step_s(
-        updated, T.adam_step_bytes_per_param(opt_bytes, g, w), hardware.hbm_bandwidth_bytes_per_s
-    )
-    return {"dp_comm": comm * (1 - c.dp_overlap), "optimizer": step}
+        return {"dp_comm": exposed, "optimizer": host + T.cpu_adam_s(updated, c.cpu_adam_params_per_s)}
+    opt_bytes = M.optimizer_bytes_per_param(prec)
+    step = rates.memory_s(updated * T.adam_step_bytes_per_param(opt_bytes, g, w))
+    return {"dp_comm": exposed, "optimizer": step}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -234,9 +275,10 @@ def performance(
     hardware: HardwareSpec,
     training: TrainingSpec,
     config: ParallelConfig,
-    c: StepTimeConstants = DEFAULT_CONSTANTS,
+    c: StepTimeConstants | None = None,
 ) -> Performance:
-    """Step time of ``config`` and the throughput figures derived from it."""
+    """Step time of ``config`` and the throughput figures derived from it; ``c`` defaults to the
+    GPU's own constants."""
     terms = pipeline_time(model, hardware, training, config, c) | data_parallel_time(
         model, hardware, training, config, c
     )

@@ -32,9 +32,11 @@ __all__ = [
 
 # Default reserve for what no formula allocates (README "Reserve"): CUDA context and cuBLAS
 # workspaces (~0.5-1 GiB), NCCL buffers (~1 GiB at 8 ranks per node), allocator fragmentation and
-# backward transients. 10% of the device: our totals without it are a median 8% below BLOOM's
-# nvidia-smi readings (benchmarks/accuracy.py).
-DEFAULT_RESERVE_FRACTION = 0.10
+# backward transients. 6% of the device: BLOOM's nvidia-smi readings exceed our totals without it
+# by a median 4.7 GiB on 80 GiB A100s (5.9%; benchmarks/accuracy.py, 31 rows); PyTorch's reserved
+# memory exceeds its allocated peak by 6-10% on H100 (tests/fixtures/gpu_memory.json); MosaicML's
+# MPT-3B at 8k tokens ran where the former 10% said it could not.
+DEFAULT_RESERVE_FRACTION = 0.06
 DEFAULT_RESERVE_FIXED_BYTES = 0.0
 
 
@@ -317,9 +319,15 @@ class TrainingSpec:
     moe_capacity_factor: float | None = None
     """MoE expert capacity as a multiple of the average load (tokens beyond it are dropped and every
     expert's input is padded to it); None = dropless, sized for the average load."""
+    fp8_param_gather: bool = False
+    """FP8 training keeps the weights themselves in FP8 and all-gathers them as FP8 (Megatron
+    ``--fp8-param-gather``, on in NVIDIA's FP8 recipes); False keeps bf16 weights and Transformer
+    Engine's cached FP8 casts beside them."""
 
     def __post_init__(self) -> None:
         _positive(self, "seq_len", "global_batch_size")
+        if self.fp8_param_gather and self.precision is not Precision.FP8:
+            raise PlannerError("fp8_param_gather needs --precision fp8")
         if self.moe_capacity_factor is not None and self.moe_capacity_factor <= 0:
             raise PlannerError(f"--moe-capacity-factor must be positive, got {self.moe_capacity_factor}")
         if not 0.0 <= self.reserve_fraction < 1.0 or self.reserve_fixed_bytes < 0:

@@ -1,13 +1,20 @@
-"""Step time: where the model decides NVLink against the network."""
+"""Step time: NVLink against the network, profile tables, FP8 weights, expert GEMMs, ZeRO-3 traffic."""
 
 from dataclasses import replace
 
 import pytest
 
-from planner.hardware import preset
-from planner.performance import performance
+from constraints.kernels import gemm_flops
+from planner.errors import PlannerError
+from planner.evaluate import memory
+from planner.hardware import hardware_from_mapping, hardware_to_mapping, preset
+from planner.performance import data_parallel_comm_s, performance
+from planner.rates import Rates
 from planner.space import Pins, build_space
-from planner.specs import ParallelConfig, TrainingSpec
+from planner.specs import Framework, ParallelConfig, Precision, TrainingSpec, ZeroStage
+from planner.stepmodel import layer_operations
+
+from conftest import example
 
 
 @pytest.fixture
@@ -22,7 +29,10 @@ def test_tp_inside_the_nvlink_domain_uses_nvlink(llama13b, training):
     config = ParallelConfig(tp=16, pp=1, dp=4)
     over_network = performance(llama13b, node, training, config).breakdown["tp_comm"]
     over_nvlink = performance(llama13b, rack, training, config).breakdown["tp_comm"]
-    ratio = node.intra_node_bandwidth_bytes_per_s / node.inter_node_bandwidth_bytes_per_s
+    c = node.step_constants
+    ratio = (node.intra_node_bandwidth_bytes_per_s * c.comm_efficiency) / (
+        node.inter_node_bandwidth_bytes_per_s * c.network_efficiency
+    )
     assert over_network / over_nvlink == pytest.approx(ratio)
 
 
@@ -30,3 +40,71 @@ def test_space_bounds_tp_by_the_nvlink_domain(llama13b, training):
     tps = {layout[0] for layout in build_space(llama13b, training, 80, Pins(), 8).layouts}
     wide = {layout[0] for layout in build_space(llama13b, training, 80, Pins(), 40).layouts}
     assert max(tps) == 8 and max(wide) > 8
+
+
+def _with_tables(hardware, **tables):
+    """``hardware`` with profile tables, read as a hardware file would be."""
+    data = {**hardware_to_mapping(hardware), **tables}
+    data.pop("constants", None)
+    return hardware_from_mapping(data, "table.yaml")
+
+
+def test_a_measured_gemm_table_sets_the_gemm_rate(llama13b, training):
+    """One bf16 row: every bf16 product runs at its TFLOP/s (the table is clamped at its ends)."""
+    node = preset("h100-80gb")
+    measured = _with_tables(node, gemm=[{"dtype": "bf16", "m": 8192, "n": 8192, "k": 8192, "tflops": 400.0}])
+    rates = Rates(measured, measured.step_constants)
+    assert rates.gemm_s(4096, 5120, 5120, False) == pytest.approx(gemm_flops(4096, 5120, 5120) / 400e12)
+    config = ParallelConfig(tp=1, pp=1, dp=64)
+    slow = performance(llama13b, measured, training, config).breakdown["compute"]
+    assert slow > performance(llama13b, node, training, config).breakdown["compute"]
+
+
+def test_measured_collectives_set_the_bus_bandwidth(llama13b, training):
+    node = preset("h100-80gb")
+    row = {"op": "all_reduce", "span": "nvlink", "ranks": 8, "bytes": 1 << 26, "bus_gbps": 45.0}
+    measured = _with_tables(node, collectives=[row])
+    config = ParallelConfig(tp=8, pp=1, dp=8, sequence_parallel=True)
+    tp = performance(llama13b, measured, training, config).breakdown["tp_comm"]
+    rated = performance(llama13b, node, training, config).breakdown["tp_comm"]
+    expected = node.intra_node_bandwidth_bytes_per_s * node.step_constants.comm_efficiency / 45e9
+    assert tp / rated == pytest.approx(expected)
+
+
+def test_fp8_weight_gather_halves_the_fp8_weights(llama13b):
+    training = TrainingSpec(seq_len=4096, global_batch_size=256, precision=Precision.FP8)
+    gathered = replace(training, fp8_param_gather=True)
+    config = ParallelConfig(tp=2, pp=1, dp=32, zero_stage=ZeroStage.OPTIMIZER)
+    node = preset("h100-80gb")
+    plain, fp8_only = memory(llama13b, node, training, config), memory(llama13b, node, gathered, config)
+    assert fp8_only.weights == pytest.approx(plain.weights / 2)
+    assert fp8_only.total < plain.total
+
+
+def test_fp8_weight_gather_needs_fp8():
+    with pytest.raises(PlannerError, match="fp8_param_gather needs --precision fp8"):
+        TrainingSpec(seq_len=4096, global_batch_size=256, fp8_param_gather=True)
+
+
+def test_few_tokens_per_expert_make_the_expert_gemms_memory_bound(training):
+    """Qwen3-30B-A3B (128 experts, 8 per token): without EP each expert sees 256 tokens of a 4096-token
+    micro-batch and its GEMMs are weight-bound; at ep = 8 it sees 2048 and they are compute-bound,
+    where more EP changes nothing (the rank's FLOPs stay the same)."""
+    model = example("qwen3-30b-a3b")
+    node = preset("h100-80gb")
+    times = []
+    for ep in (1, 8, 64):
+        config = ParallelConfig(tp=1, pp=1, dp=64, ep=ep)
+        times.append(layer_operations(model, node, training, config, node.step_constants)["mlp"].forward_s)
+    assert times[0] > times[1] == pytest.approx(times[2])
+
+
+def test_zero3_moves_three_times_the_parameters_against_the_all_reduce_two(llama13b, training):
+    """ZeRO paper, Section 7.2.2: ZeRO-3's communication is 1.5x data parallelism's."""
+    node = preset("h100-80gb")
+    rates = Rates(node, node.step_constants)
+    base = ParallelConfig(tp=1, pp=1, dp=64)
+    deepspeed = replace(training, framework=Framework.DEEPSPEED)  # 16-bit gradients, as the paper
+    plain = data_parallel_comm_s(llama13b, deepspeed, base, rates)
+    zero3 = data_parallel_comm_s(llama13b, deepspeed, replace(base, zero_stage=ZeroStage.WEIGHTS), rates)
+    assert zero3 / plain == pytest.approx(1.5)

@@ -1,0 +1,194 @@
+"""The per-operation compute model: one micro-batch on one rank, operation by operation.
+
+Each layer's operations (QKV and output projections, the attention core, the MLP or the router and
+the experts' grouped GEMMs, the shared expert, norms and elementwise work) and the last stage's LM
+head and cross-entropy are timed with ``constraints/kernels.py`` from the GPU's rates
+(``planner/rates.py``: a measured profile's tables where the hardware file has them, else the
+datasheet peaks times the calibrated efficiencies). FP8 training runs the linear layers' GEMMs at the
+FP8 rate and pays Transformer Engine's casts; the attention core, router and LM head stay in bf16.
+Communication is not here: ``planner/performance.py`` adds it term by term.
+
+Legend: ``T`` tokens of one micro-batch on this rank (``b*s/cp``), ``h`` hidden, ``t`` tensor
+parallel, ``E`` experts, ``k`` experts per token.
+"""
+
+from dataclasses import dataclass
+
+from constraints import kernel_times as K
+from constraints.flops import BACKWARD_TO_FORWARD
+from constraints.kernels import ATTENTION_BACKWARD_TO_FORWARD, attention_forward_flops
+from constraints.units import Recompute
+from planner.calibration import StepTimeConstants
+from planner.counts import attention_params
+from planner.rates import Rates
+from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
+
+FORWARD_PASSES, BACKWARD_PASSES = 1, 2  # memory-bound work: backward reads and writes about twice
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpTime:
+    """Seconds of one operation for one micro-batch on one rank."""
+
+    forward_s: float
+    """Forward pass."""
+    backward_s: float
+    """Backward pass (gradients with respect to inputs and weights)."""
+    recomputed: bool = False
+    """Selective recompute repeats its forward (the attention core)."""
+
+
+def _linear(rates: Rates, m: float, n: float, k: float, fp8: bool) -> OpTime:
+    """A linear layer ``[m,k] x [k,n]``: forward, and backward's two products (input and weight
+    gradients) of the same size; under FP8 its input and output gradient are cast first."""
+    forward = rates.gemm_s(m, n, k, fp8)
+    backward = BACKWARD_TO_FORWARD * forward
+    if fp8:
+        forward += rates.memory_s(K.fp8_cast_bytes(m * k))
+        backward += rates.memory_s(K.fp8_cast_bytes(m * n))
+    return OpTime(forward_s=forward, backward_s=backward)
+
+
+def _sum(*ops: OpTime, scale: float = 1.0) -> OpTime:
+    return OpTime(
+        forward_s=scale * sum(o.forward_s for o in ops), backward_s=scale * sum(o.backward_s for o in ops)
+    )
+
+
+def _attention_core(rates: Rates, model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> OpTime:
+    """Scores and their weighted sum for this rank's heads: fused (FlashAttention: causal, compute
+    bound) or unfused (two batched products plus a memory-bound softmax over the score matrix)."""
+    b, s, t, cp = config.micro_batch_size, training.seq_len, config.tp, config.cp
+    heads = model.num_heads / t
+    if model.is_mla:  # scores over nope+rope dims, values over v_head_dim
+        _, _, nope, rope, v_dim = model.mla_shape
+        width = (nope + rope + v_dim) / 2
+    else:
+        width = model.head_dim
+    if training.flash_attention:  # each CP rank: s/cp queries against the whole (load-balanced) sequence
+        flops = attention_forward_flops(b, heads, s / cp, s, width, causal=True)
+        forward = rates.attention_s(flops, s)
+        return OpTime(forward_s=forward, backward_s=ATTENTION_BACKWARD_TO_FORWARD * forward, recomputed=True)
+    batch = b * heads
+    products = 2 * batch * rates.gemm_s(s, s, width, False)  # Q K^T and P V, every score computed
+    softmax = rates.memory_s(K.unfused_softmax_bytes(b, heads, s, s))
+    forward = products + softmax
+    return OpTime(forward_s=forward, backward_s=BACKWARD_TO_FORWARD * forward, recomputed=True)
+
+
+def _mlp(rates: Rates, h: float, ffn: float, gated: bool, tokens: float, t: float, fp8: bool) -> OpTime:
+    """A dense MLP split over ``t`` ranks: up (and gate) projection, down projection."""
+    up = ffn * (2 if gated else 1)
+    return _sum(_linear(rates, tokens, up / t, h, fp8), _linear(rates, tokens, h, ffn / t, fp8))
+
+
+def _experts(
+    rates: Rates,
+    model: ModelSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+    tokens: float,
+    fp8: bool,
+) -> OpTime:
+    """The router and this rank's ``E/ep`` experts as grouped GEMMs. Each of the ``ep`` ranks
+    dispatches its ``T/t`` (sequence-parallel) tokens, ``k`` copies each, so an expert sees
+    ``ep*T*k/(t*E)`` tokens (times the capacity factor when padded): few tokens per expert make the
+    products narrow and memory-bound on the expert weights. ``moe_layer_overhead_s`` adds what the
+    GEMMs do not account for, a third of it forward."""
+    h, t, ep = model.hidden_size, config.tp, config.ep
+    local = tokens / t
+    router = _linear(rates, local, model.num_experts, h, False)
+    capacity = training.moe_capacity_factor or 1.0
+    per_expert = ep * local * model.num_experts_per_token * capacity / model.num_experts
+    expert = _mlp(rates, h, model.expert_ffn, model.gated_mlp, per_expert, 1, fp8)
+    grouped = _sum(expert, scale=model.num_experts / ep)
+    overhead = c.moe_layer_overhead_s
+    ops = [router, grouped, OpTime(forward_s=overhead / 3, backward_s=2 * overhead / 3)]
+    if model.shared_expert_ffn_hidden_size:
+        ops.append(_mlp(rates, h, model.shared_expert_ffn_hidden_size, model.gated_mlp, tokens, t, fp8))
+    return _sum(*ops)
+
+
+def layer_operations(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+) -> dict[str, OpTime]:
+    """Seconds of each operation of one layer for one micro-batch on one rank. An MoE model's dense
+    layers (DeepSeek-V3's first three) are averaged in."""
+    rates = Rates(hardware, c)
+    h, t = model.hidden_size, config.tp
+    tokens = config.micro_batch_size * training.seq_len / config.cp
+    fp8 = training.precision is Precision.FP8
+    out_width = model.num_heads * (model.mla_shape[4] if model.is_mla else model.head_dim)
+    qkv_width = (attention_params(model) - out_width * h) / h
+    ops = {
+        "qkv_projection": _linear(rates, tokens, qkv_width / t, h, fp8),
+        "attention_core": _attention_core(rates, model, training, config),
+        "output_projection": _linear(rates, tokens, h, out_width / t, fp8),
+    }
+    dense = _mlp(rates, h, model.ffn_hidden_size, model.gated_mlp, tokens, t, fp8)
+    if model.is_moe:
+        share = model.num_moe_layers / model.num_layers
+        ops["mlp"] = _sum(
+            _sum(_experts(rates, model, training, config, c, tokens, fp8), scale=share),
+            _sum(dense, scale=1 - share),
+        )
+    else:
+        ops["mlp"] = dense
+    elementwise = rates.memory_s(K.elementwise_bytes(tokens, h / t, 1, c.elementwise_bytes_per_width))
+    ops["elementwise"] = OpTime(
+        forward_s=FORWARD_PASSES * elementwise, backward_s=BACKWARD_PASSES * elementwise
+    )
+    return ops
+
+
+def head_operations(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+) -> dict[str, OpTime]:
+    """The last stage's LM head (bf16: Transformer Engine leaves it out of FP8) and the
+    vocabulary-parallel cross-entropy, for one micro-batch on one rank."""
+    rates = Rates(hardware, c)
+    tokens = config.micro_batch_size * training.seq_len / config.cp
+    vocab = model.vocab_size / config.tp
+    loss = rates.memory_s(K.cross_entropy_bytes(tokens, vocab))
+    return {
+        "lm_head": _linear(rates, tokens, vocab, model.hidden_size, False),
+        "cross_entropy": OpTime(forward_s=loss / 2, backward_s=loss / 2),
+    }
+
+
+def microbatch_compute_s(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+    num_layers: float,
+    last_stage: bool = True,
+) -> dict[str, float]:
+    """Seconds of forward, backward and recomputation of one micro-batch over ``num_layers``
+    layers of one rank, with the head on the last stage. Full recompute repeats every layer's
+    forward, selective the attention core (Korthikanti et al. 2022, Section 5)."""
+    layer = layer_operations(model, hardware, training, config, c)
+    head = head_operations(model, hardware, training, config, c) if last_stage else {}
+    forward = num_layers * sum(o.forward_s for o in layer.values())
+    backward = num_layers * sum(o.backward_s for o in layer.values())
+    if config.recompute is Recompute.FULL:
+        recompute = forward
+    elif config.recompute is Recompute.SELECTIVE:
+        recompute = num_layers * sum(o.forward_s for o in layer.values() if o.recomputed)
+    else:
+        recompute = 0.0
+    return {
+        "forward": forward + sum(o.forward_s for o in head.values()),
+        "backward": backward + sum(o.backward_s for o in head.values()),
+        "recompute": recompute,
+    }
