@@ -8,10 +8,12 @@ from typing import Any
 
 from constraints import memory as M
 from planner.counts import count_params
+from planner.document import document
 from planner.errors import PlannerError
 from planner.io import read_mapping
+from planner.layout import column_values
 from planner.numbers import MAX_SWEEP_POINTS, check_number
-from planner.plan import Request, document, fits_anywhere, run
+from planner.plan import Request, fits_anywhere, run
 
 SECONDS_PER_DAY = 86_400
 SMALL_COUNTS = (1, 2, 4)  # below one node; from there on, whole nodes
@@ -102,16 +104,8 @@ def sweep_row(req: Request, tokens: float | None, price: float | None) -> dict[s
     row: dict[str, Any] = {"gpu": req.hardware.name, "gpus": req.gpus, "status": doc["status"]}
     if doc["status"] != "infeasible":
         p, perf = doc["parallelism"], doc["performance"]
+        row |= column_values(p)
         row |= {
-            "tp": p["tp"],
-            "cp": p["cp"],
-            "pp": p["pp"],
-            "vpp": p["vpp"],
-            "ep": p["ep"],
-            "dp": p["dp"],
-            "zero": p["zero_stage"],
-            "recompute": p["recompute"],
-            "mbs": p["micro_batch_size"],
             "mem_gib": doc["memory_gib"]["total"],
             "tokens_per_s": perf["tokens_per_s"],
             "mfu": perf["mfu"],

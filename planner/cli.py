@@ -20,18 +20,23 @@ from planner.cli_options import (
     build_training,
     hardware_option,
     one_line_errors,
+    pin_help,
     positive,
+    size_pin_options,
+    size_pins,
     training_options,
 )
 from planner.cli_profile import calibrate_command, profile_command
 from planner.cli_serve import serve_command
 from planner.defaults import default_global_batch
+from planner.document import document_and_launch
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.fileset import check_output_dir, write_file_set
 from planner.io import load_model
 from planner.launch import refusals
+from planner.layout import summary
 from planner.numbers import check_finite_document, json_text
-from planner.plan import Request, document, launch_outputs, run
+from planner.plan import Request, run
 from planner.quoting import escaped
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
@@ -53,12 +58,8 @@ def render_table(doc: dict[str, Any]) -> str:
     if "parallelism" in doc:
         p, m, perf = doc["parallelism"], doc["memory_gib"], doc["performance"]
         label = "closest plan (least memory)" if doc["status"] == "infeasible" else "plan"
-        extra = "".join(f" {k}={p[k]}" for k in ("cp", "vpp", "ep") if p.get(k, 1) > 1)
-        extra += "".join(f" {k}=on" for k in ("optimizer_offload", "activation_offload") if p.get(k))
         lines += [
-            f"{label}: tp={p['tp']} pp={p['pp']} dp={p['dp']}{extra} zero={p['zero_stage']} "
-            f"recompute={p['recompute']} mbs={p['micro_batch_size']} "
-            f"grad_accum={p['grad_accum_steps']} sp={'on' if p['sequence_parallel'] else 'off'}",
+            f"{label}: {summary(p)}",
             f"memory per GPU (stage {m['most_loaded_stage']}, GiB):",
         ]
         for key in ("weights", "gradients", "optimizer", "activations", "reserve", "total", "capacity"):
@@ -76,10 +77,7 @@ def render_table(doc: dict[str, Any]) -> str:
     for alt in doc.get("alternatives", []):
         p, perf = alt["parallelism"], alt["performance"]
         lines.append(
-            f"alternative: tp={p['tp']} pp={p['pp']} dp={p['dp']}"
-            + "".join(f" {k}={p[k]}" for k in ("cp", "vpp", "ep") if p.get(k, 1) > 1)
-            + f" zero={p['zero_stage']} "
-            f"recompute={p['recompute']} mbs={p['micro_batch_size']}: {perf['step_time_s']:.2f} s, "
+            f"alternative: {summary(p, 'brief')}: {perf['step_time_s']:.2f} s, "
             f"{alt['memory_gib']['total']:.1f} GiB"
         )
     if "diagnosis" in doc:
@@ -93,19 +91,9 @@ def render_table(doc: dict[str, Any]) -> str:
                 "(reserve included)"
             )
         if "unpinned_plan" in fixes:
-            p = fixes["unpinned_plan"]
-            lines.append(
-                f"  without the pinned options: tp={p['tp']} pp={p['pp']} dp={p['dp']} "
-                f"zero={p['zero_stage']} recompute={p['recompute']} mbs={p['micro_batch_size']}"
-            )
+            lines.append(f"  without the pinned options: {summary(fixes['unpinned_plan'], 'brief')}")
         if "offload_plan" in fixes:
-            p = fixes["offload_plan"]
-            lines.append(
-                f"  --allow-offload: tp={p['tp']} pp={p['pp']} dp={p['dp']} zero={p['zero_stage']} "
-                f"recompute={p['recompute']} mbs={p['micro_batch_size']} optimizer_offload="
-                f"{'on' if p['optimizer_offload'] else 'off'} activation_offload="
-                f"{'on' if p['activation_offload'] else 'off'}"
-            )
+            lines.append(f"  --allow-offload: {summary(fixes['offload_plan'], 'brief')}")
         if "max_seq_len_that_fits" in fixes:
             lines.append(f"  --seq-len {fixes['max_seq_len_that_fits']} (longest sequence that fits)")
         if "not_searched" in fixes:
@@ -197,12 +185,7 @@ def main() -> None:
 @click.argument("model")
 @click.option("--gpus", type=int, required=True, help="Number of GPUs.")
 @hardware_option()
-@click.option("--tp", type=int, help="Pin tensor-parallel size.")
-@click.option("--pp", type=int, help="Pin pipeline-parallel size.")
-@click.option("--dp", type=int, help="Pin data-parallel size.")
-@click.option("--cp", type=int, help="Pin context-parallel size (sequence split over ranks).")
-@click.option("--vpp", type=int, help="Pin virtual pipeline stages per rank (interleaved 1F1B).")
-@click.option("--ep", type=int, help="Pin expert-parallel size (MoE models).")
+@size_pin_options
 @click.option(
     "--offload",
     type=click.Choice(["none", "optimizer", "activations", "both"]),
@@ -211,13 +194,8 @@ def main() -> None:
 @click.option(
     "--allow-offload", is_flag=True, help="Let the search offload the optimizer or activations to the CPU."
 )
-@click.option(
-    "--zero", type=click.IntRange(0, 3), help="Pin ZeRO stage (Megatron: 1 = distributed optimizer)."
-)
-@click.option(
-    "--recompute", type=click.Choice([r.value for r in Recompute]), help="Pin activation recomputation."
-)
-@click.option("--mbs", type=int, help="Pin micro-batch size (sequences).")
+@click.option("--zero", type=click.IntRange(0, 3), help=pin_help("zero_stage"))
+@click.option("--recompute", type=click.Choice([r.value for r in Recompute]), help=pin_help("recompute"))
 @training_options
 @click.option(
     "--sequence-parallel/--no-sequence-parallel",
@@ -266,17 +244,10 @@ def train(
     gpu_name: str,
     mem: str | None,
     gpus_per_node: int | None,
-    tp: int | None,
-    pp: int | None,
-    dp: int | None,
-    cp: int | None,
-    vpp: int | None,
-    ep: int | None,
     offload: str | None,
     allow_offload: bool,
     zero: int | None,
     recompute: str | None,
-    mbs: int | None,
     seq_len: int | None,
     global_batch: int | None,
     precision: str,
@@ -294,6 +265,7 @@ def train(
     storage_gbps: float | None,
     fmt: str | None,
     output: Path | None,
+    **sizes: int | None,
 ) -> None:
     """Plan how to split a model over a GPU cluster for training.
 
@@ -316,13 +288,7 @@ def train(
     hardware = build_hardware(gpu_name, mem, gpus_per_node)
     positive(
         ("--gpus", gpus),
-        ("--tp", tp),
-        ("--pp", pp),
-        ("--dp", dp),
-        ("--cp", cp),
-        ("--vpp", vpp),
-        ("--ep", ep),
-        ("--mbs", mbs),
+        *size_pins(sizes),
         ("--time-limit", time_limit),
     )
     training = build_training(
@@ -331,18 +297,12 @@ def train(
     if sequence_parallel is None and training.framework is Framework.DEEPSPEED:
         sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism
     pins = Pins(
-        tp=tp,
-        pp=pp,
-        dp=dp,
-        cp=cp,
-        vpp=vpp,
-        ep=ep,
+        **sizes,
         optimizer_offload=None if offload is None else offload in ("optimizer", "both"),
         activation_offload=None if offload is None else offload in ("activations", "both"),
         allow_offload=allow_offload,
         zero_stage=None if zero is None else ZeroStage(zero),
         recompute=None if recompute is None else Recompute(recompute),
-        micro_batch_size=mbs,
         sequence_parallel=sequence_parallel,
         max_tp=gpus if allow_inter_node_tp else None,
     )
@@ -365,11 +325,11 @@ def train(
         checkpoint=parse_interval(checkpoint_interval, storage_gbps),
     )
     outcome = run(req)
-    doc = document(req, outcome)
+    doc, launch = document_and_launch(req, outcome)
     text = render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml"))
     if output is not None:  # written before anything is printed: a failure prints no plan
         plan_text = render(doc, "yaml")
-        files = {"plan.yaml": plan_text, **launch_outputs(req, outcome, doc)}
+        files = {"plan.yaml": plan_text, **(launch.files if launch else {})}
         kept = write_file_set(output, files, [n for n in files if n.endswith((".sh", ".sbatch"))])
     click.echo(text)
     if output is not None:

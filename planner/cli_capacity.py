@@ -33,6 +33,7 @@ from planner.cli_options import (
 from planner.defaults import default_global_batch
 from planner.errors import PlannerError
 from planner.io import check_output_file, load_model, read_mapping
+from planner.layout import columns
 from planner.numbers import json_text
 from planner.plan import Request
 from planner.space import Pins
@@ -43,15 +44,7 @@ SWEEP_COLUMNS = [
     "seq_len",
     "gpus",
     "status",
-    "tp",
-    "cp",
-    "pp",
-    "vpp",
-    "ep",
-    "dp",
-    "zero",
-    "recompute",
-    "mbs",
+    *(label for _, label in columns()),
     "mem_gib",
     "tokens_per_s",
     "mfu",

@@ -11,6 +11,7 @@ import click
 from planner.defaults import default_seq_len, target_global_batch
 from planner.errors import PlannerError
 from planner.io import load_hardware, parse_reserve, parse_size
+from planner.layout import DIMENSIONS
 from planner.numbers import check_number
 from planner.quoting import escaped
 from planner.specs import Framework, HardwareSpec, ModelSpec, Precision, TrainingSpec
@@ -135,6 +136,27 @@ def build_training(
         reserve_fixed_bytes=fixed,
         moe_capacity_factor=moe_capacity_factor,
     )
+
+
+SIZE_PINS = tuple(e for e in DIMENSIONS if e.dimension.option and e.type is int)
+"""Dimensions pinned by an integer option (``--tp``, ``--mbs``, ...): generated from the registry."""
+
+
+def size_pin_options(f: Callable) -> Callable:
+    """One ``--OPTION N`` per integer dimension of ``planner.layout``; the values arrive by field name."""
+    for entry in reversed(SIZE_PINS):
+        f = click.option(entry.dimension.option, entry.name, type=int, help=entry.dimension.help)(f)
+    return f
+
+
+def size_pins(sizes: dict[str, int | None]) -> list[tuple[str, int | None]]:
+    """(option, value) of the integer pins, for ``positive``."""
+    return [(e.dimension.option, sizes[e.name]) for e in SIZE_PINS]
+
+
+def pin_help(name: str) -> str:
+    """``--help`` text of the option pinning dimension ``name``."""
+    return next(e.dimension.help for e in DIMENSIONS if e.name == name)
 
 
 def positive(*pairs: tuple[str, float | None]) -> None:

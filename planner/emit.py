@@ -11,6 +11,8 @@ Flags and config keys follow Megatron-LM ``megatron/training/arguments.py`` at t
 from dataclasses import dataclass, field
 from typing import Any
 
+from planner.layout import ParallelConfig, parallelism_block, summary
+
 # Placeholders the user replaces: data, tokenizer, schedule. Values follow common GPT/Llama
 # pre-training recipes (Touvron et al. 2023: AdamW 0.9/0.95, weight decay 0.1, clip 1.0).
 DEFAULT_TRAIN_ITERS = 1000
@@ -43,3 +45,26 @@ def format_number(value: float) -> str:
     """A number as argparse reads it back exactly: ``10000``, ``0.1``, ``1e-05``."""
     text = repr(float(value))
     return text[:-2] if text.endswith(".0") else text
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Target:
+    """What the launch files are for: the model's name, the cluster and the chosen layout."""
+
+    model_name: str
+    """Model name (a user's string: quote it for its context)."""
+    gpu_name: str
+    """GPU type name (a user's string: quote it for its context)."""
+    gpus: int
+    """GPUs of the run."""
+    gpus_per_node: int
+    """GPUs of one node."""
+    config: ParallelConfig
+    """The chosen layout."""
+    grad_accum_steps: int
+    """Micro-batches per step on one data-parallel rank."""
+
+    @property
+    def layout_comment(self) -> str:
+        """The layout on one line, every mesh size named (``tp=2 pp=1 dp=8 cp=1 ...``)."""
+        return summary(parallelism_block(self.config, self.grad_accum_steps), "comment")

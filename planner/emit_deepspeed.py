@@ -3,6 +3,7 @@ whose batch numbers satisfy its rule ``train_batch_size = micro_batch * grad_acc
 
 from typing import Any
 
+from planner.capability import unsupported_reasons
 from planner.emit import (
     ADAM_BETAS,
     ADAM_EPS,
@@ -44,7 +45,7 @@ def scheduler() -> dict[str, Any]:
 def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Emitted:
     """A DeepSpeed config for the plan; batch numbers satisfy DeepSpeed's rule
     ``train_batch_size = micro_batch * grad_accum * dp``."""
-    notes, blockers = [], []
+    notes: list[str] = []
     ds: dict[str, Any] = {
         "train_batch_size": training.global_batch_size,
         "train_micro_batch_size_per_gpu": config.micro_batch_size,
@@ -64,12 +65,7 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
     }
     if training.precision in (Precision.BF16, Precision.FP8):
         ds["bf16"] = {"enabled": True}
-    if training.precision is Precision.FP8:
-        blockers.append(
-            "FP8 linear layers come from Transformer Engine modules in the model code, "
-            "not from the DeepSpeed config"
-        )
-    elif training.precision is Precision.FP16:
+    if training.precision is Precision.FP16:
         ds["fp16"] = {
             "enabled": True,
             "loss_scale": 0,
@@ -98,32 +94,11 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
         }
     if config.optimizer_offload:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": True}
-        if config.zero_stage is ZeroStage.NONE:
-            blockers.append("optimizer offload needs ZeRO stage 1 or more (ZeRO-Offload)")
-    if config.activation_offload and config.recompute is not Recompute.FULL:
-        blockers.append(
-            "DeepSpeed offloads activation checkpoints only (cpu_checkpointing with full recompute)"
-        )
     ds["zero_optimization"] = zero
     if config.tp > 1:
         ds["tensor_parallel"] = {"autotp_size": config.tp}
         notes.append(f"tp={config.tp} runs as DeepSpeed AutoTP (tensor_parallel.autotp_size)")
-    if config.sequence_parallel:
-        blockers.append(
-            "Megatron sequence parallelism has no DeepSpeed equivalent (Ulysses splits "
-            "attention heads instead); plan with --no-sequence-parallel"
-        )
-    if config.cp > 1:
-        blockers.append("context parallelism (ring attention) is Megatron-LM's; DeepSpeed has none")
-    if config.ep > 1:
-        blockers.append(
-            "expert parallelism needs DeepSpeed-MoE layers (deepspeed.moe.layer.MoE) in the model code"
-        )
-    if config.vpp > 1:
-        blockers.append("interleaved pipeline stages (vpp > 1) are Megatron-LM's; DeepSpeed has none")
     if config.pp > 1:
-        if config.zero_stage >= ZeroStage.GRADIENTS:
-            blockers.append("DeepSpeed's pipeline engine supports ZeRO-0/1 only")
         notes.append(
             f"pp={config.pp} needs the model wrapped in deepspeed.pipe.PipelineModule(num_stages={config.pp})"
         )
@@ -134,14 +109,12 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
             "cpu_checkpointing": config.activation_offload,
         }
         notes.append("full recompute: checkpoint every layer (HF: model.gradient_checkpointing_enable())")
-    elif config.recompute is Recompute.SELECTIVE:
-        if training.flash_attention:
-            notes.append("selective recompute equals none with FlashAttention (it keeps no attention scores)")
-        else:
-            blockers.append("selective (core-attention) recompute is Megatron-only")
+    elif config.recompute is Recompute.SELECTIVE and training.flash_attention:
+        notes.append("selective recompute equals none with FlashAttention (it keeps no attention scores)")
     if training.framework is Framework.MEGATRON:
         notes.append(
             "memory was planned with Megatron's conventions (fp32 gradients); "
             "plan with --framework deepspeed for DeepSpeed's"
         )
+    blockers = unsupported_reasons(Framework.DEEPSPEED, model, training, config)
     return Emitted(expressible=not blockers, notes=blockers + notes, content=ds)

@@ -2,6 +2,7 @@
 script and a SLURM batch script. Flags follow ``megatron/training/arguments.py`` at the commit named
 in ``tests/fixtures/megatron_arguments.json``, where Megatron's own parser accepted them."""
 
+from planner.capability import unsupported_reasons
 from planner.emit import (
     ADAM_BETAS,
     DEFAULT_CHECKPOINT_DIR,
@@ -21,6 +22,7 @@ from planner.emit import (
 )
 from planner.emit_shell import flag_pairs
 from planner.specs import (
+    Framework,
     ModelSpec,
     NormType,
     ParallelConfig,
@@ -85,7 +87,7 @@ def megatron_args(
     """``pretrain_gpt.py`` arguments for the plan, and the reasons it cannot run, if any. Data,
     tokenizer, checkpointing, logging and overlap take the defaults ``megatron.sh`` exposes as
     variables (``SCRIPT_VARIABLES``)."""
-    notes, blockers = [], []
+    notes: list[str] = []
     a: list[str] = [
         "--num-layers",
         str(model.num_layers),
@@ -132,12 +134,8 @@ def megatron_args(
             a += ["--rotary-percent", format_number(model.rotary_fraction)]
         if model.rope_scaling == "llama3":
             a += ["--use-rope-scaling"]
-        elif model.rope_scaling is not None:
-            blockers.append(f"rope_scaling type {model.rope_scaling!r} has no Megatron-LM flag")
     elif model.positions is PositionEncoding.LEARNED:
         a += ["--position-embedding-type", "learned_absolute"]
-    else:
-        blockers.append("ALiBi positions are not implemented in Megatron-LM's GPT model")
     if model.gated_mlp:
         a += ["--swiglu"]
     a += [
@@ -146,13 +144,6 @@ def megatron_args(
         "--norm-epsilon",
         format_number(model.norm_epsilon),
     ]
-    if model.norm is NormType.LAYERNORM and not model.norm_bias:
-        blockers.append("LayerNorm without bias (MPT) has no Megatron-LM flag")
-    if model.embedding_norm:
-        blockers.append("the LayerNorm after the word embedding (BLOOM) is not in Megatron-LM's GPT model")
-    if model.parallel_residual:
-        blockers.append("parallel attention/MLP residual (GPT-NeoX) is not in Megatron-LM's GPT model")
-    blockers.extend(model.unsupported_by_megatron)
     if model.qk_norm:
         a += ["--qk-layernorm"]
     if model.is_moe:
@@ -199,8 +190,6 @@ def megatron_args(
         a += ["--disable-bias-linear"]
         if model.qkv_bias:
             a += ["--add-qkv-bias"]
-    elif not (model.qkv_bias and model.out_bias and model.mlp_bias):
-        blockers.append("biases on only some linear layers have no Megatron-LM flag")
     if not model.tied_embeddings:
         a += ["--untie-embeddings-and-output-weights"]
     a += [
@@ -253,14 +242,8 @@ def megatron_args(
             )
     if config.optimizer_offload:
         a += ["--optimizer-cpu-offload", "--use-precision-aware-optimizer", "--overlap-cpu-optimizer-d2h-h2d"]
-        if config.zero_stage is not ZeroStage.OPTIMIZER:
-            blockers.append("Megatron-LM offloads the optimizer with its distributed optimizer only (ZeRO-1)")
     if config.activation_offload:
         a += ["--cpu-offloading-num-layers", str(model.num_layers - 1)]
-        if config.pp > 1 or config.recompute is Recompute.FULL:
-            blockers.append(
-                "Megatron-Core activation offloading runs without pipelining and instead of full recompute"
-            )
     if config.recompute is Recompute.SELECTIVE:
         a += ["--recompute-granularity", "selective"]
     elif config.recompute is Recompute.FULL:
@@ -304,6 +287,7 @@ def megatron_args(
         "data and tokenizer default to --mock-data and NullTokenizer: set DATA_PATH and "
         "TOKENIZER_MODEL in megatron.sh (or the environment)"
     )
+    blockers = unsupported_reasons(Framework.MEGATRON, model, training, config)
     return Emitted(expressible=not blockers, notes=blockers + notes, content=a)
 
 

@@ -4,9 +4,8 @@ the top with defaults (``planner/emit_shell.py``); with every default the Megatr
 exactly the arguments Megatron-LM's parser validated (``megatron_args.txt``)."""
 
 import shlex
-from typing import Any
 
-from planner.emit import DEFAULT_CHECKPOINT_DIR, Emitted
+from planner.emit import DEFAULT_CHECKPOINT_DIR, Emitted, Target
 from planner.emit_megatron import DATA_SPLIT
 from planner.emit_shell import (
     FIRST_NODE,
@@ -98,9 +97,9 @@ def _megatron_argument_lines(args: list[str]) -> list[str]:
     return lines
 
 
-def megatron_script(doc: dict[str, Any], emitted: Emitted, env: dict[str, str], gpus_per_node: int) -> str:
+def megatron_script(target: Target, emitted: Emitted, env: dict[str, str]) -> str:
     """A torchrun launcher for ``pretrain_gpt.py`` (one node per invocation; SLURM runs it on each)."""
-    gpus = doc["cluster"]["gpus"]
+    gpus, gpus_per_node = target.gpus, target.gpus_per_node
     args = emitted.content
     vocab = dict(flag_pairs(args))["--vocab-size"]
     variables = megatron_variables(args) + rendezvous_variables(num_nodes(gpus, gpus_per_node))
@@ -123,19 +122,19 @@ def megatron_script(doc: dict[str, Any], emitted: Emitted, env: dict[str, str], 
         ),
     ]
     return script(
-        header("Megatron-LM launch", doc, emitted.notes),
+        header("Megatron-LM launch", target, emitted.notes),
         variables_block(variables, OVERRIDE_HOW + " bash megatron.sh"),
         body,
     )
 
 
-def slurm_script(doc: dict[str, Any], launcher: str, notes: list[str], gpus_per_node: int) -> str:
+def slurm_script(target: Target, launcher: str, notes: list[str]) -> str:
     """A SLURM batch script running ``launcher`` (``megatron.sh``) once per node, optionally in a
     container (pyxis ``--container-image``)."""
-    gpus = doc["cluster"]["gpus"]
+    gpus, gpus_per_node = target.gpus, target.gpus_per_node
     nodes = num_nodes(gpus, gpus_per_node)
     directives = [
-        f"#SBATCH --job-name={job_name(doc['model']['name'])}-plan",
+        f"#SBATCH --job-name={job_name(target.model_name)}-plan",
         f"#SBATCH --nodes={nodes}",
         "#SBATCH --ntasks-per-node=1",
         f"#SBATCH --gpus-per-node={min(gpus_per_node, gpus)}",
@@ -178,7 +177,7 @@ def slurm_script(doc: dict[str, Any], launcher: str, notes: list[str], gpus_per_
     ]
     return script(
         directives,
-        header("SLURM batch script", doc, notes),
+        header("SLURM batch script", target, notes),
         [
             "# Also to choose: the #SBATCH lines above (remove one '#' to set the partition and",
             "# account) or the same options on the command line: sbatch --partition=P --account=A ...",
@@ -189,10 +188,10 @@ def slurm_script(doc: dict[str, Any], launcher: str, notes: list[str], gpus_per_
     )
 
 
-def deepspeed_script(doc: dict[str, Any], emitted: Emitted, gpus_per_node: int, save_interval: int) -> str:
+def deepspeed_script(target: Target, emitted: Emitted, save_interval: int) -> str:
     """A torchrun launcher for the user's DeepSpeed program with ``deepspeed.json``
     (``deepspeed.add_config_arguments`` reads ``--deepspeed --deepspeed_config``)."""
-    gpus = doc["cluster"]["gpus"]
+    gpus, gpus_per_node = target.gpus, target.gpus_per_node
     variables = [
         UserVariable(
             name="TRAIN_PROGRAM",
@@ -228,7 +227,7 @@ def deepspeed_script(doc: dict[str, Any], emitted: Emitted, gpus_per_node: int, 
         ),
     ]
     return script(
-        header("DeepSpeed launch", doc, emitted.notes),
+        header("DeepSpeed launch", target, emitted.notes),
         variables_block(variables, OVERRIDE_HOW + " bash deepspeed.sh"),
         body,
     )

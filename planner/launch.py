@@ -4,40 +4,47 @@ A framework that cannot run the plan gets no files: its block says ``expressible
 reasons (``plan -o`` prints them on stderr); nothing half-usable is written in its place.
 """
 
+from dataclasses import dataclass
 from typing import Any
 
-from planner.emit import DEFAULT_SAVE_INTERVAL
+from planner.emit import DEFAULT_SAVE_INTERVAL, Target
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
 from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
 from planner.emit_shell import flag_lines
 from planner.numbers import json_text
-from planner.specs import ModelSpec, ParallelConfig, TrainingSpec
+from planner.specs import ModelSpec, TrainingSpec
 
 MEGATRON_FILES = ["megatron.sh", "megatron_args.txt", "slurm.sbatch"]
 DEEPSPEED_FILES = ["deepspeed.json", "deepspeed.sh"]
 
 
+@dataclass(frozen=True, slots=True)
+class Launch:
+    """The launch files of one plan and what the document says about them."""
+
+    files: dict[str, str]
+    """File name -> text for ``plan -o DIR``."""
+    block: dict[str, Any]
+    """The plan document's ``launch`` block."""
+
+
 def launch_files(
-    model: ModelSpec,
-    training: TrainingSpec,
-    config: ParallelConfig,
-    doc: dict[str, Any],
-    gpus_per_node: int,
-    save_interval: int = DEFAULT_SAVE_INTERVAL,
-) -> tuple[dict[str, str], dict[str, Any]]:
-    """File name -> text for ``plan -o DIR``, and the plan document's ``launch`` block."""
+    model: ModelSpec, training: TrainingSpec, target: Target, save_interval: int = DEFAULT_SAVE_INTERVAL
+) -> Launch:
+    """Every framework's launch files for ``target``'s layout, and the document's ``launch`` block."""
+    config = target.config
     megatron = megatron_args(model, training, config, save_interval)
     deepspeed = deepspeed_config(model, training, config)
     env = megatron_env(config)
     files = {}
     if megatron.expressible:
-        files["megatron.sh"] = megatron_script(doc, megatron, env, gpus_per_node)
+        files["megatron.sh"] = megatron_script(target, megatron, env)
         files["megatron_args.txt"] = "\n".join(flag_lines(megatron.content)) + "\n"
-        files["slurm.sbatch"] = slurm_script(doc, "megatron.sh", megatron.notes, gpus_per_node)
+        files["slurm.sbatch"] = slurm_script(target, "megatron.sh", megatron.notes)
     if deepspeed.expressible:
         files["deepspeed.json"] = json_text(deepspeed.content) + "\n"
-        files["deepspeed.sh"] = deepspeed_script(doc, deepspeed, gpus_per_node, save_interval)
+        files["deepspeed.sh"] = deepspeed_script(target, deepspeed, save_interval)
     block = {
         "megatron": {
             "expressible": megatron.expressible,
@@ -51,7 +58,7 @@ def launch_files(
             "notes": deepspeed.notes,
         },
     }
-    return files, block
+    return Launch(files, block)
 
 
 def refusals(block: dict[str, Any]) -> list[str]:

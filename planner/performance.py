@@ -5,8 +5,11 @@
 The slowest rank is the last pipeline stage (its layers plus the LM head); the step is ``m`` of
 its micro-batches plus the bubble, the exposed TP and pipeline communication, the exposed
 data-parallel gradient communication and the optimizer step. Terms are grouped by the dimensions
-they depend on, so the solver can tabulate them: ``pipeline_time`` depends on (tp, pp, dp,
-recompute, micro-batch), ``data_parallel_time`` on (tp, pp, dp, ZeRO stage).
+they depend on, so the solver can tabulate them (``planner.space.STATES_TABLE`` and
+``ACTIVATIONS_TABLE``): ``pipeline_time`` depends on the layout (tp, cp, pp, vpp, ep, hence dp),
+the recompute mode, activation offload and the micro-batch; ``data_parallel_time`` on the layout,
+the ZeRO stage and optimizer offload. ``tests/planner/test_terms.py`` checks the tables against
+this evaluator.
 """
 
 from dataclasses import dataclass, replace

@@ -1,7 +1,6 @@
 """Which layouts a model admits: divisibility rules with messages that say what would work."""
 
-from planner.errors import PlannerError
-from planner.specs import Framework, ModelSpec, ParallelConfig, Recompute, TrainingSpec, ZeroStage
+from planner.specs import ModelSpec
 
 
 def divisors(n: int) -> list[int]:
@@ -20,62 +19,6 @@ def valid_pp(model: ModelSpec) -> list[int]:
     return divisors(model.num_layers)
 
 
-def check_layout(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, gpus: int) -> None:
-    """Raise ``PlannerError`` naming the option and the values that would work."""
-    if config.tp not in valid_tp(model):
-        raise PlannerError(
-            f"--tp {config.tp} does not divide the {model.num_heads} heads and "
-            f"{model.num_kv_heads} KV heads; use one of {valid_tp(model)}"
-        )
-    if config.pp not in valid_pp(model):
-        raise PlannerError(
-            f"--pp {config.pp} does not divide the {model.num_layers} layers; use one of {valid_pp(model)}"
-        )
-    if config.num_gpus != gpus:
-        fitting = [d for d in divisors(gpus) if d % (config.tp) == 0]
-        raise PlannerError(
-            f"tp*pp*dp = {config.tp}*{config.pp}*{config.dp} = {config.num_gpus} "
-            f"is not --gpus {gpus}; tp*pp must divide {gpus} (e.g. {fitting[:8]})"
-        )
-    step = config.dp * config.micro_batch_size
-    if training.global_batch_size % step:
-        raise PlannerError(
-            f"--global-batch {training.global_batch_size} is not a multiple of dp*mbs = "
-            f"{config.dp}*{config.micro_batch_size} = {step}; use a multiple of {step}"
-        )
-
-
-def framework_allows_sharding(
-    framework: Framework, pp: int, zero: ZeroStage, optimizer_offload: bool = False
-) -> bool:
-    """DeepSpeed's pipeline engine runs ZeRO-0/1 only (``deepspeed/runtime/pipe/engine.py``
-    asserts it); Megatron-LM accepts every stage with pipelining (Megatron-FSDP for 2/3). Optimizer
-    offload needs sharded optimizer states: DeepSpeed ZeRO-Offload from stage 1, Megatron's
-    hybrid-device optimizer with its distributed optimizer (stage 1)."""
-    if framework is Framework.DEEPSPEED and pp > 1 and zero >= ZeroStage.GRADIENTS:
-        return False
-    if optimizer_offload:
-        return zero == ZeroStage.OPTIMIZER if framework is Framework.MEGATRON else zero >= ZeroStage.OPTIMIZER
-    return True
-
-
-def framework_allows_recompute(
-    framework: Framework, recompute: Recompute, flash: bool, activation_offload: bool = False, pp: int = 1
-) -> bool:
-    """Selective (core-attention) recompute is Megatron's; with FlashAttention it keeps nothing
-    more than no recompute, so DeepSpeed can run it as that. Activation offload: DeepSpeed moves
-    the full-recompute checkpoints (``cpu_checkpointing``); Megatron-Core offloads the activations of
-    all but the last layer, without pipelining (``TransformerConfig`` rejects pp > 1) and instead
-    of full recompute."""
-    if framework is Framework.DEEPSPEED and recompute is Recompute.SELECTIVE and not flash:
-        return False
-    if activation_offload:
-        if framework is Framework.DEEPSPEED:
-            return recompute is Recompute.FULL
-        return pp == 1 and recompute is not Recompute.FULL
-    return True
-
-
 def valid_cp(seq_len: int) -> list[int]:
     """Context-parallel sizes: Megatron's load-balanced ring splits each sequence into ``2*cp``
     chunks, so ``2*cp`` must divide it."""
@@ -88,15 +31,6 @@ def valid_vpp(model: ModelSpec, pp: int) -> list[int]:
     if pp == 1:
         return [1]
     return divisors(model.num_layers // pp)
-
-
-def framework_allows_layout(framework: Framework, cp: int, vpp: int, flash: bool, ep: int = 1) -> bool:
-    """Context parallelism, interleaved pipelines and expert parallelism are Megatron-LM's here
-    (DeepSpeed has neither of the first two, and its expert parallelism needs DeepSpeed-MoE layers
-    in the model code); context parallelism runs with FlashAttention / fused attention only."""
-    if framework is Framework.DEEPSPEED and (cp > 1 or vpp > 1 or ep > 1):
-        return False
-    return cp == 1 or flash
 
 
 def valid_ep(model: ModelSpec) -> list[int]:

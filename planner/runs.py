@@ -15,6 +15,7 @@ from typing import Any, get_type_hints
 
 from planner.errors import PlannerError
 from planner.io import load_hardware, load_model
+from planner.layout import document_order
 from planner.specs import Framework, HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
 RUN_KEYS = ("name", "model", "gpu", "gpus", "parallelism", "seq_len", "global_batch", "precision",
@@ -90,7 +91,8 @@ def parallel_config(data: Any, gpus: int, where: str) -> ParallelConfig:
     known = {f.name: f for f in fields(ParallelConfig)}
     unknown = sorted(map(str, set(data) - set(known) - set(DERIVED_KEYS)))
     if unknown:
-        raise PlannerError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(known)}")
+        keys = [k for k in document_order() if k in known]  # the document's order
+        raise PlannerError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(keys)}")
     hints = get_type_hints(ParallelConfig)
     values: dict[str, Any] = {}
     for name, f in known.items():

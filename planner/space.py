@@ -1,27 +1,28 @@
 """The candidate space and its integer terms, shared by the CP-SAT builder and brute force.
 
-A candidate is a layout (tp, cp, pp, vpp, ep) -- which fixes dp -- with a ZeRO stage, a recompute mode
-and a micro-batch size. Each term is computed by the plain evaluator over only the dimensions it
-depends on and converted to integers at a named scale: memory in bytes rounded up (the solver never
-under-estimates), time in microseconds rounded to nearest. The objective of a candidate is its
-summed time terms, with a lexicographic tie-break (lower ZeRO stage, less recompute, smaller tp,
-cp, pp, vpp, smaller micro-batch) so the same input always gives the same plan.
+A candidate picks one value of each domain: the layout (tp, cp, pp, vpp, ep, which fixes dp), the
+states (ZeRO stage, optimizer offload), the activations (recompute, activation offload) and the
+micro-batch size -- the groups of ``planner.layout``'s dimensions. Each term is computed by the plain
+evaluator over only the dimensions it depends on and converted to integers at a named scale: memory
+in bytes rounded up (the solver never under-estimates), time in microseconds rounded to nearest.
+The objective of a candidate is its summed time terms, with the lexicographic tie-break of
+``ParallelConfig``'s field order (``planner.layout.tie_break_note``) so the same input always gives
+the same plan.
 """
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, make_dataclass
 from itertools import product
 
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.capability import reasons_within
 from planner.errors import PlannerError
 from planner.evaluate import stage_activation_bytes, stage_memory
+from planner.layout import DIMENSIONS, Group, group_fields
 from planner.performance import data_parallel_time, pipeline_time
 from planner.rules import (
     divisors,
-    framework_allows_layout,
-    framework_allows_recompute,
-    framework_allows_sharding,
     valid_cp,
     valid_ep,
     valid_pp,
@@ -37,67 +38,65 @@ MIN_TOKENS_PER_CP_RANK = 4096  # below this, ring-attention hops are no longer h
 MAX_VPP = 8  # virtual stages per rank searched (recipes: Llama 3.1 405B uses 8); pin --vpp for more
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Pins:
-    """Dimensions the user fixed; ``None`` means searched."""
+Pins = make_dataclass(
+    "Pins",
+    [(e.name, e.type | None, field(default=None)) for e in DIMENSIONS]
+    + [("allow_offload", bool, field(default=False)), ("max_tp", int | None, field(default=None))],
+    frozen=True,
+    slots=True,
+    kw_only=True,
+)
+Pins.__module__ = __name__
+Pins.__doc__ = """Dimensions the user fixed, one field per ``ParallelConfig`` field (``None`` means
+searched), plus ``allow_offload`` (search CPU offload of the optimizer and of activations, off
+unless allowed or pinned) and ``max_tp`` (largest tp searched; default: GPUs per node, so TP stays
+on NVLink)."""
 
-    tp: int | None = None
-    pp: int | None = None
-    dp: int | None = None
-    cp: int | None = None
-    vpp: int | None = None
-    ep: int | None = None
-    zero_stage: ZeroStage | None = None
-    recompute: Recompute | None = None
-    micro_batch_size: int | None = None
-    sequence_parallel: bool | None = None
-    optimizer_offload: bool | None = None
-    activation_offload: bool | None = None
-    allow_offload: bool = False
-    """Search CPU offload of the optimizer and of activations (off unless allowed or pinned)."""
-    max_tp: int | None = None
-    """Largest tp searched (default: GPUs per node, so TP stays on NVLink)."""
+LAYOUT_FIELDS = group_fields(Group.LAYOUT)
+LAYOUT_ONLY = frozenset({Group.LAYOUT})
+STATES_TABLE = frozenset({Group.LAYOUT, Group.STATES})
+"""Dimensions of the (layout, states) table: weights, gradients, optimizer; DP communication."""
+ACTIVATIONS_TABLE = frozenset({Group.LAYOUT, Group.ACTIVATIONS, Group.MICRO_BATCH})
+"""Dimensions of the (layout, activations, micro-batch) table: activations; the pipeline's time."""
+STATES_FIELDS = group_fields(Group.STATES)
+ACTIVATIONS_FIELDS = group_fields(Group.ACTIVATIONS)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Space:
     """Domains of each searched dimension, in tie-break order."""
 
-    layouts: tuple[tuple[int, int, int, int, int], ...]
-    """(tp, cp, pp, vpp, ep) combinations, sorted: the tie-break prefers the earlier."""
+    layouts: tuple[tuple[int, ...], ...]
+    """Values of the ``LAYOUT_FIELDS`` (tp, cp, pp, vpp, ep), sorted: the tie-break prefers the earlier."""
     zero_stages: tuple[tuple[ZeroStage, bool], ...]
-    """(ZeRO stage, optimizer offloaded to the CPU)."""
+    """Values of the ``STATES_FIELDS`` (ZeRO stage, optimizer offloaded to the CPU)."""
     recomputes: tuple[tuple[Recompute, bool], ...]
-    """(recompute mode, activations offloaded to the CPU)."""
+    """Values of the ``ACTIVATIONS_FIELDS`` (recompute mode, activations offloaded to the CPU)."""
     micro_batches: tuple[int, ...]
     gpus: int
     sequence_parallel: bool | None
 
     def config(self, layout: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
         """The parallel layout at these domain indices."""
-        tp, cp, pp, vpp, ep = self.layouts[layout]
+        mesh = dict(zip(LAYOUT_FIELDS, self.layouts[layout], strict=True))
+        tp = mesh["tp"]
         sp = (tp > 1) if self.sequence_parallel is None else (self.sequence_parallel and tp > 1)
         return ParallelConfig(
-            tp=tp,
-            pp=pp,
-            dp=self.gpus // (tp * cp * pp),
-            cp=cp,
-            vpp=vpp,
-            ep=ep,
-            zero_stage=self.zero_stages[zero][0],
-            optimizer_offload=self.zero_stages[zero][1],
-            recompute=self.recomputes[recompute][0],
-            activation_offload=self.recomputes[recompute][1],
+            **mesh,
+            **dict(zip(STATES_FIELDS, self.zero_stages[zero], strict=True)),
+            **dict(zip(ACTIVATIONS_FIELDS, self.recomputes[recompute], strict=True)),
             micro_batch_size=self.micro_batches[mbs],
+            dp=self.gpus // (tp * mesh["cp"] * mesh["pp"]),
             sequence_parallel=sp,
         )
 
     def mbs_fits(self, layout: int, mbs: int, global_batch: int) -> bool:
         """dp * mbs divides the global batch (grad accumulation is a whole number); interleaved
         pipelines also need the micro-batch count divisible by pp (Megatron-LM's schedule)."""
-        tp, cp, pp, vpp, _ = self.layouts[layout]
-        step = self.gpus // (tp * cp * pp) * self.micro_batches[mbs]
-        return global_batch % step == 0 and (vpp == 1 or (global_batch // step) % pp == 0)
+        mesh = dict(zip(LAYOUT_FIELDS, self.layouts[layout], strict=True))
+        pp = mesh["pp"]
+        step = self.gpus // (mesh["tp"] * mesh["cp"] * pp) * self.micro_batches[mbs]
+        return global_batch % step == 0 and (mesh["vpp"] == 1 or (global_batch // step) % pp == 0)
 
     @property
     def size(self) -> int:
@@ -124,7 +123,7 @@ def build_space(
     tp stays within the NVLink domain (``nvlink_domain_gpus``) unless allowed (``max_tp``); cp is
     searched while every rank keeps at least ``MIN_TOKENS_PER_CP_RANK`` tokens of a sequence;
     vpp up to ``MAX_VPP`` chunks per rank. Layouts the framework cannot run are left out
-    (``rules.framework_allows_layout``).
+    (``planner.capability``).
     """
     max_tp = pins.max_tp or nvlink_domain_gpus
     tps = [t for t in valid_tp(model) if gpus % t == 0 and (t <= max_tp or t == pins.tp)]
@@ -142,10 +141,11 @@ def build_space(
         stage_ranks = gpus // p  # ranks of one stage (tp * cp * dp): the experts spread over them
         eps = [e for e in valid_ep(model) if stage_ranks % e == 0 and pins.ep in (None, e)]
         for v, e in product(valid_vpp(model, p), eps):
-            if (v == pins.vpp or (pins.vpp is None and v <= MAX_VPP)) and framework_allows_layout(
-                training.framework, c, v, training.flash_attention, e
-            ):
-                layouts.append((t, c, p, v, e))
+            if v != pins.vpp and (pins.vpp is not None or v > MAX_VPP):
+                continue
+            mesh = ParallelConfig(tp=t, cp=c, pp=p, vpp=v, ep=e, dp=gpus // (t * c * p))
+            if not reasons_within(LAYOUT_ONLY, training.framework, model, training, mesh):
+                layouts.append(tuple(getattr(mesh, name) for name in LAYOUT_FIELDS))
 
     def offload_options(pinned: bool | None) -> list[bool]:
         return [pinned] if pinned is not None else ([False, True] if pins.allow_offload else [False])
@@ -194,11 +194,6 @@ def time_units(seconds: float) -> int:
     return round(_finite(seconds, "step time") * TIME_SCALE_PER_S)
 
 
-def stages(config: ParallelConfig) -> tuple[int, ...]:
-    """The stages that can be the most loaded: first and last."""
-    return tuple(sorted({0, config.pp - 1}))
-
-
 @dataclass(frozen=True, slots=True)
 class Terms:
     """The integer tables: per-stage memory and time, keyed by domain indices."""
@@ -226,7 +221,7 @@ def compile_terms(
     framework = training.framework
     for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
         config = space.config(p, z, 0, 0)
-        if not framework_allows_sharding(framework, config.pp, config.zero_stage, config.optimizer_offload):
+        if reasons_within(STATES_TABLE, framework, model, training, config):
             continue
         per_stage = []
         for st in (0, config.pp - 1):
@@ -234,21 +229,20 @@ def compile_terms(
             per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
         states[p, z] = tuple(per_stage)
         dpt[p, z] = time_units(sum(data_parallel_time(model, hardware, training, config, constants).values()))
-    for p, r, u in product(
-        range(len(space.layouts)), range(len(space.recomputes)), range(len(space.micro_batches))
-    ):
-        if not space.mbs_fits(p, u, training.global_batch_size):
+    for p, r in product(range(len(space.layouts)), range(len(space.recomputes))):
+        if reasons_within(ACTIVATIONS_TABLE, framework, model, training, space.config(p, 0, r, 0)):
             continue
-        config = space.config(p, 0, r, u)
-        if not framework_allows_recompute(
-            framework, config.recompute, training.flash_attention, config.activation_offload, config.pp
-        ):
-            continue
-        acts[p, r, u] = tuple(
-            bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
-            for st in (0, config.pp - 1)
-        )
-        pipe[p, r, u] = time_units(sum(pipeline_time(model, hardware, training, config, constants).values()))
+        for u in range(len(space.micro_batches)):
+            if not space.mbs_fits(p, u, training.global_batch_size):
+                continue
+            config = space.config(p, 0, r, u)
+            acts[p, r, u] = tuple(
+                bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
+                for st in (0, config.pp - 1)
+            )
+            pipe[p, r, u] = time_units(
+                sum(pipeline_time(model, hardware, training, config, constants).values())
+            )
     return Terms(states, acts, pipe, dpt)
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from constraints.units import BYTES_PER_GIB, Framework, Precision, Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.errors import PlannerError
+from planner.layout import ParallelConfig
 from planner.profile import HardwareProfile
 from planner.quoting import check_printable
 
@@ -332,65 +333,6 @@ class TrainingSpec:
             raise PlannerError(f"--moe-capacity-factor must be positive, got {self.moe_capacity_factor}")
         if not 0.0 <= self.reserve_fraction < 1.0 or self.reserve_fixed_bytes < 0:
             raise PlannerError("reserve must be a share below 100% (e.g. 10%) or a size (e.g. 4GiB)")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ParallelConfig:
-    """How one training step is laid out over the GPUs."""
-
-    tp: int
-    """Tensor-parallel size."""
-    pp: int
-    """Pipeline-parallel size (stages)."""
-    dp: int
-    """Data-parallel size; ``tp * cp * pp * dp`` is the GPU count."""
-    zero_stage: ZeroStage = ZeroStage.NONE
-    """What is sharded over ``dp * cp``; Megatron's distributed optimizer is stage 1."""
-    recompute: Recompute = Recompute.NONE
-    """Activation recomputation."""
-    micro_batch_size: int = 1
-    """Sequences per micro-batch on one data-parallel rank."""
-    sequence_parallel: bool = False
-    """Megatron sequence parallelism (needs ``tp > 1``)."""
-    vpp: int = 1
-    """Virtual pipeline stages (model chunks) per pipeline rank; 1 = plain 1F1B, > 1 interleaved."""
-    cp: int = 1
-    """Context-parallel size: ranks that split each sequence (ring attention)."""
-    optimizer_offload: bool = False
-    """Master weights and Adam states live in CPU memory and the Adam step runs on the CPU
-    (DeepSpeed ZeRO-Offload, Ren et al. 2021; Megatron ``--optimizer-cpu-offload``)."""
-    activation_offload: bool = False
-    """Kept activations go to CPU memory and come back for backward (Megatron ``--cpu-offloading``,
-    all layers but one; DeepSpeed ``cpu_checkpointing`` of the full-recompute checkpoints)."""
-    ep: int = 1
-    """Expert-parallel size: ranks that split the routed experts, each expert whole (expert tensor
-    parallelism 1, as Megatron-Core MoE recipes run); carved out of ``tp * cp * dp``."""
-
-    def __post_init__(self) -> None:
-        _positive(self, "tp", "pp", "dp", "micro_batch_size", "vpp", "cp", "ep")
-        if (self.tp * self.dp * self.cp) % self.ep:
-            raise PlannerError(f"--ep {self.ep} must divide tp*cp*dp = {self.tp * self.dp * self.cp}")
-        if self.sequence_parallel and self.tp == 1:
-            raise PlannerError("sequence parallel needs --tp above 1; use --no-sequence-parallel")
-        if self.vpp > 1 and self.pp == 1:
-            raise PlannerError("--vpp above 1 needs --pp above 1 (interleaved pipeline)")
-
-    @property
-    def num_gpus(self) -> int:
-        """GPUs the layout occupies."""
-        return self.tp * self.cp * self.pp * self.dp
-
-    @property
-    def shard_group(self) -> int:
-        """Ranks that share gradients and shard ZeRO states: data-parallel times context-parallel
-        (Megatron-LM reduces gradients over its ``dp_cp`` group)."""
-        return self.dp * self.cp
-
-    @property
-    def expert_shard_group(self) -> int:
-        """Ranks that hold the same experts and shard their ZeRO states: ``tp * cp * dp / ep``
-        (Megatron-Core's expert-data-parallel group with expert tensor parallelism 1)."""
-        return self.tp * self.dp * self.cp // self.ep
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,8 @@ that band are checked by the evaluator, so ``status`` and the document's ``fits`
 
 from planner.calibration import StepTimeConstants
 from planner.errors import PlannerError
-from planner.evaluate import memory
+from planner.evaluate import memory, num_microbatches
+from planner.layout import parallelism_block, summary
 from planner.performance import performance
 from planner.scaling import Units, boundary_band_bytes
 from planner.search import Candidate, enumerate_candidates
@@ -38,10 +39,11 @@ def check_reported(
     is not the one the search ranked it by."""
     for candidate in chosen:
         config = space.config(*candidate.indices)
+        name = summary(parallelism_block(config, num_microbatches(training, config)), "brief")
         mem = memory(model, hardware, training, config)
         if not mem.fits:
             raise PlannerError(
-                f"internal check failed: the search chose {config} but the evaluator needs "
+                f"internal check failed: the search chose {name} but the evaluator needs "
                 f"{mem.total:.6g} bytes of {mem.capacity:.6g}; please report the command",
                 INTERNAL_EXIT_CODE,
             )
@@ -51,7 +53,7 @@ def check_reported(
         ranked_units = candidate.objective // space.tie_break_range
         if abs(step_units - ranked_units) > TIME_TOLERANCE_UNITS + TIME_TOLERANCE_RELATIVE * step_units:
             raise PlannerError(
-                f"internal check failed: the search ranked {config} at {ranked_units} x "
+                f"internal check failed: the search ranked {name} at {ranked_units} x "
                 f"{units.time_us} us but the evaluator says {step_units:.6g}; please report the command",
                 INTERNAL_EXIT_CODE,
             )

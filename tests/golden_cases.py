@@ -5,11 +5,12 @@ Shared by ``fixtures/scripts/megatron_args_reference.py`` (which validates them 
 and the tests (which check that the planner still emits exactly what was validated).
 """
 
+from planner.document import document_and_launch
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
 from planner.hardware import preset
 from planner.io import load_model
-from planner.plan import Request, document, launch_outputs, run
+from planner.plan import Request, run
 from planner.space import Pins
 from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
 
@@ -605,13 +606,13 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
     config = outcome.space.config(*best.indices)
     emitted = megatron_args(req.model, training, config)
     deepspeed = deepspeed_config(req.model, training, config)
-    doc = document(req, outcome)
+    doc, launch = document_and_launch(req, outcome)
     return {
         "expressible": emitted.expressible,
         "args": emitted.content,
         "env": megatron_env(config),
         "status": doc["status"],
-        "files": launch_outputs(req, outcome, doc),
+        "files": launch.files,
         "deepspeed": deepspeed,
         "dp": config.dp,
     }

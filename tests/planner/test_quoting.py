@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 
 from planner.cli import main
-from planner.emit import Emitted
+from planner.emit import Emitted, Target
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args
 from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
@@ -66,35 +66,26 @@ def run_script(sandbox: Path, text: str) -> tuple[subprocess.CompletedProcess, P
     return done, marker
 
 
-def base_plan() -> tuple[dict, Emitted, Emitted]:
+def base_plan() -> tuple[Target, Emitted, Emitted]:
     model = example("llama3.2-1b")
     config = ParallelConfig(tp=1, pp=1, dp=8)
     training = TrainingSpec(seq_len=4096, global_batch_size=64)
-    doc = {
-        "model": {"name": model.name},
-        "cluster": {"gpus": 8, "gpu": "h100-80gb"},
-        "parallelism": {
-            "tp": 1,
-            "pp": 1,
-            "dp": 8,
-            "cp": 1,
-            "vpp": 1,
-            "ep": 1,
-            "zero_stage": 0,
-            "recompute": "none",
-            "micro_batch_size": 1,
-            "grad_accum_steps": 8,
-            "sequence_parallel": False,
-        },
-    }
-    return doc, megatron_args(model, training, config), deepspeed_config(model, training, config)
+    target = Target(
+        model_name=model.name,
+        gpu_name="h100-80gb",
+        gpus=8,
+        gpus_per_node=8,
+        config=config,
+        grad_accum_steps=8,
+    )
+    return target, megatron_args(model, training, config), deepspeed_config(model, training, config)
 
 
-def scripts(doc: dict, megatron: Emitted, deepspeed: Emitted) -> dict[str, str]:
+def scripts(target: Target, megatron: Emitted, deepspeed: Emitted) -> dict[str, str]:
     return {
-        "megatron.sh": megatron_script(doc, megatron, {}, 8),
-        "slurm.sbatch": slurm_script(doc, "megatron.sh", megatron.notes, 8),
-        "deepspeed.sh": deepspeed_script(doc, deepspeed, 8, 1000),
+        "megatron.sh": megatron_script(target, megatron, {}),
+        "slurm.sbatch": slurm_script(target, "megatron.sh", megatron.notes),
+        "deepspeed.sh": deepspeed_script(target, deepspeed, 1000),
     }
 
 
@@ -104,12 +95,12 @@ def test_emitted_scripts_keep_any_string_inert(sandbox, name, gpu, note, value):
     """Even strings the loaders refuse (newlines, NUL) cannot act if they reach an emitter: the
     emitter refuses them in one line, or the script passes ``bash -n``, runs without the injected
     command and hands the value to torchrun as one argument, unchanged."""
-    doc, megatron, deepspeed = base_plan()
-    doc["model"]["name"], doc["cluster"]["gpu"] = name, gpu
+    target, megatron, deepspeed = base_plan()
+    target = replace(target, model_name=name, gpu_name=gpu)
     megatron = replace(megatron, notes=[note, *megatron.notes], content=[*megatron.content, "--x", value])
     deepspeed = replace(deepspeed, notes=[note, *deepspeed.notes])
     try:
-        texts = scripts(doc, megatron, deepspeed)
+        texts = scripts(target, megatron, deepspeed)
     except PlannerError as exc:
         assert has_unprintable(name + gpu + note) and "\n" not in str(exc)
         return

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from planner.document import document
 from planner.hardware import preset
-from planner.plan import Request, document, run
+from planner.plan import Request, run
 from planner.search import brute_force
 from planner.solver import solve
 from planner.space import Pins, build_space, capacity_units, compile_terms

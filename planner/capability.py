@@ -1,0 +1,241 @@
+"""What each framework can run: one ordered list of rules, each giving the reason a configuration
+cannot run.
+
+The search leaves out what its framework cannot run (``reasons_within`` over the dimensions one
+candidate table holds), pin validation raises the first reason, and the emitters put every reason
+of their framework in their notes (``unsupported_reasons``), so a rule and its wording live here
+once. Sources: Megatron-LM ``megatron/training/arguments.py`` (``validate_args``) and Megatron-Core
+``TransformerConfig``; DeepSpeed 0.19 ``deepspeed/runtime/pipe/engine.py`` and ``runtime/config.py``.
+"""
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from planner.layout import Group
+from planner.specs import (
+    Framework,
+    ModelSpec,
+    NormType,
+    ParallelConfig,
+    PositionEncoding,
+    Precision,
+    Recompute,
+    TrainingSpec,
+    ZeroStage,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """One thing a framework cannot run."""
+
+    frameworks: tuple[Framework, ...]
+    """Frameworks the rule applies to."""
+    reads: frozenset[Group]
+    """Layout dimensions the rule reads (empty: it reads only the model and the training run)."""
+    check: Callable[[ModelSpec, TrainingSpec, Any], Iterable[str]]
+    """The reasons, if any; ``config`` is a ``ParallelConfig`` or anything with its attributes."""
+    fix: str = ""
+    """What would work instead, for error messages."""
+
+
+MEGATRON, DEEPSPEED = (Framework.MEGATRON,), (Framework.DEEPSPEED,)
+BOTH = (Framework.MEGATRON, Framework.DEEPSPEED)
+MODEL_ONLY: frozenset[Group] = frozenset()
+USE_MEGATRON = "use --framework megatron"
+
+
+def _when(condition: bool, reason: str) -> list[str]:
+    return [reason] if condition else []
+
+
+def _megatron_rope(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    scaled = model.positions is PositionEncoding.ROTARY and model.rope_scaling not in (None, "llama3")
+    return _when(scaled, f"rope_scaling type {model.rope_scaling!r} has no Megatron-LM flag")
+
+
+RULES: tuple[Rule, ...] = (
+    # Megatron-LM: model features its GPT model has no flag for (launch notes only; not searched).
+    Rule(MEGATRON, MODEL_ONLY, _megatron_rope),
+    Rule(
+        MEGATRON,
+        MODEL_ONLY,
+        lambda m, t, c: _when(
+            m.positions is PositionEncoding.ALIBI,
+            "ALiBi positions are not implemented in Megatron-LM's GPT model",
+        ),
+    ),
+    Rule(
+        MEGATRON,
+        MODEL_ONLY,
+        lambda m, t, c: _when(
+            m.norm is NormType.LAYERNORM and not m.norm_bias,
+            "LayerNorm without bias (MPT) has no Megatron-LM flag",
+        ),
+    ),
+    Rule(
+        MEGATRON,
+        MODEL_ONLY,
+        lambda m, t, c: _when(
+            m.embedding_norm,
+            "the LayerNorm after the word embedding (BLOOM) is not in Megatron-LM's GPT model",
+        ),
+    ),
+    Rule(
+        MEGATRON,
+        MODEL_ONLY,
+        lambda m, t, c: _when(
+            m.parallel_residual,
+            "parallel attention/MLP residual (GPT-NeoX) is not in Megatron-LM's GPT model",
+        ),
+    ),
+    Rule(MEGATRON, MODEL_ONLY, lambda m, t, c: list(m.unsupported_by_megatron)),
+    Rule(
+        MEGATRON,
+        MODEL_ONLY,
+        lambda m, t, c: _when(
+            (m.out_bias or m.mlp_bias) and not (m.qkv_bias and m.out_bias and m.mlp_bias),
+            "biases on only some linear layers have no Megatron-LM flag",
+        ),
+    ),
+    # Megatron-LM: the hybrid-device optimizer is its distributed optimizer's (ZeRO-1).
+    Rule(
+        MEGATRON,
+        frozenset({Group.STATES}),
+        lambda m, t, c: _when(
+            c.optimizer_offload and c.zero_stage != ZeroStage.OPTIMIZER,
+            "Megatron-LM offloads the optimizer with its distributed optimizer only (ZeRO-1)",
+        ),
+    ),
+    # Megatron-Core TransformerConfig: activation offloading rejects pp > 1 and full recompute.
+    Rule(
+        MEGATRON,
+        frozenset({Group.ACTIVATIONS, Group.LAYOUT}),
+        lambda m, t, c: _when(
+            c.activation_offload and (c.pp > 1 or c.recompute is Recompute.FULL),
+            "Megatron-Core activation offloading runs without pipelining and instead of full recompute",
+        ),
+    ),
+    # DeepSpeed.
+    Rule(
+        DEEPSPEED,
+        MODEL_ONLY,
+        lambda m, t, c: _when(
+            t.precision is Precision.FP8,
+            "FP8 linear layers come from Transformer Engine modules in the model code, "
+            "not from the DeepSpeed config",
+        ),
+    ),
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.STATES}),
+        lambda m, t, c: _when(
+            c.optimizer_offload and c.zero_stage is ZeroStage.NONE,
+            "optimizer offload needs ZeRO stage 1 or more (ZeRO-Offload)",
+        ),
+    ),
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.ACTIVATIONS}),
+        lambda m, t, c: _when(
+            c.activation_offload and c.recompute is not Recompute.FULL,
+            "DeepSpeed offloads activation checkpoints only (cpu_checkpointing with full recompute)",
+        ),
+    ),
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.DERIVED}),
+        lambda m, t, c: _when(
+            c.sequence_parallel,
+            "Megatron sequence parallelism has no DeepSpeed equivalent (Ulysses splits "
+            "attention heads instead); plan with --no-sequence-parallel",
+        ),
+    ),
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.LAYOUT}),
+        lambda m, t, c: _when(
+            c.cp > 1, "context parallelism (ring attention) is Megatron-LM's; DeepSpeed has none"
+        ),
+        USE_MEGATRON,
+    ),
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.LAYOUT}),
+        lambda m, t, c: _when(
+            c.ep > 1,
+            "expert parallelism needs DeepSpeed-MoE layers (deepspeed.moe.layer.MoE) in the model code",
+        ),
+        USE_MEGATRON,
+    ),
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.LAYOUT}),
+        lambda m, t, c: _when(
+            c.vpp > 1, "interleaved pipeline stages (vpp > 1) are Megatron-LM's; DeepSpeed has none"
+        ),
+        USE_MEGATRON,
+    ),
+    # deepspeed/runtime/pipe/engine.py asserts ZeRO stage < 2 with pipelining.
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.LAYOUT, Group.STATES}),
+        lambda m, t, c: _when(
+            c.pp > 1 and c.zero_stage >= ZeroStage.GRADIENTS,
+            "DeepSpeed's pipeline engine supports ZeRO-0/1 only",
+        ),
+    ),
+    # Selective (core-attention) recompute is Megatron's; with FlashAttention it keeps nothing more
+    # than no recompute, so DeepSpeed runs it as that.
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.ACTIVATIONS}),
+        lambda m, t, c: _when(
+            c.recompute is Recompute.SELECTIVE and not t.flash_attention,
+            "selective (core-attention) recompute is Megatron-only",
+        ),
+    ),
+    # Ring attention runs with FlashAttention / fused attention only.
+    Rule(
+        BOTH,
+        frozenset({Group.LAYOUT}),
+        lambda m, t, c: _when(
+            c.cp > 1 and not t.flash_attention,
+            "context parallelism needs FlashAttention (ring attention over fused attention)",
+        ),
+        "leave out --no-flash-attention",
+    ),
+)
+
+
+def unsupported_reasons(
+    framework: Framework, model: ModelSpec, training: TrainingSpec, config: ParallelConfig
+) -> list[str]:
+    """Every reason ``framework`` cannot run ``config`` for this model and training run, in order."""
+    return [
+        reason
+        for rule in RULES
+        if framework in rule.frameworks
+        for reason in rule.check(model, training, config)
+    ]
+
+
+def problems_within(
+    groups: frozenset[Group], framework: Framework, model: ModelSpec, training: TrainingSpec, config: Any
+) -> list[tuple[str, str]]:
+    """(reason, fix) of the rules that read only dimensions of ``groups`` (and at least one): what
+    can be decided from a partial configuration whose other dimensions are placeholders."""
+    return [
+        (reason, rule.fix)
+        for rule in RULES
+        if framework in rule.frameworks and rule.reads and rule.reads <= groups
+        for reason in rule.check(model, training, config)
+    ]
+
+
+def reasons_within(
+    groups: frozenset[Group], framework: Framework, model: ModelSpec, training: TrainingSpec, config: Any
+) -> list[str]:
+    """The reasons of ``problems_within``: the search leaves out a table row that has any."""
+    return [reason for reason, _ in problems_within(groups, framework, model, training, config)]

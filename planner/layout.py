@@ -1,0 +1,301 @@
+"""The parallel layout: one record whose fields are the registry of every dimension.
+
+``ParallelConfig``'s field order is the search's tie-break order (lower ZeRO stage, no optimizer
+offload, less recompute, no activation offload, smaller tp, cp, pp, vpp, ep, smaller micro-batch);
+each field carries a ``Dimension`` (its CLI pin option, document key and position, help text, and
+which candidate table of the search it belongs to). The space, the solver's tie-break, the pins,
+the CLI pin options, the document's ``parallelism`` block, the one-line summaries (table, sweep,
+launch comments) iterate ``DIMENSIONS`` instead of naming the fields. A new dimension is one field
+here, its formula in ``constraints/``, its flag in each emitter, and its tests.
+"""
+
+from dataclasses import dataclass, field, fields
+from enum import Enum, IntEnum
+from typing import Any
+
+from constraints.units import Recompute, ZeroStage
+from planner.errors import PlannerError
+
+
+class Group(Enum):
+    """Which domain of the candidate space a dimension belongs to (``planner.space.Space``); the
+    groups nest in this order in the tie-break, as the fields do."""
+
+    STATES = "states"
+    """Sharding of the model states: the (layout, states) table of weights, gradients, optimizer."""
+    ACTIVATIONS = "activations"
+    """What happens to kept activations: the (layout, activations, micro-batch) table."""
+    LAYOUT = "layout"
+    """Mesh sizes: shared by both tables; together they fix dp."""
+    MICRO_BATCH = "micro_batch"
+    """Sequences per micro-batch."""
+    DERIVED = "derived"
+    """Not searched: follows from the others (dp = GPUs / (tp cp pp)) or from a user option."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dimension:
+    """What the planner needs to know about one ``ParallelConfig`` field besides its value."""
+
+    group: Group
+    """Search domain it belongs to."""
+    document_position: int
+    """Position of its key in the plan document's ``parallelism`` block (a contract with users'
+    scripts, older than the tie-break order: keep it)."""
+    label: str
+    """Short name in one-line summaries (``zero=1``, ``mbs=2``)."""
+    option: str | None = None
+    """CLI option that pins it, or None when pinned another way (``--offload``)."""
+    help: str = ""
+    """``--help`` text of the option."""
+    tie_break: str | None = None
+    """How the document's ``solver.tie_break`` note names the preference (``smaller tp``, or just
+    ``cp`` after another of its kind), or None when the note leaves it out."""
+    quiet: bool = False
+    """One-line summaries leave it out at its default (cp=1, offload off)."""
+
+
+def _dim(default: Any = None, **kwargs: Any) -> Any:
+    metadata = {"dimension": Dimension(**kwargs)}
+    if default is None:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ParallelConfig:
+    """How one training step is laid out over the GPUs; field order is the tie-break order."""
+
+    zero_stage: ZeroStage = _dim(
+        ZeroStage.NONE,
+        group=Group.STATES,
+        document_position=8,
+        label="zero",
+        option="--zero",
+        tie_break="lower zero_stage",
+        help="Pin ZeRO stage (Megatron: 1 = distributed optimizer).",
+    )
+    """What is sharded over ``dp * cp``; Megatron's distributed optimizer is stage 1."""
+    optimizer_offload: bool = _dim(
+        False, group=Group.STATES, document_position=6, label="optimizer_offload", quiet=True
+    )
+    """Master weights and Adam states live in CPU memory and the Adam step runs on the CPU
+    (DeepSpeed ZeRO-Offload, Ren et al. 2021; Megatron ``--optimizer-cpu-offload``)."""
+    recompute: Recompute = _dim(
+        Recompute.NONE,
+        group=Group.ACTIVATIONS,
+        document_position=9,
+        label="recompute",
+        option="--recompute",
+        tie_break="less recompute",
+        help="Pin activation recomputation.",
+    )
+    """Activation recomputation."""
+    activation_offload: bool = _dim(
+        False, group=Group.ACTIVATIONS, document_position=7, label="activation_offload", quiet=True
+    )
+    """Kept activations go to CPU memory and come back for backward (Megatron ``--cpu-offloading``,
+    all layers but one; DeepSpeed ``cpu_checkpointing`` of the full-recompute checkpoints)."""
+    tp: int = _dim(
+        group=Group.LAYOUT,
+        document_position=0,
+        label="tp",
+        option="--tp",
+        tie_break="smaller tp",
+        help="Pin tensor-parallel size.",
+    )
+    """Tensor-parallel size."""
+    cp: int = _dim(
+        1,
+        group=Group.LAYOUT,
+        document_position=3,
+        label="cp",
+        option="--cp",
+        tie_break="cp",
+        quiet=True,
+        help="Pin context-parallel size (sequence split over ranks).",
+    )
+    """Context-parallel size: ranks that split each sequence (ring attention)."""
+    pp: int = _dim(
+        group=Group.LAYOUT,
+        document_position=1,
+        label="pp",
+        option="--pp",
+        tie_break="pp",
+        help="Pin pipeline-parallel size.",
+    )
+    """Pipeline-parallel size (stages)."""
+    vpp: int = _dim(
+        1,
+        group=Group.LAYOUT,
+        document_position=4,
+        label="vpp",
+        option="--vpp",
+        tie_break="vpp",
+        quiet=True,
+        help="Pin virtual pipeline stages per rank (interleaved 1F1B).",
+    )
+    """Virtual pipeline stages (model chunks) per pipeline rank; 1 = plain 1F1B, > 1 interleaved."""
+    ep: int = _dim(
+        1,
+        group=Group.LAYOUT,
+        document_position=5,
+        label="ep",
+        option="--ep",
+        tie_break="ep",
+        quiet=True,
+        help="Pin expert-parallel size (MoE models).",
+    )
+    """Expert-parallel size: ranks that split the routed experts, each expert whole (expert tensor
+    parallelism 1, as Megatron-Core MoE recipes run); carved out of ``tp * cp * dp``."""
+    micro_batch_size: int = _dim(
+        1,
+        group=Group.MICRO_BATCH,
+        document_position=10,
+        label="mbs",
+        option="--mbs",
+        tie_break="smaller mbs",
+        help="Pin micro-batch size (sequences).",
+    )
+    """Sequences per micro-batch on one data-parallel rank."""
+    dp: int = _dim(
+        group=Group.DERIVED, document_position=2, label="dp", option="--dp", help="Pin data-parallel size."
+    )
+    """Data-parallel size; ``tp * cp * pp * dp`` is the GPU count."""
+    sequence_parallel: bool = _dim(False, group=Group.DERIVED, document_position=12, label="sp")
+    """Megatron sequence parallelism (needs ``tp > 1``)."""
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "dp", "micro_batch_size", "vpp", "cp", "ep"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise PlannerError(f"{name} must be a positive integer, got {value!r}")
+        if (self.tp * self.dp * self.cp) % self.ep:
+            raise PlannerError(f"--ep {self.ep} must divide tp*cp*dp = {self.tp * self.dp * self.cp}")
+        if self.sequence_parallel and self.tp == 1:
+            raise PlannerError("sequence parallel needs --tp above 1; use --no-sequence-parallel")
+        if self.vpp > 1 and self.pp == 1:
+            raise PlannerError("--vpp above 1 needs --pp above 1 (interleaved pipeline)")
+
+    @property
+    def num_gpus(self) -> int:
+        """GPUs the layout occupies."""
+        return self.tp * self.cp * self.pp * self.dp
+
+    @property
+    def shard_group(self) -> int:
+        """Ranks that share gradients and shard ZeRO states: data-parallel times context-parallel
+        (Megatron-LM reduces gradients over its ``dp_cp`` group)."""
+        return self.dp * self.cp
+
+    @property
+    def expert_shard_group(self) -> int:
+        """Ranks that hold the same experts and shard their ZeRO states: ``tp * cp * dp / ep``
+        (Megatron-Core's expert-data-parallel group with expert tensor parallelism 1)."""
+        return self.tp * self.dp * self.cp // self.ep
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One registered dimension: the field's name, type and default with its ``Dimension``."""
+
+    name: str
+    type: Any
+    default: Any
+    dimension: Dimension
+
+
+DIMENSIONS: tuple[Entry, ...] = tuple(
+    Entry(f.name, f.type, f.default, f.metadata["dimension"]) for f in fields(ParallelConfig)
+)
+"""Every dimension, in tie-break order."""
+
+GRAD_ACCUM_KEY = "grad_accum_steps"
+GRAD_ACCUM_POSITION = 11
+"""The document's ``parallelism`` block also holds the derived micro-batch count, at this position."""
+
+
+def group_fields(group: Group) -> tuple[str, ...]:
+    """Names of the dimensions of one search domain, in tie-break order."""
+    return tuple(e.name for e in DIMENSIONS if e.dimension.group is group)
+
+
+def document_order() -> tuple[str, ...]:
+    """Keys of the document's ``parallelism`` block, in its order (dimensions and grad_accum_steps)."""
+    positions = {e.name: e.dimension.document_position for e in DIMENSIONS} | {
+        GRAD_ACCUM_KEY: GRAD_ACCUM_POSITION
+    }
+    return tuple(sorted(positions, key=positions.__getitem__))
+
+
+def document_value(value: Any) -> Any:
+    """A field's value as the document writes it: ZeRO stage as an int, other enums by value."""
+    if isinstance(value, IntEnum):
+        return int(value)
+    return value.value if isinstance(value, Enum) else value
+
+
+def parallelism_block(config: ParallelConfig, grad_accum_steps: int) -> dict[str, Any]:
+    """The plan document's ``parallelism`` block."""
+    values = {e.name: document_value(getattr(config, e.name)) for e in DIMENSIONS}
+    values[GRAD_ACCUM_KEY] = grad_accum_steps
+    return {key: values[key] for key in document_order()}
+
+
+def tie_break_note() -> str:
+    """The document's ``solver.tie_break``: the preference of each named dimension, in order."""
+    return ", ".join(e.dimension.tie_break for e in DIMENSIONS if e.dimension.tie_break)
+
+
+def columns() -> tuple[tuple[str, str], ...]:
+    """(document key, label) of each dimension for tables with a column per dimension (``plan
+    sweep``): the mesh sizes and dp, then the searched choices in tie-break order."""
+    by_name = {e.name: e.dimension.label for e in DIMENSIONS}
+    order = [
+        *group_fields(Group.LAYOUT),
+        "dp",
+        *group_fields(Group.STATES),
+        *group_fields(Group.ACTIVATIONS),
+        *group_fields(Group.MICRO_BATCH),
+    ]
+    return tuple((name, by_name[name]) for name in order)
+
+
+def column_values(parallelism: dict[str, Any]) -> dict[str, Any]:
+    """Label -> value of ``columns()`` for one ``parallelism`` block; quiet switches only when on."""
+    quiet = {e.name for e in DIMENSIONS if e.dimension.quiet and isinstance(e.default, bool)}
+    return {label: parallelism[key] for key, label in columns() if key not in quiet or parallelism[key]}
+
+
+def summary(parallelism: dict[str, Any], style: str = "table") -> str:
+    """One line naming a ``parallelism`` block's values in document order.
+
+    ``table``: ``tp=1 pp=4 dp=16 vpp=5 zero=1 ... sp=off`` (quiet dimensions only when not at their
+    default); ``brief``: the same without grad_accum and sp; ``comment``: every mesh size, switches
+    as true/false under their full key (quiet switches only when on), for generated scripts.
+    """
+    by_name = {e.name: e for e in DIMENSIONS}
+    words = []
+    for key in document_order():
+        value = parallelism.get(key)
+        entry = by_name.get(key)
+        if entry is None:  # grad_accum_steps
+            if style != "brief":
+                words.append(f"grad_accum={value}")
+            continue
+        dim = entry.dimension
+        if style == "brief" and dim.group is Group.DERIVED and isinstance(value, bool):
+            continue  # follows from the rest (sequence parallelism)
+        at_default = value == document_value(entry.default)
+        if isinstance(value, bool):
+            if dim.quiet and not value:
+                continue
+            if style == "comment":
+                words.append(f"{key}={str(value).lower()}")
+            else:
+                words.append(f"{dim.label}={'on' if value else 'off'}")
+            continue
+        if dim.quiet and at_default and style != "comment":
+            continue
+        words.append(f"{dim.label}={value}")
+    return " ".join(words)
