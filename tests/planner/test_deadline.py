@@ -6,11 +6,12 @@ from dataclasses import replace
 
 import pytest
 
-import planner.plan
+import planner.diagnose
 from planner.deadline import Deadline
+from planner.document import document
 from planner.errors import PlannerError
 from planner.hardware import preset
-from planner.plan import Request, document, run
+from planner.plan import Request, run
 from planner.space import Pins
 from planner.specs import Recompute, TrainingSpec
 
@@ -47,14 +48,14 @@ def test_the_diagnosis_stops_at_the_deadline(monkeypatch, llama13b):
     so one probe (of the GPU counts) runs and the document lists the fixes it did not search and why."""
     clock = FakeClock()
     probes = []
-    real = planner.plan.fits_anywhere
+    real = planner.diagnose.fits_anywhere
 
     def slow_probe(*args, **kwargs):
         probes.append(args[1])
         clock.now += 1.0
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(planner.plan, "fits_anywhere", slow_probe)
+    monkeypatch.setattr(planner.diagnose, "fits_anywhere", slow_probe)
     hardware = preset("h100-80gb")
     req = Request(
         model=llama13b,

@@ -14,8 +14,9 @@ from hypothesis import strategies as st
 from ortools.sat.python import cp_model
 
 import planner.plan
+from planner.document import document
 from planner.hardware import preset
-from planner.plan import Request, document, run
+from planner.plan import Request, run
 from planner.scaling import CP_SAT_MAX_ACTIVITY, Units, choose_units, objective_activity, scale_terms
 from planner.space import Pins, build_space, compile_terms
 from planner.specs import TrainingSpec

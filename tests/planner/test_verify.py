@@ -5,10 +5,11 @@ from dataclasses import replace
 import pytest
 
 from planner.calibration import DEFAULT_CONSTANTS
+from planner.document import document
 from planner.errors import PlannerError
 from planner.evaluate import memory
 from planner.hardware import preset
-from planner.plan import Request, document, run
+from planner.plan import Request, run
 from planner.scaling import Units
 from planner.search import Candidate
 from planner.space import Pins, build_space
