@@ -219,21 +219,70 @@ def min_gpus(req: Request) -> MinGpus:
     return MinGpus(None, bound, checked)
 
 
+COMPARED_SECTIONS = (
+    "model",
+    "cluster",
+    "training",
+    "parallelism",
+    "memory_gib",
+    "performance",
+    "performance.breakdown",
+)
+CONTEXT_SECTIONS = ("model", "cluster", "training")  # the question asked, not the answer
+REQUIRED_SECTIONS = ("parallelism", "memory_gib")
+
+
+def check_plan_document(doc: Any, source: str) -> dict[str, Any]:
+    """``doc`` if it is a plan document ``compare`` can read: the sections it compares are
+    mappings of scalars (text, true/false, finite numbers); else a one-line error naming
+    ``source`` and the key."""
+    if not isinstance(doc, dict) or any(key not in doc for key in REQUIRED_SECTIONS):
+        raise PlannerError(
+            f"{source}: not a plan document (no memory_gib / parallelism); write one with plan ... -o DIR"
+        )
+    for section in COMPARED_SECTIONS:
+        node: Any = doc
+        for key in section.split("."):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        if not isinstance(node, dict):
+            raise PlannerError(f"{source}: key '{section}' must be a mapping, got {type(node).__name__}")
+        for term, value in node.items():
+            if isinstance(value, dict) or value is None or isinstance(value, (str, bool)):
+                continue
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise PlannerError(
+                    f"{source}: key '{section}.{term}' must be text or a finite number, got {value!r:.40}"
+                )
+    return doc
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows (section, term, A, B, B - A, ratio) for memory, step time and layout of two plans."""
+    """Rows (section, term, A, B, B - A, ratio, differs) for the question each plan answers
+    (model, cluster, training) and its answer (layout, memory and step-time terms)."""
     rows = []
-    for section in ("parallelism", "memory_gib", "performance", "performance.breakdown"):
+    for section in COMPARED_SECTIONS:
         left, right = _section(a, section), _section(b, section)
         for term in list(left) + [t for t in right if t not in left]:
             va, vb = left.get(term), right.get(term)
-            if isinstance(va, dict) or isinstance(vb, dict):
+            if isinstance(va, (dict, list)) or isinstance(vb, (dict, list)):
                 continue
-            row = {"section": section, "term": term, "a": va, "b": vb}
-            if isinstance(va, (int, float)) and isinstance(vb, (int, float)) and not isinstance(va, bool):
+            row = {"section": section, "term": term, "a": va, "b": vb, "differs": va != vb}
+            if _number(va) and _number(vb):
                 row["delta"] = vb - va
                 row["ratio"] = vb / va if va else None
             rows.append(row)
     return rows
+
+
+def differing_context(rows: list[dict[str, Any]]) -> list[str]:
+    """``cluster.gpu``, ``training.seq_len``, ...: where the two plans answer different questions."""
+    return [f"{r['section']}.{r['term']}" for r in rows if r["section"] in CONTEXT_SECTIONS and r["differs"]]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _section(doc: dict[str, Any], path: str) -> dict[str, Any]:

@@ -10,7 +10,9 @@ from typing import Any
 import click
 
 from planner.capacity import (
+    check_plan_document,
     compare,
+    differing_context,
     min_gpus,
     parse_gpu_counts,
     parse_prices,
@@ -31,13 +33,12 @@ from planner.cli_options import (
     training_options,
 )
 from planner.defaults import default_global_batch
-from planner.errors import PlannerError
 from planner.io import check_output_file, load_model, read_mapping
 from planner.layout import columns
 from planner.numbers import json_text
 from planner.plan import Request
 from planner.space import Pins
-from planner.tables import cell, markdown_table, text_table
+from planner.tables import cell, markdown_table, row_cells, text_table
 
 SWEEP_COLUMNS = [
     "gpu",
@@ -227,24 +228,29 @@ def sweep_command(
 
 
 def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:
-    """Table, Markdown or JSON of a plan diff (table and Markdown rounded for people)."""
+    """Table, Markdown or JSON of a plan diff. The first line says when the plans answer different
+    questions, and ``*`` marks each row that differs. Table and Markdown round each row alike (A,
+    B and B - A to the decimals of three significant figures of the row's largest value); JSON is
+    exact, each row with ``differs``."""
     if fmt == "json":
         return json_text(rows)
-    columns = ["section", "term", "A", "B", "B - A", "B / A"]
+    columns = ["", "section", "term", "A", "B", "B - A", "B / A"]
     cells = [
         [
+            "*" if r["differs"] else "",
             r["section"],
             r["term"],
-            cell(r["term"], r["a"]),
-            cell(r["term"], r["b"]),
-            cell(r["term"], r.get("delta")),
+            *row_cells(r["term"], [r["a"], r["b"], r.get("delta")]),
             "-" if r.get("ratio") is None else f"{r['ratio']:.3f}",
         ]
         for r in rows
     ]
+    context = differing_context(rows)
+    head = [f"A and B answer different questions: they differ in {', '.join(context)}"] if context else []
     if fmt == "markdown":
-        return "\n".join(markdown_table(columns, cells, [False, False, True, True, True, True]))
-    return "\n".join(text_table(columns, cells))
+        table = markdown_table(columns, cells, [False, False, False, True, True, True, True])
+        return "\n".join([*(f"{line}\n" for line in head), *table])
+    return "\n".join([*head, *text_table(columns, cells), "(* the plans differ in this term)"])
 
 
 @click.command("compare", context_settings=CONTEXT)
@@ -262,12 +268,5 @@ def compare_command(plan_a: Path, plan_b: Path, fmt: str) -> None:
       plan --gpus 64 llama2-13b -o a && plan --gpus 64 --zero 3 llama2-13b -o b
       plan compare a/plan.yaml b/plan.yaml
     """
-    docs = []
-    for path in (plan_a, plan_b):
-        doc = read_mapping(path)
-        if not isinstance(doc, dict) or "memory_gib" not in doc or "parallelism" not in doc:
-            raise PlannerError(
-                f"{path}: not a plan document (no memory_gib / parallelism); write one with plan ... -o DIR"
-            )
-        docs.append(doc)
+    docs = [check_plan_document(read_mapping(path), str(path)) for path in (plan_a, plan_b)]
     click.echo(render_compare(compare(*docs), fmt))

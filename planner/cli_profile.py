@@ -14,7 +14,7 @@ from planner.cli_options import CONTEXT, one_line_errors
 from planner.errors import PlannerError
 from planner.fit import RunError, at_bounds, check_names, default_fit, fit_constants, run_errors
 from planner.hardware import hardware_from_mapping, hardware_to_mapping
-from planner.io import load_hardware, read_mapping, write_atomic
+from planner.io import check_output_file, load_hardware, read_mapping, write_atomic
 from planner.profile import HardwareProfile, rounded
 from planner.profiler import run_profile
 from planner.runs import runs_from_list
@@ -31,7 +31,7 @@ def emit_profile(hardware: HardwareSpec, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    write_atomic(output, text)
+    write_atomic(output, text, option="-o")
     click.echo(
         f"wrote {output}; plan with it: plan --gpu {shlex.quote(str(output))} --gpus N MODEL", err=True
     )
@@ -71,6 +71,8 @@ def profile_command(output: Path | None, small: bool, device: str, seconds: floa
       plan profile -o h200.yaml && plan --gpu h200.yaml --gpus 64 llama3-70b
       plan profile --small --device cpu        # the code path on a laptop, in seconds
     """
+    if output is not None:  # before minutes of benchmarks
+        check_output_file(output, "-o")
     if not 0 < seconds < float("inf"):
         raise PlannerError(f"--seconds must be a positive number of seconds, got {seconds}")
     hardware = run_profile(device, small, seconds, lambda line: click.echo(line, err=True))
@@ -129,6 +131,8 @@ def calibrate_command(
       plan calibrate examples/calibration/mpt-7b-a100.yaml -o my-a100.yaml
       plan --gpu my-a100.yaml --gpus 64 llama3-8b
     """
+    if output is not None:
+        check_output_file(output, "-o")
     runs = runs_from_list(read_mapping(runs_file), str(runs_file), runs_file.parent, gpu_name)
     base = load_hardware(gpu_name) if gpu_name else runs[0].hardware
     others = sorted({run.hardware.name for run in runs if run.hardware != base})

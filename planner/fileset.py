@@ -46,6 +46,11 @@ def check_output_dir(directory: Path, names: Iterable[str] = (), option: str = "
         raise PlannerError(f"{option} {directory}: is a file; give a directory")
     if target == target.parent:
         raise PlannerError(f"{option} {directory}: the root cannot be replaced; give a new directory")
+    here = Path(os.path.realpath(os.getcwd()))
+    if here == target or target in here.parents:  # swapped out, the shell would sit in a deleted folder
+        raise PlannerError(
+            f"{option} {directory}: holds the current directory; give another directory such as run/"
+        )
     check_writable_parent(target, option)
     entries, listed = _listing(target, option)
     foreign = sorted(entries - {PLAN_FILE, *names} - listed)

@@ -41,6 +41,22 @@ def cell(column: str, value: Any) -> str:
     return significant(value)
 
 
+def row_cells(column: str, values: list[Any]) -> list[str]:
+    """Values of one row that people compare (A, B, B - A) rounded alike: to the decimals that
+    give the row's largest value three significant figures (6.21 and 12.43 would read as unequal
+    precision; 6.21 and 12.4 as unequal sizes). Shares as percentages, integers whole."""
+    numbers = [v for v in values if _is_number(v)]
+    if column in PERCENT_COLUMNS or all(isinstance(v, int) for v in numbers):
+        return [cell(column, v) for v in values]
+    largest = max((abs(v) for v in numbers if math.isfinite(v)), default=0.0)
+    decimals = 3 if largest == 0 else max(0, SIGNIFICANT_DIGITS - 1 - math.floor(math.log10(largest)))
+    return [f"{v:,.{decimals}f}" if _is_number(v) and math.isfinite(v) else cell(column, v) for v in values]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def text_table(columns: list[str], rows: list[list[str]]) -> list[str]:
     """Right-aligned columns separated by two spaces."""
     table = [columns, *rows]

@@ -126,3 +126,35 @@ bad_number_texts = st.one_of(
     absurd_integers.map(str),
 )
 """Text of a number that is not finite or far outside any sane range."""
+
+
+odd_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**40), max_value=10**40),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    hostile_strings,
+)
+odd_keys = st.one_of(
+    st.text(max_size=12), st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False)
+)
+odd_values = st.recursive(
+    odd_scalars,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(odd_keys, children, max_size=3),
+    max_leaves=8,
+)
+"""What a colleague's file may hold where a number or a name belongs."""
+
+
+@st.composite
+def odd_documents(draw, base: dict) -> object:
+    """``base`` (a valid model or hardware mapping) with some values replaced by odd ones, odd keys
+    added, or the whole document replaced."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(odd_values)
+    doc = dict(base)
+    for key in draw(st.lists(st.sampled_from(sorted(base)), min_size=1, max_size=3, unique=True)):
+        doc[key] = draw(odd_values)
+    doc.update(draw(st.dictionaries(odd_keys, odd_values, max_size=2)))
+    return doc

@@ -1,5 +1,6 @@
 """Capacity planning: sweeps, the smallest GPU count, costs, plan diffs, and their CLI."""
 
+import csv
 import json
 
 import pytest
@@ -118,6 +119,9 @@ def test_sweep_csv_json_and_chart(tmp_path):
     }
     as_csv = runner.invoke(main, [*args, "--format", "csv"]).stdout.splitlines()
     assert as_csv[0].startswith("gpu,seq_len,gpus,status") and len(as_csv) == 7
+    for line, row in zip(csv.DictReader(as_csv), rows, strict=True):  # CSV is exact, as JSON
+        for key in ("tokens_per_s", "mfu", "step_time_s", "days", "gpu_hours", "cost"):
+            assert float(line[key]) == row[key]
     chart = tmp_path / "sweep.png"
     result = runner.invoke(main, [*args, "--chart", str(chart)])
     assert result.exit_code == 0, result.output
@@ -246,7 +250,7 @@ def test_compare_as_markdown(tmp_path):
     )
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert lines[0] == "| section | term | A | B | B - A | B / A |" and lines[1].startswith(
-        "| --- | --- | ---:"
+    assert lines[0] == "|  | section | term | A | B | B - A | B / A |" and lines[1].startswith(
+        "| --- | --- | --- | ---:"
     )
     assert any("| zero_stage | 1 | 3 |" in line for line in lines)

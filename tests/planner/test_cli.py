@@ -250,3 +250,38 @@ def test_a_time_limit_that_is_not_a_positive_number_is_one_line(limit):
     result = invoke("--gpus", 64, "llama2-13b", "--time-limit", limit)
     assert result.exit_code == 2 and result.output.startswith("Error: --time-limit")
     assert result.output.count("\n") == 1
+
+
+USAGE_ERRORS = [
+    (["--gpus", "8", "--bogus", "llama3.2-1b"], "--bogus"),
+    (["--gpus", "8"], "MODEL"),
+    (["llama3.2-1b"], "--gpus"),
+    (["--gpus", "eight", "llama3.2-1b"], "--gpus"),
+    (["--gpus", "8", "--zero", "5", "llama3.2-1b"], "--zero"),
+    (["--gpus", "8", "--recompute", "some", "llama3.2-1b"], "--recompute"),
+    (["--gpus", "8", "--format", "xml", "llama3.2-1b"], "--format"),
+    (["--gpus", "8", "llama3.2-1b", "extra"], "extra"),
+    (["--gpus", "8", "--gpu", "", "llama3.2-1b"], "--gpu"),
+    (["--gpus", "8", "--gpu", ".", "llama3.2-1b"], "--gpu"),
+    (["--gpus", "8", "--gpu", "h100-80", "llama3.2-1b"], "did you mean 'h100-80gb'"),
+    (["--gpus", "8", "llama-3.2-1b"], "did you mean 'llama3.2-1b'"),
+    (["--gpus", "8", "", "-o", "x"], "MODEL is empty"),
+    (["sweep"], "MODEL"),
+    (["sweep", "llama3.2-1b", "--format", "xml"], "--format"),
+    (["sweep", "llama3.2-1b", "--gpus", "8", "--chart", "."], "--chart"),
+    (["sweep", "llama3.2-1b", "--gpus", "8", "--chart", ""], "--chart"),
+    (["compare", "a.yaml"], "PLAN_B"),
+    (["compare", "no-such-a.yaml", "no-such-b.yaml"], "no-such-a.yaml"),
+    (["serve", "llama3.2-1b", "--weights", "int3"], "--weights"),
+    (["serve"], "MODEL"),
+    (["train", "--gpus", "8", "--tp", "x", "llama3.2-1b"], "--tp"),
+]
+
+
+@pytest.mark.parametrize("args, fragment", USAGE_ERRORS)
+def test_usage_errors_are_one_line_on_stderr_and_exit_2(args, fragment):
+    """Click's own errors too: no Usage:/Try lines, nothing on stdout, the option named."""
+    result = CliRunner().invoke(main, args)
+    assert "Traceback" not in result.output and result.exit_code == 2, result.output
+    assert result.stdout == "" and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
+    assert fragment in result.stderr, result.stderr

@@ -89,6 +89,7 @@ def test_output_problems_are_found_before_the_plan(tmp_path):
         (tmp_path / "file", "-o"),
         (tmp_path / "file" / "run", "is a file"),
         (tmp_path, "holds files plan did not write (file, locked)"),
+        (".", "holds the current directory"),
     ] + ([] if os.geteuid() == 0 else [(locked / "run", "permission denied")]):
         result = CliRunner().invoke(main, ["--gpus", "8", "llama3.2-1b", "-o", str(target)])
         assert result.exit_code == 2 and result.stdout == "", result.output
