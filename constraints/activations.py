@@ -17,12 +17,11 @@ vocabulary, ``t`` tensor-parallel size, ``e`` bytes of one activation element.
 
 from enum import Enum
 
-from constraints.units import Recompute
+from constraints.units import FP32_BYTES, Recompute
 
 MASK_BYTES = 1  # dropout masks are bool on CUDA (torch native_dropout)
 LSE_BYTES = 4  # FlashAttention keeps one fp32 log-sum-exp per row and head (Dao et al. 2022)
 TOKEN_ID_BYTES = 8  # int64 input ids, kept for the embedding backward (Megatron: 8*s*b)
-FP32_BYTES = 4
 
 
 class Kernels(Enum):

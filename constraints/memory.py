@@ -12,10 +12,8 @@ Conventions (bytes per parameter, Adam):
 TP and PP shard all of it; the caller passes the parameters that live on one rank.
 """
 
-from constraints.units import Framework, Precision, ZeroStage
+from constraints.units import FP32_BYTES, HALF_BYTES, Framework, Precision, ZeroStage
 
-FP32_BYTES = 4
-HALF_BYTES = 2  # bf16 / fp16
 ADAM_MOMENTS_BYTES = 2 * FP32_BYTES  # Adam m and v, fp32 (Kingma & Ba 2015)
 MASTER_WEIGHT_BYTES = FP32_BYTES  # fp32 copy of 16-bit weights (Micikevicius et al. 2018)
 MEGATRON_MAIN_GRAD_BYTES = FP32_BYTES  # --accumulate-allreduce-grads-in-fp32, default for bf16

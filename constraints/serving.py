@@ -8,10 +8,11 @@ Legend: ``b`` batch, ``s`` prompt tokens, ``n`` generated tokens, ``t`` tensor-p
 
 from enum import Enum
 
+from constraints.units import FP32_BYTES
+
 KV_TENSORS = 2  # a key and a value per token, head and layer
 QUANT_GROUP_SIZE = 128  # GPTQ/AWQ group size: one 16-bit scale per 128 int4 weights
 SCALE_BYTES = 2
-FP32_BYTES = 4
 
 
 class NumberFormat(Enum):

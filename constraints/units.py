@@ -4,6 +4,8 @@ from enum import Enum, IntEnum
 
 BYTES_PER_GIB = 1024**3
 BYTES_PER_GB = 1000**3
+FP32_BYTES = 4  # IEEE 754 single precision
+HALF_BYTES = 2  # bf16 / fp16
 
 
 class Precision(Enum):
@@ -23,7 +25,7 @@ class Precision(Enum):
     @property
     def activation_bytes(self) -> int:
         """Bytes of one activation element: 2 for bf16/fp16 (and FP8 training), 4 for fp32."""
-        return 4 if self is Precision.FP32 else 2
+        return FP32_BYTES if self is Precision.FP32 else HALF_BYTES
 
     @property
     def gemm_input_bytes(self) -> int:

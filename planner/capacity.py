@@ -10,7 +10,7 @@ from constraints import memory as M
 from planner.counts import count_params
 from planner.document import document
 from planner.errors import PlannerError
-from planner.io import read_mapping
+from planner.io import DECIMAL_BASE, parse_count, read_mapping
 from planner.layout import column_values
 from planner.numbers import MAX_SWEEP_POINTS, check_number
 from planner.plan import Request, fits_anywhere, run
@@ -70,13 +70,8 @@ def _sweep_points(text: str, counts: range | list[int]) -> list[int]:
 
 
 def parse_tokens(text: str) -> float:
-    """A token budget: ``2T``, ``300B``, ``1.5e12``."""
-    scale = {"K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9, "T": 1e12}
-    body = str(text).strip().upper()
-    try:
-        value = float(body[:-1]) * scale[body[-1]] if body and body[-1] in scale else float(body)
-    except ValueError:
-        value = -1.0
+    """A token budget: ``2T``, ``300B``, ``1.5e12`` (decimal: T = 10^12, as budgets are quoted)."""
+    value = parse_count(text, DECIMAL_BASE)
     if not value > 0:  # also NaN
         raise PlannerError(f"--tokens {text!r}: use a positive count such as 2T, 300B or 1.5e12")
     return check_number(value, "--tokens")

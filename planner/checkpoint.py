@@ -11,7 +11,7 @@ from constraints import checkpoint as C
 from constraints.units import BYTES_PER_GB, BYTES_PER_GIB
 from planner.emit import DEFAULT_SAVE_INTERVAL
 from planner.errors import PlannerError
-from planner.evaluate import stage_params
+from planner.evaluate import edge_stages, stage_params
 from planner.specs import Framework, ModelSpec, ParallelConfig, TrainingSpec, ZeroStage
 
 SECONDS_PER_UNIT = {"min": 60, "m": 60, "h": 3600}
@@ -78,7 +78,7 @@ def checkpoint_doc(
     weight_b = C.saved_weight_bytes_per_param(prec, fw, zero)
     optim_b = C.saved_optimizer_bytes_per_param(prec)
     full = C.checkpoint_bytes(total_params, weight_b, optim_b)
-    stages = [stage_params(model, training, config, s) for s in sorted({0, config.pp - 1})]
+    stages = [stage_params(model, training, config, s) for s in sorted(set(edge_stages(config.pp)))]
     if fw is Framework.DEEPSPEED:
         shard = max(
             C.deepspeed_rank_shard_bytes(s.params, weight_b, optim_b, config.dp, zero) for s in stages

@@ -132,7 +132,7 @@ def layer_activation_bytes(
     """Bytes one layer keeps for one micro-batch on one rank under ``recompute``."""
     # Context parallelism gives each rank s/cp tokens of every sequence (FlashAttention only, so
     # no score matrix spans ranks: ``rules.framework_allows_layout``).
-    s, b, h, t = training.seq_len // config.cp, config.micro_batch_size, model.hidden_size, config.tp
+    s, b, h, t = rank_seq_len(training, config), config.micro_batch_size, model.hidden_size, config.tp
     e, sp = training.precision.activation_bytes, config.sequence_parallel
     # An MoE layer's MLP activations are those of a dense MLP as wide as the k experts each token
     # visits plus the shared expert, and the dispatched token copies (taken for every layer: the
@@ -172,7 +172,7 @@ def stage_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int
 ) -> dict[str, float]:
     """Activation bytes on one rank of ``stage``: layers, embedding, output, recompute working set."""
-    s, b, h, t = training.seq_len // config.cp, config.micro_batch_size, model.hidden_size, config.tp
+    s, b, h, t = rank_seq_len(training, config), config.micro_batch_size, model.hidden_size, config.tp
     e, sp, dropout = training.precision.activation_bytes, config.sequence_parallel, model.dropout_enabled
 
     def layer(recompute: Recompute) -> float:
@@ -232,11 +232,23 @@ def stage_memory(
     )
 
 
+def rank_seq_len(training: TrainingSpec, config: ParallelConfig) -> int:
+    """Tokens of one sequence on each context-parallel rank: ``s / cp`` (``2*cp`` divides ``s``,
+    ``rules.valid_cp``)."""
+    return training.seq_len // config.cp
+
+
+def edge_stages(pp: int) -> tuple[int, int]:
+    """The pipeline stages that can be the most loaded: the first (embedding, and the most
+    micro-batches in flight under 1F1B) and the last (LM head and its logits); one stage when pp = 1."""
+    return (0, pp - 1)
+
+
 def memory(
     model: ModelSpec, hardware: HardwareSpec, training: TrainingSpec, config: ParallelConfig
 ) -> MemoryBreakdown:
     """Memory of the most-loaded GPU: the heavier of the first and last pipeline stage."""
-    stages = {0, config.pp - 1}
+    stages = set(edge_stages(config.pp))
     return max(
         (stage_memory(model, hardware, training, config, s) for s in sorted(stages)), key=lambda m: m.total
     )

@@ -252,15 +252,30 @@ def file_mode(bits: int) -> int:
     return bits & ~umask
 
 
+# Count suffixes and the power of the base each stands for. Which base is a matter of context:
+# token budgets are quoted in powers of 1000 (Chinchilla's "1.4T tokens" = 1.4e12), context
+# lengths in powers of 1024 (a "32k" context is 32,768 tokens: HF max_position_embeddings).
+COUNT_SUFFIXES = {"K": 1, "M": 2, "B": 3, "G": 3, "T": 4}
+DECIMAL_BASE = 1000
+BINARY_BASE = 1024
+
+
+def parse_count(text: str, base: int) -> float:
+    """A count with an optional suffix (``2T``, ``300B``, ``32k``, ``1.5e12``): K, M, B or G, T are
+    ``base`` to the power 1, 2, 3, 4. NaN when it is not a count (the callers name the option)."""
+    body = str(text).strip().upper()
+    try:
+        if body and body[-1] in COUNT_SUFFIXES:
+            return float(body[:-1]) * base ** COUNT_SUFFIXES[body[-1]]
+        return float(body)
+    except ValueError:
+        return math.nan
+
+
 def parse_token_count(text: str, option: str) -> int:
     """A context length: ``32768``, ``32k`` or ``128K`` (k = 1024 tokens, as context sizes are quoted)."""
-    body = str(text).strip().lower()
-    try:
-        value = float(body[:-1]) * 1024 if body.endswith("k") else int(body)
-    except ValueError:
-        value = -1
-    if isinstance(value, float):  # 1.5k = 1536; infk and nank are not counts
-        value = int(value) if math.isfinite(value) else -1
-    if value <= 0:
+    value = parse_count(text, BINARY_BASE)
+    suffixed = str(text).strip()[-1:].upper() in COUNT_SUFFIXES  # 1.5k = 1536 tokens; 1.5 is no count
+    if not (math.isfinite(value) and value >= 1 and (suffixed or value.is_integer())):
         raise PlannerError(f"{option}: cannot read {text!r} as a token count; use e.g. 32768 or 32k")
-    return check_number(value, option)
+    return check_number(int(value), option)

@@ -21,7 +21,7 @@ from constraints import throughput as T
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.counts import attention_params
-from planner.evaluate import layer_activation_bytes, num_microbatches, stage_params
+from planner.evaluate import edge_stages, layer_activation_bytes, num_microbatches, rank_seq_len, stage_params
 from planner.rates import Rates
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 from planner.stepmodel import microbatch_compute_s
@@ -94,7 +94,7 @@ def tensor_parallel_comm_s(
     all-gather/reduce-scatter pairs with sequence parallelism, the same bytes) forward, two backward,
     two more under full recompute; ``tp_overlap`` of them hidden behind the GEMMs."""
     t = config.tp
-    message = training.seq_len // config.cp * config.micro_batch_size * model.hidden_size
+    message = rank_seq_len(training, config) * config.micro_batch_size * model.hidden_size
     message *= training.precision.activation_bytes
     collectives = TP_COLLECTIVES_PER_LAYER + (
         TP_COLLECTIVES_PER_RECOMPUTE if config.recompute is Recompute.FULL else 0
@@ -110,7 +110,7 @@ def expert_parallel_comm_s(
     copies each (Megatron-Core's alltoall dispatcher)."""
     if not model.is_moe or config.ep == 1:
         return 0.0
-    s, b = training.seq_len // config.cp, config.micro_batch_size
+    s, b = rank_seq_len(training, config), config.micro_batch_size
     routed = s * b / config.tp * model.num_experts_per_token * model.hidden_size
     routed *= training.precision.activation_bytes
     passes = EP_ALL_TO_ALL_PER_LAYER + (2 if config.recompute is Recompute.FULL else 0)
@@ -127,7 +127,7 @@ def context_parallel_comm_s(
     cp = config.cp
     if cp == 1:
         return 0.0
-    s, b, t = training.seq_len // cp, config.micro_batch_size, config.tp
+    s, b, t = rank_seq_len(training, config), config.micro_batch_size, config.tp
     kv_chunk = 2 * s * b * model.kv_dim / t * training.precision.activation_bytes
     hops = CP_PASSES_PER_LAYER * (cp - 1) * num_layers
     return hops * rates.send_s(kv_chunk, t * cp) * (1 - rates.c.cp_overlap)
@@ -140,7 +140,7 @@ def pipeline_comm_s(model: ModelSpec, training: TrainingSpec, config: ParallelCo
     if config.pp == 1:
         return 0.0
     t = config.tp
-    message = training.seq_len // config.cp * config.micro_batch_size * model.hidden_size
+    message = rank_seq_len(training, config) * config.micro_batch_size * model.hidden_size
     message *= training.precision.activation_bytes / (t if config.sequence_parallel else 1)
     m = num_microbatches(training, config)
     return P2P_PER_MICROBATCH * config.vpp * m * rates.send_s(message, t * config.cp * config.pp)
@@ -191,7 +191,8 @@ def data_parallel_comm_s(
     backward, nothing after the step: 3x the parameter volume against the all-reduce's 2x (Rajbhandari
     et al. 2020, ZeRO, Section 7.2.2)."""
     held = max(
-        (stage_params(model, training, config, st) for st in {0, config.pp - 1}), key=lambda x: x.params
+        (stage_params(model, training, config, st) for st in set(edge_stages(config.pp))),
+        key=lambda x: x.params,
     )
     prec, zero = training.precision, config.zero_stage
     w = M.gathered_weight_bytes_per_param(prec, training.fp8_param_gather)
@@ -233,7 +234,8 @@ def data_parallel_time(
     window = training.global_batch_size / config.dp * sum(per_sequence.values())
     exposed = max(comm * (1 - c.dp_overlap), comm - window)
     held = max(
-        (stage_params(model, training, config, st) for st in {0, config.pp - 1}), key=lambda x: x.params
+        (stage_params(model, training, config, st) for st in set(edge_stages(config.pp))),
+        key=lambda x: x.params,
     )
     prec, fw, zero = training.precision, training.framework, config.zero_stage
     w = M.gathered_weight_bytes_per_param(prec, training.fp8_param_gather)

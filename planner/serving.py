@@ -14,6 +14,7 @@ from constraints import serving as S
 from constraints.memory import reserve_bytes
 from constraints.units import BYTES_PER_GIB
 from planner.errors import PlannerError
+from planner.evaluate import edge_stages
 from planner.rules import divisors
 from planner.specs import HardwareSpec, ModelSpec, PositionEncoding
 
@@ -137,7 +138,7 @@ def serve_memory(model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec) -> S
     )
     reserve = reserve_bytes(hardware.memory_bytes, spec.reserve_fraction, spec.reserve_fixed_bytes)
     stages = []
-    for stage in sorted({0, spec.pp - 1}):
+    for stage in sorted(set(edge_stages(spec.pp))):
         weights = layers * _layer_weight_bytes(model, spec)
         extra = 0.0
         if stage == 0:

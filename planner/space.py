@@ -18,7 +18,7 @@ from constraints.units import Recompute, ZeroStage
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
-from planner.evaluate import stage_activation_bytes, stage_memory
+from planner.evaluate import edge_stages, stage_activation_bytes, stage_memory
 from planner.layout import DIMENSIONS, Group, group_fields
 from planner.performance import data_parallel_time, pipeline_time
 from planner.rules import (
@@ -224,7 +224,7 @@ def compile_terms(
         if reasons_within(STATES_TABLE, framework, model, training, config):
             continue
         per_stage = []
-        for st in (0, config.pp - 1):
+        for st in edge_stages(config.pp):
             mem = stage_memory(model, hardware, training, config, st)
             per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
         states[p, z] = tuple(per_stage)
@@ -238,7 +238,7 @@ def compile_terms(
             config = space.config(p, 0, r, u)
             acts[p, r, u] = tuple(
                 bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
-                for st in (0, config.pp - 1)
+                for st in edge_stages(config.pp)
             )
             pipe[p, r, u] = time_units(
                 sum(pipeline_time(model, hardware, training, config, constants).values())
@@ -256,6 +256,6 @@ def candidate_cost(terms: Terms, space: Space, p: int, z: int, r: int, u: int) -
     batch does not divide, or the framework cannot run it)."""
     if (p, r, u) not in terms.activations or (p, z) not in terms.states:
         return None
-    peak = max(terms.states[p, z][i] + terms.activations[p, r, u][i] for i in (0, 1))
+    peak = max(s + a for s, a in zip(terms.states[p, z], terms.activations[p, r, u], strict=True))
     time = terms.pipeline_us[p, r, u] + terms.data_parallel_us[p, z]
     return time * space.tie_break_range + space.tie_break(p, z, r, u), peak

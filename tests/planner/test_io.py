@@ -1,12 +1,22 @@
 """Units, file reading and atomic writes."""
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
 from planner.errors import PlannerError
-from planner.io import load_model, parse_reserve, parse_size, read_mapping, write_atomic
+from planner.io import (
+    DECIMAL_BASE,
+    load_model,
+    parse_count,
+    parse_reserve,
+    parse_size,
+    parse_token_count,
+    read_mapping,
+    write_atomic,
+)
 
 
 @pytest.mark.parametrize(
@@ -183,3 +193,29 @@ def test_did_you_mean_for_models_and_presets():
 
     with pytest.raises(PlannerError, match=r"did you mean 'h100-80gb'"):
         load_hardware("h100-80")
+
+
+REFERENCE_CONFIGS = Path(__file__).resolve().parent.parent / "fixtures" / "reference" / "configs"
+
+
+@pytest.mark.parametrize(
+    ("quoted", "config"), [("128k", "llama-3.1-8b.json"), ("32K", "mistral-7b-v0.1.json")]
+)
+def test_context_lengths_are_1024_based_as_hf_configs_state_them(quoted, config):
+    """Llama 3.1's "128K context" and Mistral's "32k" are 131072 and 32768 tokens in their own HF
+    configs (``max_position_embeddings``): context lengths count in powers of 1024."""
+    expected = json.loads((REFERENCE_CONFIGS / config).read_text())["max_position_embeddings"]
+    assert parse_token_count(quoted, "--context") == expected
+
+
+def test_token_budgets_are_decimal():
+    """Budgets are quoted in powers of 1000: Chinchilla's 70B model saw "1.4 trillion" = 1.4e12
+    tokens (Hoffmann et al. 2022, Table 1); Llama 2 "2.0T" tokens (Touvron et al. 2023, Table 1)."""
+    assert parse_count("1.4T", DECIMAL_BASE) == pytest.approx(1.4e12)
+    assert parse_count("2T", DECIMAL_BASE) == 2e12
+
+
+@pytest.mark.parametrize("text", ["1.5", "0k", "infk", "nank", "-4k", "lots"])
+def test_token_counts_refuse_what_is_no_count(text):
+    with pytest.raises(PlannerError, match="--context"):
+        parse_token_count(text, "--context")
