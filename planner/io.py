@@ -180,6 +180,10 @@ def _model_from_file(path: Path, name: str, source: str) -> ModelSpec:
         return ModelSpec.from_hf_config(data, name, source)
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         raise PlannerError(f"{source}: a key has a value of the wrong type ({exc})") from None
+    except PlannerError as exc:  # a consistency check of the spec (heads, KV heads): name the file
+        if source in str(exc):
+            raise
+        raise PlannerError(f"{source}: {exc}", exc.exit_code) from None
 
 
 def did_you_mean(name: str, known: Any) -> str:
