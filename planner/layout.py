@@ -9,7 +9,8 @@ launch comments) iterate ``DIMENSIONS`` instead of naming the fields. A new dime
 here, its formula in ``constraints/``, its flag in each emitter, and its tests.
 """
 
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum, IntEnum
 from typing import Any
 
@@ -240,6 +241,41 @@ def parallelism_block(config: ParallelConfig, grad_accum_steps: int) -> dict[str
     values = {e.name: document_value(getattr(config, e.name)) for e in DIMENSIONS}
     values[GRAD_ACCUM_KEY] = grad_accum_steps
     return {key: values[key] for key in document_order()}
+
+
+def config_from_block(block: Any, where: str) -> ParallelConfig:
+    """The inverse of ``parallelism_block``: a layout from a plan document's (or a user's)
+    ``parallelism`` mapping. Dimensions left out take their defaults; each value must be of its
+    field's type (enums by their document value); ``grad_accum_steps`` is accepted (the caller
+    checks it against the batch). Errors name ``where`` and the key."""
+    if not isinstance(block, Mapping):
+        raise PlannerError(f"{where} must be a mapping such as {{tp: 2, pp: 1, dp: 32}}")
+    known = {e.name: e for e in DIMENSIONS}
+    unknown = sorted(map(str, set(block) - set(known) - {GRAD_ACCUM_KEY}))
+    if unknown:
+        keys = [k for k in document_order() if k in known]
+        raise PlannerError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(keys)}")
+    values = {}
+    for name, entry in known.items():
+        if name in block:
+            values[name] = _typed(entry.type, block[name], f"{where}.{name}")
+        elif entry.default is MISSING:
+            raise PlannerError(f"{where}: missing key '{name}'")
+    return ParallelConfig(**values)
+
+
+def _typed(kind: Any, value: Any, where: str) -> Any:
+    """``value`` as a field of type ``kind``: an enum member by value, a bool, a positive int."""
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        allowed = [document_value(member) for member in kind]
+        if value not in allowed or isinstance(value, bool):
+            raise PlannerError(f"{where} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+        return kind(value)
+    if kind is bool and not isinstance(value, bool):
+        raise PlannerError(f"{where} must be true or false, got {value!r}")
+    if kind is int and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
+        raise PlannerError(f"{where} must be a positive integer, got {value!r}")
+    return value  # other types: the field's own validation decides
 
 
 def tie_break_note() -> str:

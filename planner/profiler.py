@@ -6,15 +6,17 @@ the assumption it is. The tables come from ``planner/microbench.py``; a table th
 measured is left out, and its provenance says why (the model then uses its calibrated defaults).
 """
 
+import dataclasses
 import datetime
 import os
 import re
 import shutil
 import subprocess
 import time
+from dataclasses import replace
 from typing import Any
 
-from planner.hardware import DEFAULT_PRESET, GB, PRESETS, TERA
+from planner.hardware import DEFAULT_PRESET, GB, HARDWARE_KEYS, PRESETS, TERA
 from planner.microbench import (
     FULL,
     SECTION_SHARES,
@@ -29,7 +31,7 @@ from planner.microbench import (
     one_line,
 )
 from planner.microbench_collectives import CPU_RANKS, measure_collectives
-from planner.profile import Dtype, HardwareProfile, Measurement, Span
+from planner.profile import TABLES, Dtype, HardwareProfile, Measurement, Span
 from planner.specs import HardwareSpec
 
 BENCHMARKS = {"gemm": gemm_section, "attention": attention_section, "memory_bound": copy_section}
@@ -110,31 +112,26 @@ def table_provenance(section: Section, stamp: str) -> str:
     )
 
 
-def base_hardware(
+def preset_base(preset: HardwareSpec, device_name: str) -> tuple[dict[str, Any], HardwareProfile]:
+    """The matching preset's fields, and its provenance and fitted constants (the profile's tables
+    are measured; the preset's calibration still applies to this GPU generation)."""
+    fields = {
+        f.name: getattr(preset, f.name) for f in dataclasses.fields(HardwareSpec) if f.name != "profile"
+    }
+    vendor = f"vendor: preset {preset.name} (planner/hardware.py), matched to {device_name}"
+    provenance = dict.fromkeys(HARDWARE_KEYS, vendor)
+    constants: dict[str, float] = {}
+    if preset.profile is not None:
+        provenance |= {k: v for k, v in preset.profile.provenance.items() if k not in TABLES}
+        constants = dict(preset.profile.constants)
+    return fields, HardwareProfile(provenance=provenance, constants=constants)
+
+
+def measured_base(
     device_name: str, memory_bytes: float, num_devices: int, sections: dict[str, Section]
-) -> tuple[dict[str, Any], dict[str, str]]:
-    """HardwareSpec fields and their provenance: a matching preset's datasheet figures, or what was
-    measured, each marked as the assumption it is."""
-    preset = matching_preset(device_name, memory_bytes) if device_name != "cpu" else None
-    keys = ("memory_gb", "peak_tflops", "peak_tflops_fp8", "hbm_bandwidth_gbps", "intra_node_bandwidth_gbps",
-            "inter_node_bandwidth_gbps", "gpus_per_node", "pcie_bandwidth_gbps")  # fmt: skip
-    if preset is not None:
-        fields = {
-            f: getattr(preset, f)
-            for f in (
-                "memory_bytes",
-                "peak_flops",
-                "peak_flops_fp8",
-                "hbm_bandwidth_bytes_per_s",
-                "intra_node_bandwidth_bytes_per_s",
-                "inter_node_bandwidth_bytes_per_s",
-                "gpus_per_node",
-                "nvlink_domain_gpus",
-                "pcie_bandwidth_bytes_per_s",
-            )  # fmt: skip
-        }
-        vendor = f"vendor: preset {preset.name} (planner/hardware.py), matched to {device_name}"
-        return {"name": preset.name, **fields}, dict.fromkeys(keys, vendor)
+) -> tuple[dict[str, Any], HardwareProfile]:
+    """For a device no preset matches: the best measured figures, each marked as the assumption it
+    is, and the default preset's network figures."""
     fallback = PRESETS[DEFAULT_PRESET]
     why = f"no preset matches {device_name}; put the datasheet figure here"
     gemm = sections["gemm"].rows
@@ -161,8 +158,9 @@ def base_hardware(
         "intra_node_bandwidth_gbps": measured_best if nvlink else default,
         "inter_node_bandwidth_gbps": default,
         "gpus_per_node": "measured: devices visible to PyTorch",
+        "pcie_bandwidth_gbps": "assumed: the hardware default (PCIe Gen4 x16)",
     }
-    return fields, provenance
+    return fields, HardwareProfile(provenance=provenance)
 
 
 def run_profile(device: str, small: bool, budget_s: float, progress: Progress) -> HardwareSpec:
@@ -190,8 +188,12 @@ def run_profile(device: str, small: bool, budget_s: float, progress: Progress) -
     else:
         versions = f"torch {torch.__version__}, CUDA {torch.version.cuda}"
         stamp = f"measured: plan profile on {device_name} {today} ({versions})"
-    fields, provenance = base_hardware(device_name, memory_bytes, num_devices, sections)
-    provenance |= {key: table_provenance(section, stamp) for key, section in sections.items()}
+    preset = matching_preset(device_name, memory_bytes) if device == "cuda" else None
+    if preset is not None:
+        fields, base = preset_base(preset, device_name)
+    else:
+        fields, base = measured_base(device_name, memory_bytes, num_devices, sections)
+    provenance = {**base.provenance, **{key: table_provenance(s, stamp) for key, s in sections.items()}}
     measured = Measurement(
         date=today,
         device=device_name,
@@ -200,7 +202,10 @@ def run_profile(device: str, small: bool, budget_s: float, progress: Progress) -
         driver=driver_version() if device == "cuda" else "",
         seconds=round(time.monotonic() - started, 1),
     )
-    profile = HardwareProfile(
-        provenance=provenance, measured=measured, **{key: tuple(s.rows) for key, s in sections.items()}
+    profile = replace(
+        base,
+        provenance=provenance,
+        measured=measured,
+        **{key: tuple(section.rows) for key, section in sections.items()},
     )
     return HardwareSpec(profile=profile, **fields)

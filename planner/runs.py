@@ -8,19 +8,18 @@ keys, sequence length, global batch, precision, and what was measured: ``step_ti
 
 import math
 from collections.abc import Mapping
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, get_type_hints
+from typing import Any
 
 from planner.errors import PlannerError
 from planner.io import load_hardware, load_model
-from planner.layout import document_order
+from planner.layout import GRAD_ACCUM_KEY, config_from_block
 from planner.specs import Framework, HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
 RUN_KEYS = ("name", "model", "gpu", "gpus", "parallelism", "seq_len", "global_batch", "precision",
             "framework", "flash_attention", "step_time_s", "tokens_per_s")  # fmt: skip
-DERIVED_KEYS = ("grad_accum_steps",)  # plan-document keys that follow from the others: checked
 REQUIRED_KEYS = ("model", "gpus", "parallelism", "seq_len", "global_batch")
 
 
@@ -84,33 +83,8 @@ def _named(load: Any, value: str, where: str) -> Any:
 
 
 def parallel_config(data: Any, gpus: int, where: str) -> ParallelConfig:
-    """The plan document's ``parallelism`` block: ParallelConfig's fields by name, typed as the
-    fields are; ``grad_accum_steps`` is accepted and checked by the caller."""
-    if not isinstance(data, Mapping):
-        raise PlannerError(f"{where} must be a mapping such as {{tp: 2, pp: 1, dp: 32}}")
-    known = {f.name: f for f in fields(ParallelConfig)}
-    unknown = sorted(map(str, set(data) - set(known) - set(DERIVED_KEYS)))
-    if unknown:
-        keys = [k for k in document_order() if k in known]  # the document's order
-        raise PlannerError(f"{where}: unknown key(s) {', '.join(unknown)}; use {', '.join(keys)}")
-    hints = get_type_hints(ParallelConfig)
-    values: dict[str, Any] = {}
-    for name, f in known.items():
-        key = f"{where}.{name}"
-        if name not in data:
-            if f.default is MISSING:
-                raise PlannerError(f"{where}: missing key '{name}'")
-            continue
-        kind, value = hints[name], data[name]
-        if isinstance(kind, type) and issubclass(kind, Enum):
-            values[name] = _choice(kind, value, key)
-        elif kind is bool:
-            values[name] = _boolean(value, key)
-        elif kind is int:
-            values[name] = _positive_int(value, key)
-        else:  # a field of another type: its own validation decides
-            values[name] = value
-    config = ParallelConfig(**values)
+    """The run's layout (``planner.layout.config_from_block``), on exactly its GPUs."""
+    config = config_from_block(data, where)
     if config.num_gpus != gpus:
         raise PlannerError(
             f"{where}: tp*cp*pp*dp = {config.num_gpus}, not the run's gpus {gpus}; "
@@ -150,10 +124,10 @@ def measured_run(run: Any, index: int, source: str, base_dir: Path, default_gpu:
             f"{where}: global_batch {training.global_batch_size} is not a multiple of "
             f"dp*micro_batch_size = {per_step}"
         )
-    accum = run["parallelism"].get("grad_accum_steps")
+    accum = run["parallelism"].get(GRAD_ACCUM_KEY)
     if accum is not None and accum != training.global_batch_size // per_step:
         raise PlannerError(
-            f"{where}.parallelism.grad_accum_steps is {accum!r}, but global_batch / "
+            f"{where}.parallelism.{GRAD_ACCUM_KEY} is {accum!r}, but global_batch / "
             f"(dp*micro_batch_size) = {training.global_batch_size // per_step}"
         )
     return MeasuredRun(

@@ -2,16 +2,19 @@
 
 import sys
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 from click.testing import CliRunner
 
 from planner.cli import main
+from planner.hardware import PRESETS
 from planner.io import load_hardware
 from planner.microbench import SMALL, attention_section, gemm_section, run_points
-from planner.profile import AttentionPass, Collective, Dtype
-from planner.profiler import collectives_section, matching_preset, table_provenance
+from planner.profile import AttentionPass, Collective, Dtype, HardwareProfile
+from planner.profiler import collectives_section, matching_preset, preset_base, table_provenance
+from planner.specs import HardwareSpec
 
 TABLES = ("gemm", "attention", "memory_bound", "collectives")
 
@@ -122,6 +125,20 @@ def test_one_gpu_has_no_collectives_table_and_says_why():
 def test_device_names_match_their_preset(device_name, memory_gib, preset):
     found = matching_preset(device_name, memory_gib * 2**30)
     assert (found.name if found else None) == preset
+
+
+def test_a_matched_preset_keeps_its_provenance_and_fitted_constants():
+    fitted = HardwareProfile(
+        provenance={"peak_tflops": "vendor: datasheet", "constants": "fit: benchmarks/calibrate.py"},
+        constants={"gemm_max_efficiency": 0.8},
+    )
+    preset = replace(PRESETS["h200"], profile=fitted)
+    fields, base = preset_base(preset, "NVIDIA H200")
+    assert HardwareSpec(**fields) == replace(preset, profile=None)
+    assert base.constants == {"gemm_max_efficiency": 0.8}
+    assert base.provenance["peak_tflops"] == "vendor: datasheet"
+    assert base.provenance["constants"] == "fit: benchmarks/calibrate.py"
+    assert base.provenance["memory_gb"].startswith("vendor: preset h200 (planner/hardware.py), matched to")
 
 
 def invoke_profile(*args):
