@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from planner.cli import main
 from planner.errors import PlannerError
 from planner.fit import bound_for, default_fit, fit_constants, loss, predicted_s
-from planner.hardware import preset
+from planner.hardware import hardware_to_mapping, preset
 from planner.io import load_hardware, load_model
 from planner.runs import MeasuredRun, runs_from_list
 from planner.specs import ParallelConfig, Recompute, TrainingSpec, ZeroStage
@@ -269,3 +269,13 @@ def test_cli_errors_are_one_line_exit_2(tmp_path):
     missing = invoke("calibrate", tmp_path / "none.yaml")
     assert missing.exit_code == 2 and missing.output.startswith("Error: ") and missing.output.count("\n") == 1
     assert not list(tmp_path.glob("*.yaml.*"))  # nothing half-written
+
+
+def test_files_named_in_a_runs_file_are_found_beside_it(tmp_path):
+    (tmp_path / "my-model.yaml").write_text((EXAMPLES / "llama2-7b.yaml").read_text())
+    (tmp_path / "my-gpu.yaml").write_text(yaml.safe_dump(hardware_to_mapping(preset("h100-80gb"))))
+    [run] = runs_document(synthetic_runs(TRUE)[:1])
+    run |= {"model": "my-model.yaml", "gpu": "my-gpu.yaml"}
+    [parsed] = runs_from_list([run], "runs.yaml", tmp_path, None)
+    assert parsed.model.num_layers == load_model("llama2-7b").num_layers
+    assert parsed.hardware.peak_flops == preset("h100-80gb").peak_flops
