@@ -5,11 +5,14 @@ The search leaves out what its framework cannot run (``reasons_within`` over the
 candidate table holds), pin validation raises the first reason, and the emitters put every reason
 of their framework in their notes (``unsupported_reasons``), so a rule and its wording live here
 once. Sources: Megatron-LM ``megatron/training/arguments.py`` (``validate_args``) and Megatron-Core
-``TransformerConfig``; DeepSpeed 0.19 ``deepspeed/runtime/pipe/engine.py`` and ``runtime/config.py``.
+``TransformerConfig``; DeepSpeed 0.19 ``deepspeed/runtime/pipe/engine.py`` and ``runtime/config.py``;
+torchtitan 0.3.0 ``torchtitan/config/configs.py``, ``trainer.py`` and ``distributed/`` (a launcher
+only: its rules decide ``launch.torchtitan``, not the search).
 """
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from planner.layout import Group
@@ -24,13 +27,29 @@ from planner.specs import (
     TrainingSpec,
     ZeroStage,
 )
+from planner.torchtitan_configs import (
+    MODULE_OF_FAMILY,
+    NAMED_CONFIGS,
+    TORCHTITAN_VERSION,
+    configs_for,
+    named_config,
+    shard_degree,
+)
+
+
+class Launcher(Enum):
+    """A framework the planner writes launch files for without planning in its conventions (the
+    search and the memory model follow ``TrainingSpec.framework``): its rules decide only whether
+    its files are written."""
+
+    TORCHTITAN = "torchtitan"
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
     """One thing a framework cannot run."""
 
-    frameworks: tuple[Framework, ...]
+    frameworks: tuple[Framework | Launcher, ...]
     """Frameworks the rule applies to."""
     reads: frozenset[Group]
     """Layout dimensions the rule reads (empty: it reads only the model and the training run)."""
@@ -41,6 +60,7 @@ class Rule:
 
 
 MEGATRON, DEEPSPEED = (Framework.MEGATRON,), (Framework.DEEPSPEED,)
+TORCHTITAN = (Launcher.TORCHTITAN,)
 BOTH = (Framework.MEGATRON, Framework.DEEPSPEED)
 MODEL_ONLY: frozenset[Group] = frozenset()
 USE_MEGATRON = "use --framework megatron"
@@ -53,6 +73,55 @@ def _when(condition: bool, reason: str) -> list[str]:
 def _megatron_rope(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
     scaled = model.positions is PositionEncoding.ROTARY and model.rope_scaling not in (None, "llama3")
     return _when(scaled, f"rope_scaling type {model.rope_scaling!r} has no Megatron-LM flag")
+
+
+def _torchtitan_model(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    """torchtitan takes the model from a named config (``planner/torchtitan_configs.py``)."""
+    module = MODULE_OF_FAMILY.get(model.family)
+    if module is None:
+        return [
+            f"torchtitan {TORCHTITAN_VERSION} has no model module for {model.family} models "
+            f"(this planner's families it implements: {', '.join(sorted(MODULE_OF_FAMILY))})"
+        ]
+    same_shape = configs_for(model)
+    if not same_shape:
+        names = ", ".join(c.config for c in NAMED_CONFIGS if c.module == module)
+        return [
+            f"no torchtitan {TORCHTITAN_VERSION} named config trains this model's shape (module "
+            f"{module}: {names}); the model comes from the named config, which no command-line key "
+            "changes (Trainer.Config.model_spec is not a CLI field)"
+        ]
+    if named_config(model, training) is not None:
+        return []
+    names = ", ".join(c.config for c in same_shape)
+    if training.precision is Precision.FP8:
+        return [
+            f"torchtitan's {names} has no float8 variant: float8 is a model converter chosen in "
+            "the named config, not a command-line key"
+        ]
+    return [
+        f"torchtitan's {names} trains with float8 linear layers (a converter in the named "
+        "config, not a command-line key): plan with --precision fp8"
+    ]
+
+
+def _torchtitan_expert_ranks(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    """ParallelismConfig.expert_parallel_degree: dp_shard·cp·tp = efsdp·ep."""
+    dense_ranks = shard_degree(config) * config.cp * config.tp
+    return _when(
+        config.ep > 1 and dense_ranks % config.ep > 0,
+        f"torchtitan's expert parallelism borrows its ranks from dp_shard·cp·tp = {dense_ranks}, "
+        f"which ep = {config.ep} does not divide",
+    )
+
+
+def _torchtitan_sequence(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    """Trainer.__init__: the sequence splits over tp (sequence parallel) and 2·cp (load balancing)."""
+    divisor = (config.tp if config.sequence_parallel else 1) * (2 * config.cp if config.cp > 1 else 1)
+    return _when(
+        training.seq_len % divisor > 0,
+        f"torchtitan needs the sequence length divisible by {divisor} (tp with SP, times 2·cp)",
+    )
 
 
 RULES: tuple[Rule, ...] = (
@@ -206,11 +275,74 @@ RULES: tuple[Rule, ...] = (
         ),
         "leave out --no-flash-attention",
     ),
+    # torchtitan 0.3.0 (launch only).
+    Rule(TORCHTITAN, MODEL_ONLY, _torchtitan_model),
+    Rule(
+        TORCHTITAN,
+        MODEL_ONLY,
+        lambda m, t, c: _when(
+            t.precision is Precision.FP16,
+            "torchtitan trains in bf16 or fp32 (training.mixed_precision_param), not fp16",
+        ),
+    ),
+    Rule(
+        TORCHTITAN,
+        frozenset({Group.STATES}),
+        lambda m, t, c: _when(
+            c.zero_stage is ZeroStage.OPTIMIZER,
+            "torchtitan shards with FSDP2, which shards gradients with the optimizer states: there is "
+            "no ZeRO-1; plan with --zero 2 (reshard_after_forward never), --zero 3 or --zero 0",
+        ),
+    ),
+    # FSDP2 always runs over dp_shard·cp (torchtitan/distributed/parallel_dims.py, the fsdp mesh).
+    Rule(
+        TORCHTITAN,
+        frozenset({Group.STATES, Group.LAYOUT}),
+        lambda m, t, c: _when(
+            c.zero_stage is ZeroStage.NONE and c.cp > 1,
+            "torchtitan applies FSDP2 over the context-parallel ranks (dp_shard·cp), so ZeRO-0 "
+            "with cp > 1 shards anyway: plan with --zero 2 or 3",
+        ),
+    ),
+    Rule(TORCHTITAN, frozenset({Group.STATES, Group.LAYOUT, Group.DERIVED}), _torchtitan_expert_ranks),
+    Rule(
+        TORCHTITAN,
+        frozenset({Group.ACTIVATIONS}),
+        lambda m, t, c: _when(
+            c.activation_offload, f"torchtitan {TORCHTITAN_VERSION} has no activation offload to the CPU"
+        ),
+    ),
+    Rule(
+        TORCHTITAN,
+        frozenset({Group.STATES}),
+        lambda m, t, c: _when(
+            c.optimizer_offload and c.zero_stage < ZeroStage.GRADIENTS,
+            "torchtitan offloads to the CPU through FSDP2 (training.enable_cpu_offload): ZeRO-2/3 only",
+        ),
+    ),
+    Rule(
+        TORCHTITAN,
+        MODEL_ONLY,
+        lambda m, t, c: _when(
+            m.is_moe and t.moe_capacity_factor is not None,
+            "torchtitan's MoE routing is dropless; a capacity factor belongs to the token dispatcher "
+            "of the model config, not to a command-line key",
+        ),
+    ),
+    Rule(
+        TORCHTITAN,
+        frozenset({Group.LAYOUT}),
+        lambda m, t, c: _when(
+            m.num_layers % (c.pp * c.vpp) > 0,
+            f"torchtitan's equal stages need pp·vpp = {c.pp * c.vpp} to divide the {m.num_layers} layers",
+        ),
+    ),
+    Rule(TORCHTITAN, frozenset({Group.LAYOUT, Group.DERIVED}), _torchtitan_sequence),
 )
 
 
 def unsupported_reasons(
-    framework: Framework, model: ModelSpec, training: TrainingSpec, config: ParallelConfig
+    framework: Framework | Launcher, model: ModelSpec, training: TrainingSpec, config: ParallelConfig
 ) -> list[str]:
     """Every reason ``framework`` cannot run ``config`` for this model and training run, in order."""
     return [

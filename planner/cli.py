@@ -235,7 +235,8 @@ def main() -> None:
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
     help="Write plan.yaml and the launch files (megatron.sh, megatron_args.txt, slurm.sbatch, "
-    "deepspeed.json) into this directory.",
+    "deepspeed.json, deepspeed.sh, torchtitan.sh, torchtitan.sbatch: those of the frameworks that "
+    "can run the plan) into this directory.",
 )
 @one_line_errors
 def train(

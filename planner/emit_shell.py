@@ -117,15 +117,20 @@ def rendezvous_lines() -> list[str]:
     ]
 
 
-def torchrun_lines(gpus_per_node: int, program: str, arguments: list[str]) -> list[str]:
+def torchrun_lines(
+    gpus_per_node: int, program: str, arguments: list[str], last: str | None = None
+) -> list[str]:
     """A ``torchrun`` command over ``NNODES`` nodes, one argument group per continued line;
-    ``program`` and ``arguments`` are shell text (already quoted), followed by ``"$@"``."""
+    ``program`` and ``arguments`` are shell text (already quoted), followed by ``"$@"`` and, when
+    given, ``last`` (shell text: an argument the program reads after every option, such as
+    torchtitan's activation-checkpointing subcommand)."""
     return [
         f'torchrun --nproc-per-node {gpus_per_node} --nnodes "$NNODES" --node-rank "$NODE_RANK" \\',
         '  --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \\',
         f"  {program} \\",
         *(f"  {a} \\" for a in arguments),
-        '  "$@"',
+        '  "$@"' if last is None else '  "$@" \\',
+        *([] if last is None else [f"  {last}"]),
     ]
 
 

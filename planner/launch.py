@@ -12,11 +12,13 @@ from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
 from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
 from planner.emit_shell import flag_lines
+from planner.emit_torchtitan import torchtitan_args, torchtitan_script
 from planner.numbers import json_text
 from planner.specs import ModelSpec, TrainingSpec
 
 MEGATRON_FILES = ["megatron.sh", "megatron_args.txt", "slurm.sbatch"]
 DEEPSPEED_FILES = ["deepspeed.json", "deepspeed.sh"]
+TORCHTITAN_FILES = ["torchtitan.sh", "torchtitan.sbatch"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +47,10 @@ def launch_files(
     if deepspeed.expressible:
         files["deepspeed.json"] = json_text(deepspeed.content) + "\n"
         files["deepspeed.sh"] = deepspeed_script(target, deepspeed, save_interval)
+    torchtitan = torchtitan_args(model, training, config)
+    if torchtitan.expressible:
+        files["torchtitan.sh"] = torchtitan_script(target, torchtitan, model, training, save_interval)
+        files["torchtitan.sbatch"] = slurm_script(target, "torchtitan.sh", torchtitan.notes)
     block = {
         "megatron": {
             "expressible": megatron.expressible,
@@ -56,6 +62,11 @@ def launch_files(
             "expressible": deepspeed.expressible,
             "files": DEEPSPEED_FILES if deepspeed.expressible else [],
             "notes": deepspeed.notes,
+        },
+        "torchtitan": {
+            "expressible": torchtitan.expressible,
+            "files": TORCHTITAN_FILES if torchtitan.expressible else [],
+            "notes": torchtitan.notes,
         },
     }
     return Launch(files, block)

@@ -8,6 +8,7 @@ and the tests (which check that the planner still emits exactly what was validat
 from planner.document import document_and_launch
 from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args, megatron_env
+from planner.emit_torchtitan import torchtitan_args
 from planner.hardware import preset
 from planner.io import load_model
 from planner.plan import Request, run
@@ -569,10 +570,70 @@ CASES = [
     },
 ]
 
+# Layouts torchtitan runs that CASES (Megatron's golden cases, mostly ZeRO-1) leave out: HSDP/DDP
+# (ZeRO-0), FSDP2 with expert parallelism, ZeRO-3 with an interleaved pipeline.
+TORCHTITAN_CASES = [
+    {
+        "model": "llama3-8b",
+        "gpus": 16,
+        "seq_len": 8192,
+        "global_batch": 256,
+        "tp": 2,
+        "cp": 1,
+        "pp": 1,
+        "vpp": 1,
+        "zero": 0,
+        "recompute": "selective",
+        "mbs": 1,
+    },
+    {
+        "model": "qwen3-30b-a3b",
+        "gpus": 64,
+        "seq_len": 4096,
+        "global_batch": 512,
+        "tp": 1,
+        "cp": 1,
+        "pp": 2,
+        "vpp": 1,
+        "ep": 8,
+        "zero": 2,
+        "recompute": "full",
+        "mbs": 1,
+    },
+    {
+        "model": "deepseek-v3",
+        "gpus": 1024,
+        "seq_len": 4096,
+        "global_batch": 2048,
+        "tp": 8,
+        "cp": 1,
+        "pp": 1,
+        "vpp": 1,
+        "ep": 64,
+        "zero": 3,
+        "recompute": "full",
+        "mbs": 1,
+    },
+    {
+        "model": "llama3-70b",
+        "gpus": 256,
+        "seq_len": 8192,
+        "global_batch": 512,
+        "tp": 8,
+        "cp": 1,
+        "pp": 4,
+        "vpp": 5,
+        "zero": 3,
+        "recompute": "selective",
+        "mbs": 1,
+    },
+]
+
 
 def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
-    """Plan one case and return its Megatron arguments and environment, its DeepSpeed config, and
-    the files ``plan -o`` writes for it."""
+    """Plan one case and return its Megatron arguments and environment, its DeepSpeed config, its
+    torchtitan arguments (with the model, training run and layout they came from), and the files
+    ``plan -o`` writes for it."""
     training = TrainingSpec(
         seq_len=case["seq_len"],
         global_batch_size=case["global_batch"],
@@ -615,4 +676,8 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         "files": launch.files,
         "deepspeed": deepspeed,
         "dp": config.dp,
+        "torchtitan": torchtitan_args(req.model, training, config),
+        "model": req.model,
+        "training": training,
+        "config": config,
     }
