@@ -10,7 +10,7 @@ from constraints.serving import NumberFormat
 from planner.cli_options import CONTEXT, build_hardware, hardware_option, one_line_errors, positive
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_model, parse_reserve, parse_token_count
-from planner.numbers import json_text
+from planner.numbers import check_finite_document, json_text
 from planner.serving import ServeSpec, check, choose_layout, serve_document
 
 FORMATS = [f.value for f in NumberFormat]
@@ -136,6 +136,7 @@ def serve_command(
     check(spec_model, spec)
     layout = choose_layout(spec_model, hardware, spec, tp, pp)
     doc = serve_document(spec_model, hardware, replace(spec, tp=layout.tp, pp=layout.pp), layout.notes)
+    check_finite_document(doc)
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     if fmt == "table":
         click.echo(render_serve(doc))

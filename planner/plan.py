@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.calibration import StepTimeConstants
 from planner.checkpoint import CheckpointRequest
 from planner.deadline import Deadline
 from planner.diagnose import fits_anywhere, smallest_fixes
@@ -41,7 +41,9 @@ class Request:
     exhaustive: bool = False
     time_limit_s: float | None = None
     """Seconds the whole search may take, diagnosis included (None: no limit)."""
-    constants: StepTimeConstants = DEFAULT_CONSTANTS
+    constants: StepTimeConstants | None = None
+    """Step-time constants; None: the GPU's own (``hardware.step_constants``: a preset's fit, a
+    profile's ``constants``, else the calibrated defaults)."""
     checkpoint: CheckpointRequest = CheckpointRequest()
     global_batch_note: str | None = None
     """How the default global batch was chosen (``planner.defaults``); None when given."""

@@ -30,7 +30,7 @@ def check_reported(
     model: ModelSpec,
     hardware: HardwareSpec,
     training: TrainingSpec,
-    constants: StepTimeConstants,
+    constants: StepTimeConstants | None,
     space: Space,
     units: Units,
     chosen: list[Candidate],
