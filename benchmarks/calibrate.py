@@ -8,9 +8,10 @@ says which, by field rules; no row is special-cased):
 
 1. the shared constants and the GEMM efficiencies on every row: the defaults of
    ``planner/calibration.py`` (what a GPU without its own fit gets);
-2. per GPU generation, its 16-bit and FP8 GEMM efficiencies on its own rows, where it has at least
-   ``MIN_ROWS`` rows of that precision (else it keeps the shared value and says so);
-3. the shared constants again, with the generations' values in place.
+2. per tensor-core architecture (``ARCHITECTURES``), then per GPU generation, its 16-bit and FP8
+   GEMM efficiencies on its own rows, where it has at least ``MIN_ROWS`` rows of that precision
+   (else a generation keeps its architecture's value, else the shared one, and says so);
+3. the shared constants again, with those values in place; steps 2 and 3 twice.
 
 Prints the constants, the loss, and each generation's ``constants:`` block for its preset files.
 """
@@ -49,18 +50,34 @@ MIN_ROWS = 3
 SWEEPS = 2
 
 
+ARCHITECTURES = {
+    "A100": "Ampere",
+    "H100": "Hopper",
+    "B200": "Blackwell",
+    "GB200": "Blackwell",
+    "GB300": "Blackwell",
+}
+"""Tensor-core architecture of each GPU generation: a generation with too few rows of a precision
+takes its architecture's fit (B200, GB200 and GB300 are one Blackwell die family), else the shared."""
+
+
 @dataclass(frozen=True)
 class Fit:
-    """Shared constants and each generation's own."""
+    """Shared constants, and the per-architecture and per-generation values fitted over them."""
 
     shared: StepTimeConstants
-    generations: dict[str, StepTimeConstants] = field(default_factory=dict)
-    unfitted: dict[str, list[str]] = field(default_factory=dict)
-    """Per generation, the per-generation constants it had too few rows for."""
+    architectures: dict[str, dict[str, float]] = field(default_factory=dict)
+    generations: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def constants_of(self, generation: str) -> StepTimeConstants:
+        """The constants a generation's GPUs get: its own values over its architecture's over the
+        shared ones."""
+        arch = self.architectures.get(ARCHITECTURES.get(generation, ""), {})
+        return replace(self.shared, **(arch | self.generations.get(generation, {})))
 
     def constants(self, row: Row) -> StepTimeConstants:
         """The constants a row's GPU gets."""
-        return self.generations.get(row.generation, self.shared)
+        return self.constants_of(row.generation)
 
 
 def predicted_s(row: Row, c: StepTimeConstants | None) -> float:
@@ -90,37 +107,41 @@ def descend(
     return best
 
 
+def _per_group(rows: Sequence[Row], start: StepTimeConstants) -> dict[str, float]:
+    """The per-generation constants fitted on ``rows`` where they hold ``MIN_ROWS`` of the precision."""
+    values, c = {}, start
+    for name, fp8 in PER_GENERATION.items():
+        subset = [r for r in rows if (r.training.precision is Precision.FP8) == fp8]
+        if len(subset) >= MIN_ROWS:
+            c = descend(subset, c, [name])
+            values[name] = getattr(c, name)
+    return values
+
+
 def fit(rows: Sequence[Row]) -> Fit:
-    """The three steps of the module docstring."""
+    """The three steps of the module docstring, with each generation's values falling back to its
+    architecture's where it has too few rows."""
     rows = [r for r in rows if r.measured_step_s]
     shared = descend(rows, DEFAULT_CONSTANTS, SHARED)
-    generations, unfitted = {}, {}
-    for generation in sorted({r.generation for r in rows}):
-        own = [r for r in rows if r.generation == generation]
-        c = shared
-        for name, fp8 in PER_GENERATION.items():
-            subset = [r for r in own if (r.training.precision is Precision.FP8) == fp8]
-            if len(subset) < MIN_ROWS:
-                unfitted.setdefault(generation, []).append(name)
-                continue
-            c = descend(subset, c, [name])
-        generations[generation] = c
-    result = Fit(shared=shared, generations=generations, unfitted=unfitted)
+    for _ in range(2):  # per-group values given the shared ones, then the shared ones given them
+        result = Fit(shared=shared)
+        arches = {
+            arch: _per_group([r for r in rows if ARCHITECTURES.get(r.generation) == arch], shared)
+            for arch in sorted({ARCHITECTURES.get(r.generation, "") for r in rows} - {""})
+        }
+        result = Fit(shared=shared, architectures=arches)
+        generations = {
+            g: _per_group([r for r in rows if r.generation == g], result.constants_of(g))
+            for g in sorted({r.generation for r in rows})
+        }
+        result = Fit(shared=shared, architectures=arches, generations=generations)
 
-    def with_shared(row: Row, trial: StepTimeConstants) -> StepTimeConstants:
-        own = result.generations.get(row.generation)
-        if own is None:
-            return trial
-        return replace(
-            trial, **{n: getattr(own, n) for n in PER_GENERATION if n not in unfitted.get(row.generation, [])}
-        )
+        def with_groups(row: Row, trial: StepTimeConstants, result: Fit = result) -> StepTimeConstants:
+            arch = result.architectures.get(ARCHITECTURES.get(row.generation, ""), {})
+            return replace(trial, **(arch | result.generations.get(row.generation, {})))
 
-    shared = descend(rows, shared, [n for n in SHARED if n not in PER_GENERATION], with_shared)
-    generations = {
-        g: replace(shared, **{n: getattr(c, n) for n in PER_GENERATION if n not in unfitted.get(g, [])})
-        for g, c in generations.items()
-    }
-    return Fit(shared=shared, generations=generations, unfitted=unfitted)
+        shared = descend(rows, shared, [n for n in SHARED if n not in PER_GENERATION], with_groups)
+    return Fit(shared=shared, architectures=result.architectures, generations=result.generations)
 
 
 def changed(c: StepTimeConstants, base: StepTimeConstants) -> dict[str, float]:
@@ -142,11 +163,17 @@ def main() -> None:
     print("shared constants (planner/calibration.py):")
     for name in SHARED:
         print(f"  {name} = {getattr(result.shared, name)}")
-    for generation, c in result.generations.items():
+    for arch, values in result.architectures.items():
+        print(f"{arch} architecture constants: {values}")
+    for generation in sorted({r.generation for r in rows}):
         n = sum(r.generation == generation for r in rows)
-        print(f"{generation} ({n} rows) constants: {changed(c, result.shared)}")
-        for name in result.unfitted.get(generation, []):
-            print(f"  {name}: too few rows on {generation}; the shared value stands")
+        arch = result.architectures.get(ARCHITECTURES.get(generation, ""), {})
+        own = result.generations.get(generation, {})
+        print(f"{generation} ({n} rows) constants: {arch | own}")
+        for name in PER_GENERATION:
+            source = "its own rows" if name in own else "its architecture's rows" if name in arch else None
+            told = f"fitted on {source}" if source else "too few rows; the shared value"
+            print(f"{generation}: {name}: {told}")
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.calibration import StepTimeConstants
 from planner.checkpoint import CheckpointRequest
 from planner.diagnose import fits_anywhere, smallest_fixes
 from planner.emit import Target
@@ -37,7 +37,9 @@ class Request:
     top: int = 1
     exhaustive: bool = False
     time_limit_s: float | None = None
-    constants: StepTimeConstants = DEFAULT_CONSTANTS
+    constants: StepTimeConstants | None = None
+    """Step-time constants; None: the GPU's own (``hardware.step_constants``: a preset's fit, a
+    profile's ``constants``, else the calibrated defaults)."""
     checkpoint: CheckpointRequest = CheckpointRequest()
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, make_dataclass
 from itertools import product
 
 from constraints.units import Recompute, ZeroStage
-from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
+from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.evaluate import edge_stages, stage_activation_bytes, stage_memory
 from planner.layout import DIMENSIONS, Group, group_fields
@@ -203,7 +203,7 @@ def compile_terms(
     model: ModelSpec,
     hardware: HardwareSpec,
     training: TrainingSpec,
-    constants: StepTimeConstants = DEFAULT_CONSTANTS,
+    constants: StepTimeConstants | None = None,
 ) -> Terms:
     """Evaluate every term over only the dimensions it depends on."""
     states, acts, pipe, dpt = {}, {}, {}, {}
