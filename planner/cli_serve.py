@@ -11,7 +11,7 @@ from constraints.units import BYTES_PER_GIB
 from planner.cli_options import CONTEXT, build_hardware, hardware_option, one_line_errors, positive
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_model, parse_reserve, parse_token_count
-from planner.numbers import json_text
+from planner.numbers import check_finite_document, json_text
 from planner.serving import ServeSpec, check, max_batch, max_context, min_tp, serve_memory, valid_serving_tp
 
 FORMATS = [f.value for f in NumberFormat]
@@ -163,6 +163,7 @@ def serve_command(
         spec = replace(spec, tp=min_tp(spec_model, hardware, spec) or max(valid_serving_tp(spec_model)))
     check(spec_model, spec)
     doc = serve_doc(spec_model, hardware, spec)
+    check_finite_document(doc)
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     if fmt == "table":
         click.echo(render_serve(doc))

@@ -173,11 +173,16 @@ def load_model(arg: str) -> ModelSpec:
 
 
 def _model_from_file(path: Path, name: str, source: str) -> ModelSpec:
-    """Read and convert a model file; a value of the wrong type deep inside a family's keys (a list
-    where a mapping belongs) is still a one-line error naming the file."""
+    """Read and convert a model file. Every error names the file: the spec's own cross-checks
+    (KV heads dividing heads) too, and a value of the wrong type deep inside a family's keys (a
+    list where a mapping belongs)."""
     data = read_mapping(path)
     try:
         return ModelSpec.from_hf_config(data, name, source)
+    except PlannerError as exc:
+        if str(exc).startswith(source):
+            raise
+        raise PlannerError(f"{source}: {exc}", exc.exit_code) from None
     except (TypeError, ValueError, AttributeError, KeyError) as exc:
         raise PlannerError(f"{source}: a key has a value of the wrong type ({exc})") from None
 

@@ -38,7 +38,7 @@ HARDWARE = {
     "inter_node_bandwidth_gbps": 50,
     "gpus_per_node": 8,
 }
-FILES = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FILES = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @FILES

@@ -117,6 +117,22 @@ def test_a_failure_writing_a_later_file_keeps_the_previous_set(tmp_path, monkeyp
     assert yaml.safe_load(files["plan.yaml"])["run"] == "a" and os.listdir(tmp_path) == ["run"]
 
 
+def test_a_write_failure_prints_no_plan(tmp_path, monkeypatch):
+    """The files are written before the plan is printed: a failure is one line, stdout empty."""
+    out = tmp_path / "run"
+    assert CliRunner().invoke(main, ["--gpus", "8", "llama3.2-1b", "-o", str(out)]).exit_code == 0
+    before = snapshot(out)
+
+    def full_disk(path, text, executable=False, option=None):
+        raise OSError(28, "No space left on device", str(path))
+
+    monkeypatch.setattr(fileset, "write_atomic", full_disk)
+    result = CliRunner().invoke(main, ["--gpus", "16", "llama3.2-1b", "-o", str(out)])
+    assert result.exit_code == 2 and result.stdout == "", result.output
+    assert result.stderr.count("\n") == 1 and f"-o {out}: cannot write (No space left" in result.stderr
+    assert snapshot(out) == before and os.listdir(tmp_path) == ["run"]
+
+
 def test_a_kill_between_files_keeps_the_previous_set(tmp_path):
     out = tmp_path / "run"
     write_file_set(out, a_set("a", ["megatron.sh", "slurm.sbatch"]))
