@@ -93,7 +93,8 @@ def _megatron_argument_lines(args: list[str]) -> list[str]:
         elif flag == "--tokenizer-type":
             lines.append('"${TOKENIZER_ARGS[@]}"')
         elif flag != "--vocab-size":
-            lines.append(flag if value is None else f"{flag} {shlex.quote(value)}")
+            quoted = shlex.quote(flag)  # a value that looks like a flag (--$(...)) stays inert
+            lines.append(quoted if value is None else f"{quoted} {shlex.quote(value)}")
     return lines
 
 

@@ -135,8 +135,12 @@ def torchrun_lines(
 
 
 def flag_lines(args: list[str]) -> list[str]:
-    """``--flag value`` pairs, one per line, values shell-quoted."""
-    return [f"{flag} {shlex.quote(value)}" if value is not None else flag for flag, value in flag_pairs(args)]
+    """``--flag value`` pairs, one per line, flags and values shell-quoted (a value that looks like a
+    flag, ``--$(...)``, is paired as a switch and must stay inert too; plain flags quote to themselves)."""
+    return [
+        f"{shlex.quote(flag)} {shlex.quote(value)}" if value is not None else shlex.quote(flag)
+        for flag, value in flag_pairs(args)
+    ]
 
 
 def flag_pairs(args: list[str]) -> list[tuple[str, str | None]]:
