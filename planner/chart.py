@@ -13,7 +13,7 @@ from typing import Any
 
 from planner.errors import PlannerError
 from planner.io import write_atomic
-from planner.tables import compact, significant
+from planner.tables import compact, significant, tick_label
 
 SLIDE_INCHES = (13.33, 7.5)  # PowerPoint/Keynote widescreen slide
 DPI = 150  # 2000 x 1125 pixels
@@ -25,14 +25,6 @@ def require_matplotlib() -> None:
     """Fail before a sweep starts, not after it, when the chart cannot be drawn."""
     if importlib.util.find_spec("matplotlib") is None:
         raise PlannerError("--chart needs matplotlib: pip install -e '.[chart]' (or leave out --chart)")
-
-
-def _tick(value: float) -> str:
-    """A log-axis tick without trailing zeros: 20, 500, 2k, 1M."""
-    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= scale:
-            return f"{value / scale:g}{suffix}"
-    return f"{value:g}"
 
 
 def _panels(rows: list[dict[str, Any]], tokens: float | None, baselines: list[dict[str, Any]]) -> list[tuple]:
@@ -113,7 +105,7 @@ def sweep_chart(
             ax.set_yscale("log")
             ax.yaxis.set_major_locator(matplotlib.ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
             ax.yaxis.set_minor_locator(matplotlib.ticker.NullLocator())
-            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: _tick(y)))
+            ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: tick_label(y)))
         else:
             ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0, decimals=0))
         ax.margins(x=0.08, y=0.15)

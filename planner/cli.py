@@ -5,6 +5,7 @@
 """
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +28,17 @@ from planner.cli_options import (
 )
 from planner.cli_profile import calibrate_command, profile_command
 from planner.cli_serve import serve_command
-from planner.document import document_and_launch
+from planner.document import document, document_and_launch
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.fileset import check_output_dir, write_file_set
-from planner.io import load_model
+from planner.io import check_output_file, load_model, write_atomic
+from planner.known_accuracy import accuracy_for
 from planner.launch import refusals
 from planner.layout import summary
 from planner.numbers import check_finite_document, json_text
 from planner.plan import Request, run
 from planner.quoting import escaped
+from planner.report import RUNNERS_UP, plan_report
 from planner.space import Pins
 from planner.specs import Framework, Recompute, ZeroStage
 
@@ -204,6 +207,12 @@ def main() -> None:
     help="Output format (default: table on a terminal, else yaml).",
 )
 @click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a self-contained HTML page for the planning meeting: the question, the plan and its "
+    "runners-up, memory and step-time charts, checkpoints, assumptions and known accuracy.",
+)
+@click.option(
     "--checkpoint-interval",
     help="Save interval for checkpoint planning and the launch files: steps (500) or time (30min, 2h).",
 )
@@ -243,6 +252,7 @@ def train(
     top: int,
     exhaustive: bool,
     time_limit: float | None,
+    report: Path | None,
     checkpoint_interval: str | None,
     storage_gbps: float | None,
     fmt: str | None,
@@ -266,6 +276,8 @@ def train(
     """
     if output is not None:
         check_output_dir(output)
+    if report is not None:
+        check_output_file(report, "--report")
     spec = load_model(model)
     hardware = build_hardware(gpu_name, mem, gpus_per_node)
     positive(
@@ -303,11 +315,17 @@ def train(
     outcome = run(req)
     doc, launch = document_and_launch(req, outcome)
     text = render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml"))
+    if report is not None:  # the runners-up on the page even when --top asks for fewer
+        shown = doc if top > RUNNERS_UP else document(req, run(replace(req, top=RUNNERS_UP + 1)))
+        page = plan_report(shown, accuracy_for(spec.is_moe, training.precision))
+        write_atomic(report, page, option="--report")
     if output is not None:  # written before anything is printed: a failure prints no plan
         plan_text = render(doc, "yaml")
         files = {"plan.yaml": plan_text, **(launch.files if launch else {})}
         kept = write_file_set(output, files, [n for n in files if n.endswith((".sh", ".sbatch"))])
     click.echo(text)
+    if report is not None:
+        click.echo(f"wrote {report}", err=True)
     if output is not None:
         click.echo(f"wrote {', '.join(files)} to {output}", err=True)
         for folder in kept:

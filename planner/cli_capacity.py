@@ -31,10 +31,13 @@ from planner.cli_options import (
     positive,
     training_options,
 )
-from planner.io import check_output_file, load_model, read_mapping
+from planner.counts import count_params
+from planner.io import check_output_file, load_model, read_mapping, write_atomic
+from planner.known_accuracy import accuracy_for
 from planner.layout import columns
 from planner.numbers import json_text
 from planner.plan import Request
+from planner.report import sweep_report, training_summary
 from planner.tables import cell, markdown_table, row_cells, text_table
 
 SWEEP_COLUMNS = [
@@ -128,6 +131,12 @@ def render_sweep(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a PNG chart (needs the chart extra: matplotlib).",
 )
+@click.option(
+    "--report",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a self-contained HTML page: the question, findings, throughput/days/cost/scaling "
+    "charts, every row, assumptions and known accuracy.",
+)
 @one_line_errors
 def sweep_command(
     model: str,
@@ -147,6 +156,7 @@ def sweep_command(
     prices: tuple[str, ...],
     fmt: str,
     chart: Path | None,
+    report: Path | None,
 ) -> None:
     """Plan one model on a range of GPU counts and types.
 
@@ -157,11 +167,14 @@ def sweep_command(
 
     \b
     Example:
-      plan sweep llama3-70b --gpus 64..2048 --gpu a100-80gb --gpu h100-80gb --tokens 2T --chart sweep.png
+      plan sweep llama3-70b --gpus 64..2048 --gpu a100-80gb --gpu h100-80gb --tokens 2T \\
+        --price a100-80gb=1.8 --price h100-80gb=3.2 --chart sweep.png --report sweep.html
     """
     if chart is not None:  # before the sweep: a chart that cannot be written fails first
         check_output_file(chart, "--chart")
         require_matplotlib()
+    if report is not None:
+        check_output_file(report, "--report")
     spec = load_model(model)
     counts = parse_gpu_counts(gpu_counts)
     budget = parse_tokens(tokens) if tokens else None
@@ -209,9 +222,24 @@ def sweep_command(
         batches = "/".join(str(t.global_batch_size) for t in trainings)
         title = f"{spec.name}: seq {seqs}, batch {batches}{budget_text}, {trainings[0].precision.value}"
         sweep_chart(rows, title, chart, budget, baselines)
+    if report is not None:
+        question = {
+            "model": spec.name,
+            "params": count_params(spec).total,
+            "gpu_types": [build_hardware(n, mem, gpus_per_node).name for n in gpu_names],
+            "gpu_counts": counts,
+            "seq_lens": ", ".join(f"{t.seq_len:,}" for t in trainings),
+            "global_batch": ", ".join(f"{t.global_batch_size:,}" for t in trainings),
+            "precision": trainings[0].precision.value,
+            "tokens": tokens,
+        }
+        accuracy = accuracy_for(spec.is_moe, trainings[0].precision)
+        page = sweep_report(rows, smallest, baselines, question, accuracy, training_summary(trainings[0]))
+        write_atomic(report, page, option="--report")
     click.echo(text)
-    if chart is not None:
-        click.echo(f"wrote {chart}", err=True)
+    for written in (chart, report):
+        if written is not None:
+            click.echo(f"wrote {written}", err=True)
 
 
 def render_compare(rows: list[dict[str, Any]], fmt: str) -> str:

@@ -26,6 +26,14 @@ def compact(value: float) -> str:
     return significant(value)
 
 
+def tick_label(value: float) -> str:
+    """An axis tick without trailing zeros: 20, 500, 2k, 1.5M."""
+    for scale, suffix in ((1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= scale:
+            return f"{value / scale:g}{suffix}"
+    return f"{value:g}"
+
+
 def cell(column: str, value: Any) -> str:
     """One value of ``column`` rounded for people; ``-`` when absent."""
     if value is None:

@@ -1,0 +1,42 @@
+"""How accurate the model is known to be, by regime: the figures ``python benchmarks/accuracy.py``
+prints against the published runs of ``../shared/calibration/published.yaml`` (README "The
+step-time model"). The HTML report quotes the line for the plan's regime. Rerun the benchmark and
+update these figures whenever the model is recalibrated."""
+
+from dataclasses import dataclass
+
+from constraints.units import Precision
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class KnownAccuracy:
+    """Step-time error of one regime against published runs."""
+
+    regime: str
+    """Which published entries."""
+    num_entries: int
+    """How many entries the figure summarises."""
+    median_abs_error: float
+    """Median of |predicted / published - 1| of the step time."""
+
+
+ALL_ENTRIES = KnownAccuracy(regime="every usable published entry", num_entries=178, median_abs_error=0.144)
+DENSE = KnownAccuracy(
+    regime="dense models, entries that state their recompute (the calibration set)",
+    num_entries=71,
+    median_abs_error=0.089,
+)
+MOE = KnownAccuracy(regime="mixture-of-experts entries", num_entries=5, median_abs_error=0.480)
+FP8 = KnownAccuracy(regime="FP8 entries (recompute not stated)", num_entries=23, median_abs_error=0.647)
+MEMORY_MEDIAN_ERROR = -0.08
+"""Median error of the memory total (reserve excluded) against nvidia-smi peaks, 31 BLOOM entries."""
+MEMORY_ENTRIES = 31
+
+
+def accuracy_for(is_moe: bool, precision: Precision) -> KnownAccuracy:
+    """The figure for a plan's regime: MoE and FP8 have their own, else the dense calibration set."""
+    if is_moe:
+        return MOE
+    if precision is Precision.FP8:
+        return FP8
+    return DENSE
