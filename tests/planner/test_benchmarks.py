@@ -20,3 +20,40 @@ def test_missing_calibration_data_is_one_line_and_exit_2(script, tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("Error: --published: no calibration data at ")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
+def _entry(**parallel):
+    """A calibration-data entry as ``../shared/calibration/published.yaml`` writes one: the Megatron-
+    Bridge 25.11 Llama 3 70B FP8-CS row on GB200 (its stated fields; unstated ones null)."""
+    return {
+        "id": "mbridge2511-dgx-gb200-llama3-70b-64gpu-fp8-cs",
+        "gpu": "GB200",
+        "gpus": 64,
+        "precision": "FP8-CS",
+        "model": {
+            "name": "Llama-3-70B",
+            "layers": 80,
+            "hidden": 8192,
+            "heads": 64,
+            "kv_heads": 8,
+            "ffn_hidden": 28672,
+            "vocab": 128256,
+            "seq_len": 8192,
+            "activation": "swiglu",
+            "moe": None,
+        },
+        "parallel": {"tp": 1, "pp": 1, "cp": 1, "mbs": 2, "gbs": 256, "recompute": None} | parallel,
+        "measured": {"tokens_per_s_per_gpu": 4300},
+    }
+
+
+def test_the_loader_reads_what_the_recipes_leave_unstated():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from published import row_of
+
+    fp8 = row_of(_entry())
+    assert fp8.training.precision.value == "fp8" and fp8.training.fp8_param_gather
+    assert fp8.hardware.name == "gb200" and fp8.generation == "GB200" and fp8.family == "mbridge2511"
+    assert row_of(_entry(tp=4)).config.sequence_parallel  # unstated, on with tp (NeMo recipes)
+    assert not row_of(_entry(tp=4, sequence_parallel=False)).config.sequence_parallel
+    assert row_of(_entry(recompute="selective (norm, act)")).config.recompute.value == "selective"
