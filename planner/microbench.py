@@ -89,9 +89,13 @@ class Section:
     points were run where that differs from the plan (``notes``)."""
 
     rows: list[Any] = field(default_factory=list)
+    """Measured points, as profile table rows."""
     failures: list[str] = field(default_factory=list)
+    """One line per point that failed: the point and the error."""
     skipped: str = ""
+    """Why points were not run (time budget, one GPU), or empty."""
     notes: list[str] = field(default_factory=list)
+    """How points were run where that differs from the plan (K/V heads repeated for GQA)."""
 
 
 def import_torch() -> Any:
