@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StepTimeConstants:
-    """Efficiency constants of ``constraints/kernels.py`` and ``constraints/throughput.py``."""
+    """Efficiency constants of ``constraints/kernel_times.py`` and ``constraints/throughput.py``."""
 
     gemm_max_efficiency: float = 0.675
     """Fraction of the dense 16-bit peak that large matrix products reach (fitted)."""

@@ -4,7 +4,7 @@ has them (``planner/profile.py``), else from the datasheet peaks times the calib
 
 A table answers by piecewise-linear interpolation in the logarithm of the work's size (FLOPs of a
 product, keys of an attention call, bytes of a copy or a message), clamped at its ends; the kernel
-formulas themselves live in ``constraints/kernels.py`` and ``constraints/throughput.py``.
+formulas themselves live in ``constraints/kernel_times.py`` and ``constraints/throughput.py``.
 """
 
 import bisect

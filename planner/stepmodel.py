@@ -2,7 +2,7 @@
 
 Each layer's operations (QKV and output projections, the attention core, the MLP or the router and
 the experts' grouped GEMMs, the shared expert, norms and elementwise work) and the last stage's LM
-head and cross-entropy are timed with ``constraints/kernels.py`` from the GPU's rates
+head and cross-entropy are timed with ``constraints/kernel_times.py`` from the GPU's rates
 (``planner/rates.py``: a measured profile's tables where the hardware file has them, else the
 datasheet peaks times the calibrated efficiencies). FP8 training runs the linear layers' GEMMs at the
 FP8 rate and pays Transformer Engine's casts; the attention core, router and LM head stay in bf16.

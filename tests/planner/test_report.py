@@ -13,6 +13,7 @@ import yaml
 from click.testing import CliRunner
 
 from planner.cli import main
+from planner.known_accuracy import DENSE, MOE
 from planner.report import layout_text
 
 from conftest import ROOT
@@ -66,12 +67,13 @@ def test_plan_report_carries_the_plan(tmp_path):
     for term in ("weights", "gradients", "optimizer", "activations", "reserve", "compute", "dp_comm"):
         assert f">{term}<" in page
     assert f"{doc['checkpoint']['full_gib']:,.1f} GiB per checkpoint" in page
-    assert "median error <b>9%</b>" in page  # the dense calibration set's figure
+    assert f"median error <b>{DENSE.median_abs_error:.0%}</b>" in page  # the dense calibration set's figure
 
 
 def test_plan_report_of_an_moe_model_quotes_the_moe_accuracy(tmp_path):
     invoke(["--gpus", "64", "mixtral-8x7b", "--report", str(tmp_path / "moe.html")])
-    assert "mixture-of-experts entries, n=5): median error <b>48%</b>" in (tmp_path / "moe.html").read_text()
+    moe = f"mixture-of-experts entries, n={MOE.num_entries}): median error <b>{MOE.median_abs_error:.0%}</b>"
+    assert moe in (tmp_path / "moe.html").read_text()
 
 
 def test_names_are_escaped(tmp_path):
