@@ -64,3 +64,18 @@ class Recompute(Enum):
     def level(self) -> int:
         """0, 1, 2 in increasing order of memory saved."""
         return list(Recompute).index(self)
+
+
+class NormType(Enum):
+    """Normalization layer of a model family."""
+
+    LAYERNORM = "layernorm"
+    RMSNORM = "rmsnorm"
+
+
+class PositionEncoding(Enum):
+    """How positions enter the model: a learned table has parameters; RoPE and ALiBi do not."""
+
+    LEARNED = "learned"
+    ROTARY = "rotary"
+    ALIBI = "alibi"

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 MIN_FIX_SEQ_LEN = 256
 MAX_GPU_GROWTH = 1024  # look for a fitting GPU count up to this multiple of the request
+NODE_STEPS_UP_TO = 8  # node by node up to this multiple of the request (a useful answer), then doubling
 
 
 def fits_anywhere(
@@ -40,7 +41,7 @@ def smallest_fixes(req: "Request", closest: Candidate | None, space: Space) -> d
         if fits_anywhere(req, count):
             fixes["min_gpus_at_this_memory"] = count
             break
-        count = count + step if count < 8 * req.gpus else count * 2
+        count = count + step if count < NODE_STEPS_UP_TO * req.gpus else count * 2
     free = Pins(sequence_parallel=req.pins.sequence_parallel, max_tp=req.pins.max_tp)
     if req.pins != free:
         unpinned = replace(req, pins=free, top=1, exhaustive=True)

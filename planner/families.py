@@ -7,9 +7,9 @@ Transformers config class uses when a key is absent, so counts match what Transf
 from collections.abc import Callable
 from typing import Any
 
+from constraints.units import NormType, PositionEncoding
 from planner.errors import PlannerError
 from planner.numbers import MODEL_INT, RANGES, Range, check_number
-from planner.specs import NormType, PositionEncoding
 
 Config = dict[str, Any]
 _MISSING = object()

@@ -32,6 +32,8 @@ P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward (per model c
 EP_ALL_TO_ALL_PER_LAYER = 4  # dispatch and combine, forward and backward (Megatron-Core alltoall dispatcher)
 ZERO3_WEIGHT_GATHERS = 2  # forward and backward (ZeRO Section 7.2.2); no gather after the step
 CP_PASSES_PER_LAYER = 3  # ring passes of K/V: one forward; K/V again and their gradients backward
+KV_TENSORS = 2  # a key and a value chunk travel together round the ring
+OFFLOAD_TRIPS = 2  # offloaded activations go to the host in forward and come back in backward
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,7 +130,7 @@ def context_parallel_comm_s(
     if cp == 1:
         return 0.0
     s, b, t = rank_seq_len(training, config), config.micro_batch_size, config.tp
-    kv_chunk = 2 * s * b * model.kv_dim / t * training.precision.activation_bytes
+    kv_chunk = KV_TENSORS * s * b * model.kv_dim / t * training.precision.activation_bytes
     hops = CP_PASSES_PER_LAYER * (cp - 1) * num_layers
     return hops * rates.send_s(kv_chunk, t * cp) * (1 - rates.c.cp_overlap)
 
@@ -168,7 +170,7 @@ def pipeline_time(
     offload = 0.0
     if config.activation_offload:  # activations out in forward, back in backward, hidden behind compute
         stored = layers * layer_activation_bytes(model, training, config, config.recompute)
-        copy = 2 * T.host_transfer_s(stored, hardware.pcie_bandwidth_bytes_per_s)
+        copy = OFFLOAD_TRIPS * T.host_transfer_s(stored, hardware.pcie_bandwidth_bytes_per_s)
         offload = max(0.0, copy - microbatch)
     return {
         "compute": m * microbatch,

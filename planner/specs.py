@@ -5,12 +5,20 @@ Every value is a frozen dataclass validated in ``__post_init__``; invalid values
 """
 
 from dataclasses import dataclass, field
-from enum import Enum
 from typing import Any
 
-from constraints.units import BYTES_PER_GIB, Framework, Precision, Recompute, ZeroStage
+from constraints.units import (
+    BYTES_PER_GIB,
+    Framework,
+    NormType,
+    PositionEncoding,
+    Precision,
+    Recompute,
+    ZeroStage,
+)
 from planner.calibration import DEFAULT_CONSTANTS, StepTimeConstants
 from planner.errors import PlannerError
+from planner.families import read_family
 from planner.layout import ParallelConfig
 from planner.profile import HardwareProfile
 from planner.quoting import check_printable
@@ -41,21 +49,6 @@ DEFAULT_RESERVE_FRACTION = 0.06
 DEFAULT_RESERVE_FIXED_BYTES = 0.0
 
 
-class NormType(Enum):
-    """Normalization layer of a model family."""
-
-    LAYERNORM = "layernorm"
-    RMSNORM = "rmsnorm"
-
-
-class PositionEncoding(Enum):
-    """How positions enter the model: a learned table has parameters; RoPE and ALiBi do not."""
-
-    LEARNED = "learned"
-    ROTARY = "rotary"
-    ALIBI = "alibi"
-
-
 def _positive(obj: Any, *names: str) -> None:
     for name in names:
         value = getattr(obj, name)
@@ -70,7 +63,7 @@ class ModelSpec:
     name: str
     """Display name (file stem or bundled model name)."""
     family: str
-    """HF ``model_type``: llama, mistral, mixtral, qwen2, gpt2, gpt_neox, bloom, mpt."""
+    """HF ``model_type``: one of ``planner.families.READERS`` (llama, qwen3_moe, deepseek_v3, ...)."""
     num_layers: int
     """Decoder layers."""
     hidden_size: int
@@ -82,7 +75,8 @@ class ModelSpec:
     head_dim: int
     """Width of one head; ``hidden_size / num_heads`` unless the config says otherwise."""
     ffn_hidden_size: int
-    """MLP intermediate size (per expert for MoE)."""
+    """MLP intermediate size of a dense layer; also of each routed expert unless
+    ``moe_ffn_hidden_size`` is set (Mixtral sets only this one)."""
     vocab_size: int
     """Vocabulary entries of the embedding."""
     max_position_embeddings: int
@@ -237,8 +231,6 @@ class ModelSpec:
     @classmethod
     def from_hf_config(cls, config: dict[str, Any], name: str, source: str = "model") -> "ModelSpec":
         """Read a Hugging Face ``config.json`` dictionary; ``source`` names the file in errors."""
-        from planner.families import read_family
-
         return cls(name=name, **read_family(config, source))
 
 
