@@ -19,6 +19,7 @@ from planner.emit_deepspeed import deepspeed_config
 from planner.emit_megatron import megatron_args
 from planner.emit_scripts import deepspeed_script, megatron_script, slurm_script
 from planner.emit_shell import job_name
+from planner.emit_torchtitan import torchtitan_args, torchtitan_script
 from planner.errors import PlannerError
 from planner.quoting import check_printable, escaped, has_unprintable
 from planner.specs import ParallelConfig, TrainingSpec
@@ -66,8 +67,8 @@ def run_script(sandbox: Path, text: str) -> tuple[subprocess.CompletedProcess, P
     return done, marker
 
 
-def base_plan() -> tuple[Target, Emitted, Emitted]:
-    model = example("llama3.2-1b")
+def base_plan() -> tuple[Target, Emitted, Emitted, Emitted]:
+    model = example("llama3-8b")
     config = ParallelConfig(tp=1, pp=1, dp=8)
     training = TrainingSpec(seq_len=4096, global_batch_size=64)
     target = Target(
@@ -78,14 +79,18 @@ def base_plan() -> tuple[Target, Emitted, Emitted]:
         config=config,
         grad_accum_steps=8,
     )
-    return target, megatron_args(model, training, config), deepspeed_config(model, training, config)
+    emitted = (f(model, training, config) for f in (megatron_args, deepspeed_config, torchtitan_args))
+    return target, *emitted
 
 
-def scripts(target: Target, megatron: Emitted, deepspeed: Emitted) -> dict[str, str]:
+def scripts(target: Target, megatron: Emitted, deepspeed: Emitted, torchtitan: Emitted) -> dict[str, str]:
+    model, training = example("llama3-8b"), TrainingSpec(seq_len=4096, global_batch_size=64)
     return {
-        "megatron.sh": megatron_script(target, megatron, {}),
+        "torchtitan.sh": torchtitan_script(target, torchtitan, model, training),
+        "torchtitan.sbatch": slurm_script(target, "torchtitan.sh", torchtitan.notes),
         "slurm.sbatch": slurm_script(target, "megatron.sh", megatron.notes),
         "deepspeed.sh": deepspeed_script(target, deepspeed, 1000),
+        "megatron.sh": megatron_script(target, megatron, {}),  # last: its torchrun argv is checked
     }
 
 
@@ -95,19 +100,23 @@ def test_emitted_scripts_keep_any_string_inert(sandbox, name, gpu, note, value):
     """Even strings the loaders refuse (newlines, NUL) cannot act if they reach an emitter: the
     emitter refuses them in one line, or the script passes ``bash -n``, runs without the injected
     command and hands the value to torchrun as one argument, unchanged."""
-    target, megatron, deepspeed = base_plan()
+    target, megatron, deepspeed, torchtitan = base_plan()
     target = replace(target, model_name=name, gpu_name=gpu)
     megatron = replace(megatron, notes=[note, *megatron.notes], content=[*megatron.content, "--x", value])
     deepspeed = replace(deepspeed, notes=[note, *deepspeed.notes])
+    *layout, subcommand = torchtitan.content
+    torchtitan = replace(
+        torchtitan, notes=[note, *torchtitan.notes], content=[*layout, "--x", value, subcommand]
+    )
     try:
-        texts = scripts(target, megatron, deepspeed)
+        texts = scripts(target, megatron, deepspeed, torchtitan)
     except PlannerError as exc:
         assert has_unprintable(name + gpu + note) and "\n" not in str(exc)
         return
-    for file_name in ("slurm.sbatch", "deepspeed.sh", "megatron.sh"):
+    for file_name, text in texts.items():  # every launch script, megatron.sh last
         done, marker = run_script(sandbox, texts[file_name])
-        assert not marker.exists(), texts[file_name]
-        assert done.returncode == 0, done.stderr
+        assert not marker.exists(), text
+        assert done.returncode == 0, (file_name, done.stderr)
     launched = (sandbox / "fake.log").read_bytes().decode().split("\0")  # megatron.sh ran last
     sent = value.replace(MARKER, str(sandbox / "injected")).replace("\x00", "")
     assert launched[launched.index("--x") + 1] == sent
@@ -166,8 +175,10 @@ def test_cli_hardware_and_model_names_cannot_inject(sandbox, tmp_path_factory, n
         assert result.stdout == "" and not out.exists()
         return
     assert result.exit_code == 0, result.output
-    for script in ("megatron.sh", "slurm.sbatch"):
-        done, marker = run_script(sandbox, (out / script).read_text())
+    scripts_written = sorted(p for p in out.iterdir() if p.suffix in (".sh", ".sbatch"))
+    assert {"megatron.sh", "slurm.sbatch"} <= {p.name for p in scripts_written}
+    for script in scripts_written:
+        done, marker = run_script(sandbox, script.read_text())
         assert not marker.exists() and done.returncode == 0, done.stderr
 
 
