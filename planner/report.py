@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from planner.calibration import DEFAULT_CONSTANTS
-from planner.known_accuracy import ALL_ENTRIES, MEMORY_ENTRIES, MEMORY_MEDIAN_ERROR, KnownAccuracy
+from planner.known_accuracy import ALL_ENTRIES, HELD_OUT, MEMORY_ENTRIES, MEMORY_MEDIAN_ERROR, KnownAccuracy
 from planner.svg import bars, line_chart, stacked_bars
 from planner.tables import cell, compact, significant, tick_label
 
@@ -83,7 +83,9 @@ def _accuracy_section(accuracy: KnownAccuracy, assumptions: list[str]) -> str:
         f"<ul>{items}</ul>"
         f"<p>Step time against published runs ({escape(accuracy.regime)}, n={accuracy.num_entries}): "
         f"median error <b>{accuracy.median_abs_error:.0%}</b>; over every usable entry "
-        f"(n={ALL_ENTRIES.num_entries}) {ALL_ENTRIES.median_abs_error:.0%}. Memory totals, reserve "
+        f"(n={ALL_ENTRIES.num_entries}) {ALL_ENTRIES.median_abs_error:.0%}, and "
+        f"{HELD_OUT.median_abs_error:.1%} when each source family is predicted from constants fitted "
+        "without it (the estimate for runs the model has not seen). Memory totals, reserve "
         f"excluded, are a median {abs(MEMORY_MEDIAN_ERROR):.0%} "
         f"{'below' if MEMORY_MEDIAN_ERROR < 0 else 'above'} nvidia-smi peaks (n={MEMORY_ENTRIES}), which "
         "the reserve covers. Plans within the step-time error of each other are practically "

@@ -15,6 +15,7 @@ SMALL_PX = 13
 # Okabe-Ito, a palette readable with colour-vision deficiencies (Okabe & Ito 2008).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000"]
 GREY = "#666666"
+TOTAL_LABEL_PX = 80  # width of a "70.8 GiB" label: moved past the capacity line rather than across it
 
 
 def _svg(height: float, body: list[str], title: str) -> str:
@@ -54,6 +55,7 @@ def stacked_bars(
         body.append(f'<rect x="{x}" y="12" width="14" height="14" fill="{colors[name]}"/>')
         body.append(_text(x + 19, 24, name, size=SMALL_PX))
         x += 34 + 8 * len(name)
+    capacity_x = label_w + capacity * scale
     y = top
     for label, segments in rows:
         body.append(_text(label_w - 10, y + bar_h * 0.65, label, "end"))
@@ -68,9 +70,10 @@ def stacked_bars(
                 body.append(_text(x + w / 2, y + bar_h * 0.65, fmt(value), "middle", SMALL_PX, "#fff"))
             x += w
         total = sum(v for _, v in segments)
-        body.append(_text(x + 6, y + bar_h * 0.65, f"{fmt(total)} {unit}", size=SMALL_PX))
+        label_x = x + 6 if not capacity_x - TOTAL_LABEL_PX < x + 6 < capacity_x + 4 else capacity_x + 6
+        body.append(_text(label_x, y + bar_h * 0.65, f"{fmt(total)} {unit}", size=SMALL_PX))
         y += bar_h + gap
-    cx = label_w + capacity * scale
+    cx = capacity_x
     body.append(
         f'<line x1="{cx:.1f}" y1="{top - 10}" x2="{cx:.1f}" y2="{y - gap + 10}" stroke="#C00000" '
         'stroke-width="2.5" stroke-dasharray="8 5"/>'
