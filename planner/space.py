@@ -17,6 +17,7 @@ from itertools import product
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
+from planner.errors import PlannerError
 from planner.evaluate import edge_stages, stage_activation_bytes, stage_memory
 from planner.layout import DIMENSIONS, Group, group_fields
 from planner.performance import data_parallel_time, pipeline_time
@@ -173,14 +174,24 @@ def build_space(
     )
 
 
+def _finite(value: float, what: str) -> float:
+    """The value, or a one-line error when the model's arithmetic overflowed or met a NaN."""
+    if not math.isfinite(value):
+        raise PlannerError(
+            f"the {what} of a candidate is {value}: the model's or hardware's numbers overflow the "
+            "formulas; check sizes, bandwidths and peak_tflops"
+        )
+    return value
+
+
 def bytes_up(value: float) -> int:
-    """Memory to integer bytes, never rounding down."""
-    return math.ceil(value * MEMORY_SCALE_PER_BYTE)
+    """Memory to integer bytes, never rounding down (an exact Python integer of any size)."""
+    return math.ceil(_finite(value, "memory") * MEMORY_SCALE_PER_BYTE)
 
 
 def time_units(seconds: float) -> int:
-    """Seconds to integer objective units (microseconds)."""
-    return round(seconds * TIME_SCALE_PER_S)
+    """Seconds to integer objective units (microseconds, an exact Python integer of any size)."""
+    return round(_finite(seconds, "step time") * TIME_SCALE_PER_S)
 
 
 @dataclass(frozen=True, slots=True)
