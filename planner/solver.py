@@ -77,16 +77,15 @@ def solve(
     # Data: a row whose own term already exceeds the capacity on some stage can never be part of
     # a plan that fits, nor can a row ``top`` better rows dominate; both are left out (the best
     # ``top`` plans are unchanged; the model gets smaller).
-    n_r, n_l, n_u = len(space.recomputes), len(space.layouts), len(space.micro_batches)
     scale = space.tie_break_range
 
     def state_cost(key):
         p, z = key
-        return terms.data_parallel_us[p, z] * scale + z * n_r * n_l * n_u
+        return terms.data_parallel_us[p, z] * scale + space.states_rank(z)
 
     def act_cost(key):
         p, r, u = key
-        return terms.pipeline_us[p, r, u] * scale + (r * n_l + p) * n_u + u
+        return terms.pipeline_us[p, r, u] * scale + space.activations_rank(p, r, u)
 
     states_rows = undominated(
         [(key, mem) for key, mem in terms.states.items() if max(mem) <= capacity], state_cost, top
@@ -132,7 +131,7 @@ def solve(
             model.add(sum(overflow) <= 1 - x)
 
     # Objective: time, then the lexicographic tie-break of planner.space.Space.tie_break, split
-    # over the two tables (ZeRO stage from the first; recompute, layout, micro-batch from the second).
+    # over the two tables (Space.states_rank from the first, Space.activations_rank from the second).
     total_cost = sum(state_cost(key) * x for (key, _), x in zip(states_rows, pick_state, strict=True)) + sum(
         act_cost(key) * y for (key, _), y in zip(act_rows, pick_act, strict=True)
     )

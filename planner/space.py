@@ -103,11 +103,21 @@ class Space:
         """Candidates before the batch-divisibility filter."""
         return len(self.layouts) * len(self.zero_stages) * len(self.recomputes) * len(self.micro_batches)
 
+    def states_rank(self, zero: int) -> int:
+        """The (layout, states) table's share of the tie-break rank: the ZeRO stage and optimizer
+        offload come first in ``ParallelConfig``'s field order, so they weigh most."""
+        return zero * len(self.recomputes) * len(self.layouts) * len(self.micro_batches)
+
+    def activations_rank(self, layout: int, recompute: int, mbs: int) -> int:
+        """The (layout, activations, micro-batch) table's share: recompute and activation offload,
+        then the layout, then the micro-batch."""
+        return (recompute * len(self.layouts) + layout) * len(self.micro_batches) + mbs
+
     def tie_break(self, layout: int, zero: int, recompute: int, mbs: int) -> int:
-        """Lexicographic rank of the indices: ZeRO stage, recompute, (tp, cp, pp, vpp, ep) layout,
-        micro-batch."""
-        n_r, n_l, n_u = len(self.recomputes), len(self.layouts), len(self.micro_batches)
-        return ((zero * n_r + recompute) * n_l + layout) * n_u + mbs
+        """Lexicographic rank of the indices in ``ParallelConfig``'s field order: ZeRO stage (with
+        optimizer offload), recompute (with activation offload), (tp, cp, pp, vpp, ep) layout,
+        micro-batch. The sum of the two tables' shares, which the solver weighs row by row."""
+        return self.states_rank(zero) + self.activations_rank(layout, recompute, mbs)
 
     @property
     def tie_break_range(self) -> int:
