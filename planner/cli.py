@@ -28,6 +28,7 @@ from planner.cli_options import (
 )
 from planner.cli_profile import calibrate_command, profile_command
 from planner.cli_serve import serve_command
+from planner.defaults import default_global_batch
 from planner.document import document, document_and_launch
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.fileset import check_output_dir, write_file_set
@@ -54,6 +55,8 @@ def render_table(doc: dict[str, Any]) -> str:
         f"training: seq {doc['training']['seq_len']}, global batch {doc['training']['global_batch_size']} "
         f"sequences, {doc['training']['precision']}, {doc['training']['framework']}",
     ]
+    if "global_batch_note" in doc["training"]:
+        lines.append(f"  global batch: {doc['training']['global_batch_note']}")
     if "parallelism" in doc:
         p, m, perf = doc["parallelism"], doc["memory_gib"], doc["performance"]
         label = "closest plan (least memory)" if doc["status"] == "infeasible" else "plan"
@@ -91,10 +94,19 @@ def render_table(doc: dict[str, Any]) -> str:
             )
         if "unpinned_plan" in fixes:
             lines.append(f"  without the pinned options: {summary(fixes['unpinned_plan'], 'brief')}")
+        if "offload_plan" in fixes:
+            lines.append(f"  --allow-offload: {summary(fixes['offload_plan'], 'brief')}")
         if "max_seq_len_that_fits" in fixes:
             lines.append(f"  --seq-len {fixes['max_seq_len_that_fits']} (longest sequence that fits)")
+        if "not_searched" in fixes:
+            lines.append(
+                f"  not searched ({fixes['not_searched_reason']}): {', '.join(fixes['not_searched'])}"
+            )
     s = doc["solver"]
-    lines.append(f"solver: {s['method']}, {s['candidates']} candidates, {s['wall_time_s']:.3f} s")
+    timing = f", {s['wall_time_s']:.3f} s" if "wall_time_s" in s else ""
+    lines.append(f"solver: {s['method']}, {s['candidates']} candidates{timing}")
+    if "shortfall" in s:
+        lines.append(f"  {s['plans_returned']} of {s['plans_requested']} plans: {s['shortfall']}")
     return "\n".join(lines)
 
 
@@ -201,6 +213,11 @@ def main() -> None:
     "--time-limit", type=float, help="CP-SAT time limit in seconds (then status may be 'feasible')."
 )
 @click.option(
+    "--timing",
+    is_flag=True,
+    help="Add the solver's wall time (solver.wall_time_s); the output then differs between runs.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "yaml", "json"]),
@@ -252,6 +269,7 @@ def train(
     top: int,
     exhaustive: bool,
     time_limit: float | None,
+    timing: bool,
     report: Path | None,
     checkpoint_interval: str | None,
     storage_gbps: float | None,
@@ -300,15 +318,21 @@ def train(
         sequence_parallel=sequence_parallel,
         max_tp=gpus if allow_inter_node_tp else None,
     )
+    batch_note = None
+    if global_batch is None:
+        choice = default_global_batch(spec, training, gpus, pins, hardware.nvlink_domain_gpus)
+        training, batch_note = replace(training, global_batch_size=choice.sequences), choice.note
     req = Request(
         model=spec,
         hardware=hardware,
         training=training,
+        global_batch_note=batch_note,
         gpus=gpus,
         pins=pins,
         top=top,
         exhaustive=exhaustive,
         time_limit_s=time_limit,
+        timing=timing,
         constants=hardware.step_constants,
         checkpoint=parse_interval(checkpoint_interval, storage_gbps),
     )

@@ -3,6 +3,7 @@
 import csv
 import io
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,14 @@ from planner.cli_options import (
     training_options,
 )
 from planner.counts import count_params
+from planner.defaults import default_global_batch
 from planner.io import check_output_file, load_model, read_mapping, write_atomic
 from planner.known_accuracy import accuracy_for
 from planner.layout import columns
 from planner.numbers import json_text
 from planner.plan import Request
 from planner.report import sweep_report, training_summary
+from planner.space import Pins
 from planner.tables import cell, markdown_table, row_cells, text_table
 
 SWEEP_COLUMNS = [
@@ -197,11 +200,21 @@ def sweep_command(
                 nl=False,
             )
         hardware = hardwares[name]
+        note = None
+        if global_batch is None:
+            choice = default_global_batch(spec, training, count, Pins(), hardware.nvlink_domain_gpus)
+            training, note = replace(training, global_batch_size=choice.sequences), choice.note
         req = Request(
-            model=spec, hardware=hardware, training=training, gpus=count, constants=hardware.step_constants
+            model=spec,
+            hardware=hardware,
+            training=training,
+            gpus=count,
+            constants=hardware.step_constants,
+            global_batch_note=note,
         )
         price = price_of(hardware.name, price_table)
-        rows.append({"seq_len": training.seq_len, **sweep_row(req, budget, price)})
+        row = sweep_row(req, budget, price)
+        rows.append({"seq_len": training.seq_len, "global_batch": training.global_batch_size, **row})
         if count == counts[0]:
             found = min_gpus(req)
             smallest.append(
@@ -219,7 +232,7 @@ def sweep_command(
     if chart is not None:  # written before the table is printed: a failure prints nothing
         budget_text = f", {tokens} tokens" if tokens else ""
         seqs = "/".join(str(t.seq_len) for t in trainings)
-        batches = "/".join(str(t.global_batch_size) for t in trainings)
+        batches = "/".join(str(b) for b in dict.fromkeys(r["global_batch"] for r in rows))
         title = f"{spec.name}: seq {seqs}, batch {batches}{budget_text}, {trainings[0].precision.value}"
         sweep_chart(rows, title, chart, budget, baselines)
     if report is not None:
@@ -229,7 +242,7 @@ def sweep_command(
             "gpu_types": [build_hardware(n, mem, gpus_per_node).name for n in gpu_names],
             "gpu_counts": counts,
             "seq_lens": ", ".join(f"{t.seq_len:,}" for t in trainings),
-            "global_batch": ", ".join(f"{t.global_batch_size:,}" for t in trainings),
+            "global_batch": ", ".join(f"{b:,}" for b in dict.fromkeys(r["global_batch"] for r in rows)),
             "precision": trainings[0].precision.value,
             "tokens": tokens,
         }

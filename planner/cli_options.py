@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from planner.defaults import default_seq_len, target_global_batch
 from planner.errors import PlannerError
 from planner.io import load_hardware, parse_reserve, parse_size
 from planner.layout import DIMENSIONS
@@ -15,20 +16,8 @@ from planner.numbers import check_number
 from planner.quoting import escaped
 from planner.specs import Framework, HardwareSpec, ModelSpec, Precision, TrainingSpec
 
-DEFAULT_TOKENS_PER_STEP = 4 * 1024 * 1024  # ~4M tokens per step (GPT-3, Llama 2 recipes)
-MAX_DEFAULT_SEQ_LEN = 8192  # long-context models are pre-trained mostly at 4-8k, then extended
 DEFAULT_GPU = "h100-80gb"
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-
-
-def default_seq_len(max_positions: int) -> int:
-    """The model's context, capped at 8192 tokens for training."""
-    return min(max_positions, MAX_DEFAULT_SEQ_LEN)
-
-
-def default_global_batch(seq_len: int) -> int:
-    """About 4M tokens per step, in whole sequences."""
-    return max(1, DEFAULT_TOKENS_PER_STEP // seq_len)
 
 
 def hardware_option(multiple: bool = False) -> Callable:
@@ -128,7 +117,8 @@ def build_training(
     reserve: str,
     moe_capacity_factor: float | None = None,
 ) -> TrainingSpec:
-    """The training run, with the documented defaults."""
+    """The training run, with the documented defaults (the global batch: ~4M tokens, which
+    ``planner.defaults.default_global_batch`` adjusts to the GPU count when it is not given)."""
     positive(
         ("--seq-len", seq_len),
         ("--global-batch", global_batch),
@@ -138,7 +128,7 @@ def build_training(
     share, fixed = parse_reserve(reserve)
     return TrainingSpec(
         seq_len=seq,
-        global_batch_size=global_batch or default_global_batch(seq),
+        global_batch_size=global_batch or target_global_batch(seq),
         precision=Precision(precision),
         framework=Framework(framework),
         flash_attention=flash_attention,

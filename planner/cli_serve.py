@@ -7,53 +7,14 @@ from typing import Any
 import click
 
 from constraints.serving import NumberFormat
-from constraints.units import BYTES_PER_GIB
 from planner.cli_options import CONTEXT, build_hardware, hardware_option, one_line_errors, positive
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, PlannerError
 from planner.io import load_model, parse_reserve, parse_token_count
 from planner.numbers import check_finite_document, json_text
-from planner.serving import ServeSpec, check, max_batch, max_context, min_tp, serve_memory, valid_serving_tp
+from planner.serving import ServeSpec, check, choose_layout, serve_document
 
 FORMATS = [f.value for f in NumberFormat]
 DEFAULT_GENERATE = 512
-
-
-def serve_doc(model, hardware, spec: ServeSpec) -> dict[str, Any]:
-    """The serving answer as a document."""
-    mem = serve_memory(model, hardware, spec)
-    gib = {
-        k: round(getattr(mem, k) / BYTES_PER_GIB, 3)
-        for k in ("weights", "kv_cache", "workspace", "reserve", "total", "capacity")
-    }
-    kv_per_token = mem.kv_cache / (
-        spec.batch * max(1, min(spec.context, model.sliding_window or spec.context))
-    )
-    return {
-        "status": "fits" if mem.fits else "does_not_fit",
-        "model": {
-            "name": model.name,
-            "layers": model.num_layers,
-            "kv_heads": model.num_kv_heads,
-            "head_dim": model.head_dim,
-        },
-        "gpu": {"name": hardware.name, "mem_gib": round(hardware.memory_gib, 3)},
-        "serving": {
-            "weights": spec.weights.value,
-            "kv_cache": spec.kv_cache.value,
-            "tp": spec.tp,
-            "pp": spec.pp,
-            "batch": spec.batch,
-            "prompt_tokens": spec.prompt_tokens,
-            "generate_tokens": spec.generate_tokens,
-            "context": spec.context,
-            "sliding_window": model.sliding_window,
-        },
-        "memory_gib": gib | {"most_loaded_stage": mem.stage},
-        "kv_cache_bytes_per_token_per_gpu": round(kv_per_token, 1),
-        "max_batch_at_this_context": max_batch(model, hardware, spec),
-        "max_context_at_this_batch": max_context(model, hardware, spec),
-        "min_tp": min_tp(model, hardware, spec),
-    }
 
 
 def render_serve(doc: dict[str, Any]) -> str:
@@ -71,7 +32,16 @@ def render_serve(doc: dict[str, Any]) -> str:
     lines.append(f"KV cache: {doc['kv_cache_bytes_per_token_per_gpu'] / 1024:,.1f} KiB per token per GPU")
     lines.append(f"largest batch at {s['context']} tokens: {doc['max_batch_at_this_context']}")
     lines.append(f"longest context at batch {s['batch']}: {doc['max_context_at_this_batch']:,} tokens")
-    lines.append(f"smallest tp that serves this: {doc['min_tp'] or 'none (use pp, more memory or quantize)'}")
+    node = f"within an NVLink domain of {doc['gpu']['nvlink_domain_gpus']} GPUs at pp={s['pp']}"
+    lines.append(f"smallest tp {node} that serves this: {doc['min_tp'] or 'none'}")
+    split = doc["min_pp"]
+    if split is None:
+        lines.append("no tp x pp split fits: use more memory per GPU or quantize (--weights, --kv-cache)")
+    elif split["pp"] > 1 or doc["min_tp"] is None:
+        lines.append(
+            f"fewest GPUs with pipeline stages: tp={split['tp']} pp={split['pp']} ({split['gpus']} GPUs)"
+        )
+    lines += [f"note: {note}" for note in doc["notes"]]
     return "\n".join(lines)
 
 
@@ -93,7 +63,11 @@ def render_serve(doc: dict[str, Any]) -> str:
 @click.option("--generate", type=int, default=DEFAULT_GENERATE, show_default=True, help="Generated tokens.")
 @click.option("--batch", type=int, default=1, show_default=True, help="Concurrent sequences.")
 @click.option("--tp", type=int, help="Tensor-parallel size (default: the smallest that fits).")
-@click.option("--pp", type=int, default=1, show_default=True, help="Pipeline-parallel size.")
+@click.option(
+    "--pp",
+    type=int,
+    help="Pipeline-parallel size (default: 1, or the fewest stages that fit when no tp does).",
+)
 @click.option(
     "--reserve",
     default="10%",
@@ -119,7 +93,7 @@ def serve_command(
     generate: int,
     batch: int,
     tp: int | None,
-    pp: int,
+    pp: int | None,
     reserve: str,
     fmt: str | None,
 ) -> None:
@@ -155,14 +129,13 @@ def serve_command(
         generate_tokens=generate,
         batch=batch,
         tp=tp or 1,
-        pp=pp,
+        pp=pp or 1,
         reserve_fraction=share,
         reserve_fixed_bytes=fixed,
     )
-    if tp is None:
-        spec = replace(spec, tp=min_tp(spec_model, hardware, spec) or max(valid_serving_tp(spec_model)))
     check(spec_model, spec)
-    doc = serve_doc(spec_model, hardware, spec)
+    layout = choose_layout(spec_model, hardware, spec, tp, pp)
+    doc = serve_document(spec_model, hardware, replace(spec, tp=layout.tp, pp=layout.pp), layout.notes)
     check_finite_document(doc)
     fmt = fmt or ("table" if sys.stdout.isatty() else "json")
     if fmt == "table":

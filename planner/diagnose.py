@@ -1,11 +1,13 @@
 """Infeasibility: the smallest changes that would make a plan fit (more GPUs, more memory, no pins,
-a shorter sequence)."""
+CPU offload, a shorter sequence), within the command's deadline."""
 
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from constraints.units import BYTES_PER_GIB
-from planner.evaluate import num_microbatches
+from planner.deadline import NO_DEADLINE, Deadline
+from planner.defaults import default_global_batch
+from planner.evaluate import memory, num_microbatches
 from planner.layout import parallelism_block
 from planner.search import Candidate, brute_force, least_memory
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
@@ -22,40 +24,75 @@ NODE_STEPS_UP_TO = 8  # node by node up to this multiple of the request (a usefu
 def fits_anywhere(
     req: "Request", gpus: int, training: TrainingSpec | None = None, hardware: HardwareSpec | None = None
 ) -> bool:
-    """Whether any candidate fits with these GPUs / training / hardware."""
+    """Whether any candidate fits with these GPUs / training / hardware. A defaulted global batch
+    follows the GPU count (``planner.defaults``)."""
     training, hardware = training or req.training, hardware or req.hardware
-    space = build_space(req.model, training, gpus, replace(req.pins, dp=None), hardware.nvlink_domain_gpus)
+    pins = replace(req.pins, dp=None)
+    if req.global_batch_note is not None and gpus != req.gpus:
+        choice = default_global_batch(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
+        training = replace(training, global_batch_size=choice.sequences)
+    space = build_space(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
     terms = compile_terms(space, req.model, hardware, training, req.constants)
     best = least_memory(space, terms)
     return best is not None and best.peak_memory <= capacity_units(hardware)
 
 
-def smallest_fixes(req: "Request", closest: Candidate | None, space: Space) -> dict[str, Any]:
-    """Fewest GPUs at this memory, least memory at this GPU count, shortest fitting sequence."""
+def smallest_fixes(
+    req: "Request", closest: Candidate | None, space: Space, deadline: Deadline = NO_DEADLINE
+) -> dict[str, Any]:
+    """Fewest GPUs at this memory, least memory at this GPU count, the best plan without the pins
+    or with CPU offload allowed, shortest fitting sequence. Each probe starts only before the
+    ``deadline``; the fixes it leaves out are listed under ``not_searched``."""
     fixes: dict[str, Any] = {}
+    skipped: list[str] = []
     if closest is not None:
-        fixes["min_mem_gib_at_this_gpu_count"] = round(closest.peak_memory / BYTES_PER_GIB, 2)
+        need = memory(req.model, req.hardware, req.training, space.config(*closest.indices)).total
+        fixes["min_mem_gib_at_this_gpu_count"] = round(need / BYTES_PER_GIB, 2)
     step = req.hardware.gpus_per_node if req.gpus >= req.hardware.gpus_per_node else 1
     count = req.gpus + step
     while count <= req.gpus * MAX_GPU_GROWTH:
+        if deadline.expired:
+            skipped.append("min_gpus_at_this_memory")
+            break
         if fits_anywhere(req, count):
             fixes["min_gpus_at_this_memory"] = count
             break
         count = count + step if count < NODE_STEPS_UP_TO * req.gpus else count * 2
     free = Pins(sequence_parallel=req.pins.sequence_parallel, max_tp=req.pins.max_tp)
     if req.pins != free:
-        unpinned = replace(req, pins=free, top=1, exhaustive=True)
-        space_free = build_space(req.model, req.training, req.gpus, free, req.hardware.nvlink_domain_gpus)
-        terms = compile_terms(space_free, req.model, req.hardware, req.training, req.constants)
-        best = brute_force(space_free, terms, capacity_units(req.hardware), 1)
-        if best:
-            config = space_free.config(*best[0].indices)
-            fixes["unpinned_plan"] = parallelism_block(config, num_microbatches(unpinned.training, config))
+        if deadline.expired:
+            skipped.append("unpinned_plan")
+        elif best := best_plan(req, free):
+            fixes["unpinned_plan"] = best
+    pinned_offload = (req.pins.optimizer_offload, req.pins.activation_offload) != (None, None)
+    if not req.pins.allow_offload and not pinned_offload:
+        if deadline.expired:
+            skipped.append("offload_plan")
+        elif best := best_plan(req, replace(req.pins, allow_offload=True)):
+            fixes["offload_plan"] = best
     seq = req.training.seq_len // 2
     while seq >= MIN_FIX_SEQ_LEN:
+        if deadline.expired:
+            skipped.append("max_seq_len_that_fits")
+            break
         shorter = replace(req.training, seq_len=seq)
         if fits_anywhere(req, req.gpus, training=shorter):
             fixes["max_seq_len_that_fits"] = seq
             break
         seq //= 2
+    if skipped:
+        fixes["not_searched"] = skipped
+        fixes["not_searched_reason"] = f"--time-limit {req.time_limit_s} s reached"
     return fixes
+
+
+def best_plan(req: "Request", pins: Pins) -> dict[str, Any] | None:
+    """The ``parallelism`` block of the best plan under other pins at this GPU count (brute force
+    over the integer tables), or None when nothing fits."""
+    space = build_space(req.model, req.training, req.gpus, pins, req.hardware.nvlink_domain_gpus)
+    terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
+    best = brute_force(space, terms, capacity_units(req.hardware), 1)
+    if not best:
+        return None
+    config = space.config(*best[0].indices)
+    return parallelism_block(config, num_microbatches(req.training, config))

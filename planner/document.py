@@ -93,6 +93,7 @@ def document_and_launch(req: Request, outcome: Outcome) -> tuple[dict[str, Any],
             "flash_attention": req.training.flash_attention,
             "reserve_fraction": req.training.reserve_fraction,
             "reserve_fixed_gib": gib(req.training.reserve_fixed_bytes),
+            **({"global_batch_note": req.global_batch_note} if req.global_batch_note else {}),
         },
     }
     config, launch = best_config(outcome), None
@@ -109,12 +110,16 @@ def document_and_launch(req: Request, outcome: Outcome) -> tuple[dict[str, Any],
         gap = round((outcome.objective - outcome.bound) / outcome.objective, 6)
     doc["solver"] = {
         "method": outcome.method,
-        "wall_time_s": round(outcome.wall_time_s, 4),
+        **({"wall_time_s": round(outcome.wall_time_s, 4)} if req.timing else {}),
         "objective": outcome.objective,
         "bound": outcome.bound,
         "gap": gap,
         "candidates": outcome.candidates,
         "tie_break": tie_break_note(),
+        "time_unit_us": outcome.units.time_us,
+        "plans_requested": req.top,
+        "plans_returned": len(outcome.chosen),
+        **({"shortfall": outcome.shortfall} if outcome.shortfall else {}),
     }
     doc["alternatives"] = [
         {

@@ -10,17 +10,20 @@ from typing import Any
 
 from planner.calibration import StepTimeConstants
 from planner.checkpoint import CheckpointRequest
+from planner.deadline import Deadline
 from planner.diagnose import fits_anywhere, smallest_fixes
 from planner.emit import Target
 from planner.errors import PlannerError
 from planner.evaluate import num_microbatches
 from planner.launch import Launch, launch_files
 from planner.rules import valid_pp, valid_tp
+from planner.scaling import Units, choose_units, scale_terms
 from planner.search import Candidate, brute_force, enumerate_candidates, least_memory
 from planner.solver import solve
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 from planner.validate import validate_pins
+from planner.verify import boundary_candidates, check_reported
 
 __all__ = ["Request", "Outcome", "run", "best_config", "launch_of", "fits_anywhere", "validate_pins"]
 
@@ -37,10 +40,16 @@ class Request:
     top: int = 1
     exhaustive: bool = False
     time_limit_s: float | None = None
+    """Seconds the whole search may take, diagnosis included (None: no limit)."""
     constants: StepTimeConstants | None = None
     """Step-time constants; None: the GPU's own (``hardware.step_constants``: a preset's fit, a
     profile's ``constants``, else the calibrated defaults)."""
     checkpoint: CheckpointRequest = CheckpointRequest()
+    global_batch_note: str | None = None
+    """How the default global batch was chosen (``planner.defaults``); None when given."""
+    timing: bool = False
+    """Report the solver's wall time (``solver.wall_time_s``); off, so that the same request always
+    gives a byte-identical document."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,12 +64,19 @@ class Outcome:
     bound: int | None
     candidates: int
     method: str
+    units: Units = Units()
+    """Resolution of the integer tables the search ranked by."""
+    shortfall: str | None = None
+    """Why fewer plans than ``top`` are listed (None when all are, or none fits)."""
     closest: Candidate | None = None
     fixes: dict[str, Any] | None = None
 
 
-def run(req: Request) -> Outcome:
-    """Search the space (CP-SAT, or brute force with ``exhaustive``)."""
+def run(req: Request, deadline: Deadline | None = None) -> Outcome:
+    """Search the space (CP-SAT, or brute force with ``exhaustive``), then check the answer against
+    the evaluator (``planner.verify``). The whole command, diagnosis included, starts no new work
+    after the deadline (by default ``req.time_limit_s`` from now)."""
+    deadline = deadline or Deadline(limit_s=req.time_limit_s)
     validate_pins(req)
     space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.nvlink_domain_gpus)
     if not space.layouts:
@@ -92,7 +108,10 @@ def run(req: Request) -> Outcome:
             "(DeepSpeed's pipeline engine supports ZeRO-0/1 only); unpin --zero or --pp, or use "
             "--framework megatron"
         )
+    units = choose_units(space, terms)
+    terms = scale_terms(terms, units)
     counted = len(enumerate_candidates(space, terms))
+    limited = False
     if req.exhaustive:
         start = time.perf_counter()
         chosen = brute_force(space, terms, capacity, req.top)
@@ -101,7 +120,7 @@ def run(req: Request) -> Outcome:
         objective = chosen[0].objective if chosen else None
         bound, method = objective, "exhaustive"
     else:
-        result = solve(space, terms, capacity, req.top, req.time_limit_s)
+        result = solve(space, terms, capacity, req.top, deadline)
         if result.status == "unknown":
             raise PlannerError(
                 f"--time-limit {req.time_limit_s} s: CP-SAT found no plan and no proof of "
@@ -109,6 +128,13 @@ def run(req: Request) -> Outcome:
             )
         chosen, status, wall = result.candidates, result.status, result.wall_time_s
         objective, bound, method = result.objective, result.bound, "cp-sat"
+        limited = result.time_limited
+    check_reported(req.model, req.hardware, req.training, req.constants, space, units, chosen)
+    if not chosen:
+        chosen = boundary_candidates(req.model, req.hardware, req.training, space, terms, capacity, req.top)
+        if chosen:
+            status, objective = "optimal", chosen[0].objective
+            bound = objective
     closest = None if chosen else least_memory(space, terms)
     return Outcome(
         status=status if chosen else "infeasible",
@@ -119,9 +145,20 @@ def run(req: Request) -> Outcome:
         bound=bound,
         candidates=counted,
         method=method,
+        units=units,
+        shortfall=shortfall(req, len(chosen), limited),
         closest=closest,
-        fixes=None if chosen else smallest_fixes(req, closest, space),
+        fixes=None if chosen else smallest_fixes(req, closest, space, deadline),
     )
+
+
+def shortfall(req: Request, found: int, time_limited: bool) -> str | None:
+    """Why fewer plans than ``--top`` are listed, or None when all are."""
+    if found == 0 or found >= req.top:
+        return None
+    if time_limited:
+        return f"--time-limit {req.time_limit_s} s reached after {found} of --top {req.top} plans"
+    return f"only {found} distinct plans fit (--top {req.top})"
 
 
 def best_config(outcome: Outcome) -> ParallelConfig | None:

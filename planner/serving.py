@@ -7,10 +7,12 @@ norms and biases stay 16-bit, as GPTQ/AWQ checkpoints and vLLM keep them.
 """
 
 from dataclasses import dataclass, replace
+from typing import Any
 
 from constraints import params as P
 from constraints import serving as S
 from constraints.memory import reserve_bytes
+from constraints.units import BYTES_PER_GIB
 from planner.errors import PlannerError
 from planner.evaluate import edge_stages
 from planner.rules import divisors
@@ -192,9 +194,119 @@ def max_context(model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec) -> in
     return _largest(fits, 1)
 
 
+def node_tps(model: ModelSpec, hardware: HardwareSpec) -> list[int]:
+    """Serving tp sizes within one NVLink domain (a node, or an NVL72 rack): tp's all-reduces stay
+    on NVLink (every layer runs two, on the critical path of each generated token, so tp over the
+    network is not searched)."""
+    return [t for t in valid_serving_tp(model) if t <= hardware.nvlink_domain_gpus]
+
+
 def min_tp(model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec) -> int | None:
-    """Smallest tp (pp as given) at which this batch and context fit, or None."""
-    for t in valid_serving_tp(model):
+    """Smallest tp within an NVLink domain (pp as given) at which this batch and context fit, or None."""
+    for t in node_tps(model, hardware):
         if serve_memory(model, hardware, replace(spec, tp=t)).fits:
             return t
     return None
+
+
+def min_pp(model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec) -> tuple[int, int] | None:
+    """(tp, pp) of the fewest GPUs that serve this batch and context with tp within NVLink, the
+    layers split over pp stages (pp dividing the layers); ties go to the smaller pp. None if even
+    one layer per stage does not fit."""
+    found = [
+        (t * p, p, t)
+        for t in node_tps(model, hardware)
+        for p in divisors(model.num_layers)
+        if serve_memory(model, hardware, replace(spec, tp=t, pp=p)).fits
+    ]
+    if not found:
+        return None
+    _, p, t = min(found)
+    return t, p
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServeLayout:
+    """The tp and pp to report, and why."""
+
+    tp: int
+    pp: int
+    notes: tuple[str, ...] = ()
+
+
+def choose_layout(
+    model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec, tp: int | None, pp: int | None
+) -> ServeLayout:
+    """The user's tp and pp, or the fewest GPUs that fit: the smallest tp within NVLink, then
+    pipeline stages. tp never leaves the NVLink domain unless the user pins it, and then a note
+    says so."""
+    node = hardware.nvlink_domain_gpus
+    notes = []
+    if tp is not None and tp > node:
+        notes.append(
+            f"tp {tp} spans {-(-tp // node)} NVLink domains of {node} GPUs: every layer's all-reduce "
+            "crosses the network; pipeline stages (--pp) split the layers over nodes instead"
+        )
+    if tp is None:
+        base = replace(spec, pp=pp or 1)
+        found = min_tp(model, hardware, base)
+        if found is None and pp is None and (split := min_pp(model, hardware, base)) is not None:
+            tp, pp = split
+            notes.append(f"no tp within an NVLink domain of {node} GPUs fits; tp {tp} with pp {pp} does")
+        elif found is None:
+            tp = max(node_tps(model, hardware))
+            notes.append(
+                f"no tp within an NVLink domain of {node} GPUs fits at pp {pp or 1}; showing tp {tp}"
+            )
+        else:
+            tp = found
+    return ServeLayout(tp=tp, pp=pp or 1, notes=tuple(notes))
+
+
+def serve_document(
+    model: ModelSpec, hardware: HardwareSpec, spec: ServeSpec, notes: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The serving answer as a document (``plan serve``'s output; README "Serving")."""
+    check(model, spec)
+    mem = serve_memory(model, hardware, spec)
+    gib = {
+        k: round(getattr(mem, k) / BYTES_PER_GIB, 3)
+        for k in ("weights", "kv_cache", "workspace", "reserve", "total", "capacity")
+    }
+    kv_per_token = mem.kv_cache / (
+        spec.batch * max(1, min(spec.context, model.sliding_window or spec.context))
+    )
+    split = min_pp(model, hardware, spec)
+    return {
+        "status": "fits" if mem.fits else "does_not_fit",
+        "model": {
+            "name": model.name,
+            "layers": model.num_layers,
+            "kv_heads": model.num_kv_heads,
+            "head_dim": model.head_dim,
+        },
+        "gpu": {
+            "name": hardware.name,
+            "mem_gib": round(hardware.memory_gib, 3),
+            "gpus_per_node": hardware.gpus_per_node,
+            "nvlink_domain_gpus": hardware.nvlink_domain_gpus,
+        },
+        "serving": {
+            "weights": spec.weights.value,
+            "kv_cache": spec.kv_cache.value,
+            "tp": spec.tp,
+            "pp": spec.pp,
+            "batch": spec.batch,
+            "prompt_tokens": spec.prompt_tokens,
+            "generate_tokens": spec.generate_tokens,
+            "context": spec.context,
+            "sliding_window": model.sliding_window,
+        },
+        "memory_gib": gib | {"most_loaded_stage": mem.stage},
+        "kv_cache_bytes_per_token_per_gpu": round(kv_per_token, 1),
+        "max_batch_at_this_context": max_batch(model, hardware, spec),
+        "max_context_at_this_batch": max_context(model, hardware, spec),
+        "min_tp": min_tp(model, hardware, spec),
+        "min_pp": None if split is None else {"tp": split[0], "pp": split[1], "gpus": split[0] * split[1]},
+        "notes": list(notes),
+    }

@@ -9,8 +9,12 @@ from dataclasses import dataclass
 
 from ortools.sat.python import cp_model
 
+from planner.deadline import NO_DEADLINE, Deadline
+from planner.errors import PlannerError
 from planner.search import Candidate
-from planner.space import Space, Terms
+from planner.space import Space, Terms, candidate_cost
+
+MIN_SOLVE_S = 0.01  # CP-SAT needs a positive limit; below this the deadline has passed
 
 NUM_WORKERS = 2  # this is a 2-core planning machine; the tie-break makes the optimum unique
 RANDOM_SEED = 0
@@ -31,6 +35,9 @@ class SolveResult:
     """Objective of the best candidate."""
     bound: int | None
     """Best proven lower bound of the objective."""
+    time_limited: bool = False
+    """Whether the time limit ended the search (then fewer than ``top`` candidates may be listed,
+    or the first may be unproven)."""
 
 
 def undominated(rows: list, cost, top: int) -> list:
@@ -53,27 +60,32 @@ def undominated(rows: list, cost, top: int) -> list:
 
 
 def solve(
-    space: Space, terms: Terms, capacity: int, top: int = 1, time_limit_s: float | None = None
+    space: Space,
+    terms: Terms,
+    capacity: int,
+    top: int = 1,
+    deadline: Deadline = NO_DEADLINE,
 ) -> SolveResult:
     """Find the ``top`` best feasible candidates; ``optimal`` only when CP-SAT proves it.
 
     Each table is a set of rows; one boolean per row selects it (exactly one per table), and the
     two selected rows belong to the one selected layout, the only dimension the tables share. The
-    objective is a linear sum over the selected rows.
+    objective is a linear sum over the selected rows; ``terms`` must keep it within CP-SAT's integer
+    range (``planner.scaling``), and a model CP-SAT refuses is an error, never "infeasible". No solve
+    starts after the ``deadline`` and none runs past it.
     """
     # Data: a row whose own term already exceeds the capacity on some stage can never be part of
     # a plan that fits, nor can a row ``top`` better rows dominate; both are left out (the best
     # ``top`` plans are unchanged; the model gets smaller).
-    n_r, n_l, n_u = len(space.recomputes), len(space.layouts), len(space.micro_batches)
     scale = space.tie_break_range
 
     def state_cost(key):
         p, z = key
-        return terms.data_parallel_us[p, z] * scale + z * n_r * n_l * n_u
+        return terms.data_parallel_us[p, z] * scale + space.states_rank(z)
 
     def act_cost(key):
         p, r, u = key
-        return terms.pipeline_us[p, r, u] * scale + (r * n_l + p) * n_u + u
+        return terms.pipeline_us[p, r, u] * scale + space.activations_rank(p, r, u)
 
     states_rows = undominated(
         [(key, mem) for key, mem in terms.states.items() if max(mem) <= capacity], state_cost, top
@@ -119,40 +131,60 @@ def solve(
             model.add(sum(overflow) <= 1 - x)
 
     # Objective: time, then the lexicographic tie-break of planner.space.Space.tie_break, split
-    # over the two tables (ZeRO stage from the first; recompute, layout, micro-batch from the second).
+    # over the two tables (Space.states_rank from the first, Space.activations_rank from the second).
     total_cost = sum(state_cost(key) * x for (key, _), x in zip(states_rows, pick_state, strict=True)) + sum(
         act_cost(key) * y for (key, _), y in zip(act_rows, pick_act, strict=True)
     )
     model.minimize(total_cost)
+
+    refusal = model.validate()
+    if refusal:
+        raise PlannerError(
+            f"internal error: CP-SAT refuses the model ({refusal.splitlines()[0]}); please report the command"
+        )
 
     # Solve, then exclude each answer to find the next best.
     solver = cp_model.CpSolver()
     solver.parameters.num_workers = NUM_WORKERS
     solver.parameters.random_seed = RANDOM_SEED
     found: list[Candidate] = []
-    status_name, objective, bound, spent = "infeasible", None, None, 0.0
+    status_name, objective, bound, spent, limited = "infeasible", None, None, 0.0, False
     for rank in range(top):
-        if time_limit_s is not None:
-            solver.parameters.max_time_in_seconds = max(time_limit_s - spent, 0.01)
+        left = deadline.remaining_s()
+        if left is not None:
+            if left < MIN_SOLVE_S:
+                limited = True
+                status_name = status_name if found else "unknown"
+                break
+            solver.parameters.max_time_in_seconds = left
         start = time.perf_counter()
         status = solver.solve(model)
         spent += time.perf_counter() - start
+        if status == cp_model.MODEL_INVALID:
+            raise PlannerError("internal error: CP-SAT found the model invalid; please report the command")
         if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
-            if rank == 0 and status == cp_model.UNKNOWN:
+            limited = status == cp_model.UNKNOWN
+            if rank == 0 and limited:
                 status_name = "unknown"
             break
+        limited = limited or status == cp_model.FEASIBLE
         i = next(k for k, x in enumerate(pick_state) if solver.value(x))
         j = next(k for k, y in enumerate(pick_act) if solver.value(y))
-        (p, z), state_mem = states_rows[i]
-        (_, r, u), act_mem = act_rows[j]
-        peak = max(s + a for s, a in zip(state_mem, act_mem, strict=True))
-        found.append(
-            Candidate(indices=(p, z, r, u), objective=round(solver.objective_value), peak_memory=peak)
-        )
+        (p, z), _ = states_rows[i]
+        (_, r, u), _ = act_rows[j]
+        # The objective and peak from the tables in exact integers (CP-SAT reports doubles).
+        cost, peak = candidate_cost(terms, space, p, z, r, u)
+        found.append(Candidate(indices=(p, z, r, u), objective=cost, peak_memory=peak))
         if rank == 0:
             status_name = "optimal" if status == cp_model.OPTIMAL else "feasible"
-            objective, bound = round(solver.objective_value), round(solver.best_objective_bound)
+            objective = cost
+            bound = cost if status == cp_model.OPTIMAL else round(solver.best_objective_bound)
         model.add_bool_or([pick_state[i].Not(), pick_act[j].Not()])
     return SolveResult(
-        status=status_name, candidates=found, wall_time_s=spent, objective=objective, bound=bound
+        status=status_name,
+        candidates=found,
+        wall_time_s=spent,
+        objective=objective,
+        bound=bound,
+        time_limited=limited,
     )

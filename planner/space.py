@@ -17,6 +17,7 @@ from itertools import product
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
+from planner.errors import PlannerError
 from planner.evaluate import loaded_stages, stage_activation_bytes, stage_memory
 from planner.layout import DIMENSIONS, Group, group_fields
 from planner.performance import data_parallel_time, pipeline_time
@@ -102,11 +103,21 @@ class Space:
         """Candidates before the batch-divisibility filter."""
         return len(self.layouts) * len(self.zero_stages) * len(self.recomputes) * len(self.micro_batches)
 
+    def states_rank(self, zero: int) -> int:
+        """The (layout, states) table's share of the tie-break rank: the ZeRO stage and optimizer
+        offload come first in ``ParallelConfig``'s field order, so they weigh most."""
+        return zero * len(self.recomputes) * len(self.layouts) * len(self.micro_batches)
+
+    def activations_rank(self, layout: int, recompute: int, mbs: int) -> int:
+        """The (layout, activations, micro-batch) table's share: recompute and activation offload,
+        then the layout, then the micro-batch."""
+        return (recompute * len(self.layouts) + layout) * len(self.micro_batches) + mbs
+
     def tie_break(self, layout: int, zero: int, recompute: int, mbs: int) -> int:
-        """Lexicographic rank of the indices: ZeRO stage, recompute, (tp, cp, pp, vpp, ep) layout,
-        micro-batch."""
-        n_r, n_l, n_u = len(self.recomputes), len(self.layouts), len(self.micro_batches)
-        return ((zero * n_r + recompute) * n_l + layout) * n_u + mbs
+        """Lexicographic rank of the indices in ``ParallelConfig``'s field order: ZeRO stage (with
+        optimizer offload), recompute (with activation offload), (tp, cp, pp, vpp, ep) layout,
+        micro-batch. The sum of the two tables' shares, which the solver weighs row by row."""
+        return self.states_rank(zero) + self.activations_rank(layout, recompute, mbs)
 
     @property
     def tie_break_range(self) -> int:
@@ -186,14 +197,24 @@ def build_space(
     )
 
 
+def _finite(value: float, what: str) -> float:
+    """The value, or a one-line error when the model's arithmetic overflowed or met a NaN."""
+    if not math.isfinite(value):
+        raise PlannerError(
+            f"the {what} of a candidate is {value}: the model's or hardware's numbers overflow the "
+            "formulas; check sizes, bandwidths and peak_tflops"
+        )
+    return value
+
+
 def bytes_up(value: float) -> int:
-    """Memory to integer bytes, never rounding down."""
-    return math.ceil(value * MEMORY_SCALE_PER_BYTE)
+    """Memory to integer bytes, never rounding down (an exact Python integer of any size)."""
+    return math.ceil(_finite(value, "memory") * MEMORY_SCALE_PER_BYTE)
 
 
 def time_units(seconds: float) -> int:
-    """Seconds to integer objective units (microseconds)."""
-    return round(seconds * TIME_SCALE_PER_S)
+    """Seconds to integer objective units (microseconds, an exact Python integer of any size)."""
+    return round(_finite(seconds, "step time") * TIME_SCALE_PER_S)
 
 
 @dataclass(frozen=True, slots=True)

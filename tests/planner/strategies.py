@@ -1,5 +1,7 @@
 """Hypothesis strategies: small random models, layouts and training runs."""
 
+from dataclasses import replace
+
 from hypothesis import strategies as st
 
 from planner.specs import Framework, ModelSpec, NormType, PositionEncoding, Precision, Recompute, TrainingSpec
@@ -46,6 +48,24 @@ def trainings(draw, global_batch: int | None = None) -> TrainingSpec:
 
 
 recomputes = st.sampled_from(list(Recompute))
+
+
+@st.composite
+def roomy_hardware(draw, base):
+    """Absurd but valid GPUs: memory from half a GiB to 10^18 bytes (``--mem 1000000TB``), peak
+    FLOP/s and bandwidths from a millionth to a million times ``base``'s."""
+    return replace(
+        base,
+        memory_bytes=draw(st.sampled_from([2**29, 24e9, 80e9, 1e12, 1e15, 1e18])) * draw(st.floats(0.5, 1.0)),
+        peak_flops=base.peak_flops * draw(st.sampled_from([1e-6, 1e-3, 1.0, 1e6])),
+        hbm_bandwidth_bytes_per_s=base.hbm_bandwidth_bytes_per_s * draw(st.sampled_from([1e-6, 1.0, 1e6])),
+        inter_node_bandwidth_bytes_per_s=base.inter_node_bandwidth_bytes_per_s
+        * draw(st.sampled_from([1e-6, 1.0, 1e6])),
+    )
+
+
+global_batches = st.sampled_from([8, 64, 1024, 2**20, 2**34])
+"""Global batches from a few sequences to 2^34 (~7e13 tokens at 4096: steps of years)."""
 
 
 # Attacks on the input boundary (issue 12): strings that try to leave their context in a generated

@@ -189,8 +189,6 @@ def test_plan_yaml_round_trips_to_the_json_document(tmp_path):
     as_json = json.loads(invoke("--gpus", 64, "llama2-13b", "--top", 2, "--format", "json").output)
     invoke("--gpus", 64, "llama2-13b", "--top", 2, "--format", "json", "-o", tmp_path)
     as_yaml = yaml.safe_load((tmp_path / "plan.yaml").read_text())
-    for doc in (as_json, as_yaml):
-        doc["solver"].pop("wall_time_s")
     assert as_yaml == as_json
 
 
@@ -204,6 +202,57 @@ def test_deepspeed_framework_plans_without_sequence_parallel(tmp_path):
     written = json.loads((tmp_path / "deepspeed.json").read_text())
     assert written["tensor_parallel"] == {"autotp_size": 2}
     assert written["train_batch_size"] == doc["training"]["global_batch_size"]
+
+
+@pytest.mark.parametrize("fmt", ["table", "yaml", "json"])
+def test_the_same_input_gives_byte_identical_output(tmp_path, fmt):
+    """Two runs print the same bytes and write the same files; the solver's wall time appears only
+    with --timing."""
+    args = ("--gpus", 64, "llama2-13b", "--top", 3, "--format", fmt)
+    first, second = invoke(*args, "-o", tmp_path / "a"), invoke(*args, "-o", tmp_path / "b")
+    assert first.exit_code == second.exit_code == 0 and first.stdout == second.stdout
+    for name in sorted(p.name for p in (tmp_path / "a").iterdir()):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert (
+        "wall_time_s" not in first.stdout and "wall_time_s" not in (tmp_path / "a" / "plan.yaml").read_text()
+    )
+    timed = invoke("--gpus", 64, "llama2-13b", "--format", "json", "--timing")
+    assert json.loads(timed.stdout)["solver"]["wall_time_s"] >= 0
+
+
+def test_an_nvl72_rack_plans_with_a_default_batch_it_can_divide():
+    """``plan --gpus 72 --pp 1 llama3-8b``: the ~4M-token default (512 x 8192) has no dp divisor at
+    72 GPUs without pipelining (with it, 9 uneven stages give dp 8); the plan takes the nearest
+    multiple of 72 and says so."""
+    result = invoke("--gpus", 72, "--pp", 1, "llama3-8b", "--format", "json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (
+        doc["training"]["global_batch_size"] == 504
+        and "multiple of the 72 GPUs" in doc["training"]["global_batch_note"]
+    )
+    given = json.loads(invoke("--gpus", 64, "llama3-8b", "--global-batch", 512, "--format", "json").stdout)
+    assert "global_batch_note" not in given["training"]
+
+
+def test_the_diagnosis_suggests_offload_where_allow_offload_fits():
+    """13B on 8 x 24 GB: nothing fits without offload; the diagnosis names the offload plan, and
+    --allow-offload plans exactly that."""
+    result = invoke("--gpus", 8, "--mem", "24GB", "llama2-13b", "--format", "json")
+    assert result.exit_code == 1
+    suggested = json.loads(result.stdout)["diagnosis"]["offload_plan"]
+    assert suggested["optimizer_offload"] or suggested["activation_offload"]
+    allowed = invoke("--gpus", 8, "--mem", "24GB", "--allow-offload", "llama2-13b", "--format", "json")
+    planned = json.loads(allowed.stdout)["parallelism"]
+    planned.pop("layers_per_stage")  # the plan's own list of what first/last_stage_layers say
+    assert allowed.exit_code == 0 and planned == suggested
+
+
+@pytest.mark.parametrize("limit", ["nan", "inf", "0", "-1"])
+def test_a_time_limit_that_is_not_a_positive_number_is_one_line(limit):
+    result = invoke("--gpus", 64, "llama2-13b", "--time-limit", limit)
+    assert result.exit_code == 2 and result.output.startswith("Error: --time-limit")
+    assert result.output.count("\n") == 1
 
 
 USAGE_ERRORS = [

@@ -9,7 +9,17 @@ from hypothesis import strategies as st
 from constraints.serving import NumberFormat
 from planner.hardware import preset
 from planner.io import load_model
-from planner.serving import ServeSpec, max_batch, max_context, min_tp, serve_memory, valid_serving_tp
+from planner.serving import (
+    ServeSpec,
+    choose_layout,
+    max_batch,
+    max_context,
+    min_pp,
+    min_tp,
+    serve_document,
+    serve_memory,
+    valid_serving_tp,
+)
 
 H100 = preset("h100-80gb")
 
@@ -79,3 +89,37 @@ def test_memory_grows_with_batch_and_context_and_falls_with_tp(case):
     wider = [t for t in valid_serving_tp(model) if t > spec.tp]
     if wider:
         assert serve_memory(model, H100, replace(spec, tp=wider[0])).total <= base
+
+
+@settings(max_examples=40, deadline=None)
+@given(serving(), st.sampled_from([1, 2, 4, 8]))
+def test_default_layout_keeps_tp_within_a_node_and_finds_the_fewest_gpus(case, node):
+    """tp never exceeds the node unless pinned; when no tp within a node fits, the layout is the
+    fewest GPUs (tp x pp) that fit, checked against every smaller split."""
+    model, spec = case
+    hardware = replace(H100, gpus_per_node=node, nvlink_domain_gpus=node)
+    layout = choose_layout(model, hardware, spec, None, None)
+    assert layout.tp <= node
+    split = min_pp(model, hardware, spec)
+    fits = serve_memory(model, hardware, replace(spec, tp=layout.tp, pp=layout.pp)).fits
+    assert fits == (split is not None)
+    if split is not None:
+        assert layout.tp * layout.pp == split[0] * split[1]
+        for t in (t for t in valid_serving_tp(model) if t <= node):
+            for p in (p for p in range(1, model.num_layers + 1) if model.num_layers % p == 0):
+                if t * p < split[0] * split[1]:
+                    assert not serve_memory(model, hardware, replace(spec, tp=t, pp=p)).fits
+
+
+def test_405b_on_one_node_suggests_pipeline_stages_and_pinned_cross_node_tp_is_noted():
+    """Llama 3.1 405B in bf16 needs ~810 GB of weights: no tp within 8 H100s holds it, so the
+    answer splits the layers over pipeline stages; tp 16 is used only when pinned, with a note."""
+    model = load_model("llama3.1-405b")
+    spec = ServeSpec(prompt_tokens=7680, generate_tokens=512)
+    assert min_tp(model, H100, spec) is None
+    layout = choose_layout(model, H100, spec, None, None)
+    assert layout.pp > 1 and layout.tp <= 8 and layout.notes
+    doc = serve_document(model, H100, replace(spec, tp=layout.tp, pp=layout.pp), layout.notes)
+    assert doc["status"] == "fits" and doc["min_pp"]["pp"] == layout.pp
+    pinned = choose_layout(model, H100, spec, 16, None)
+    assert pinned.tp == 16 and "spans 2 NVLink domains" in pinned.notes[0]
