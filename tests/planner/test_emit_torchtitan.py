@@ -248,6 +248,14 @@ def test_named_configs_match_torchtitan(titan, named):
     else:
         assert moe is None
     assert ("Float8" in type(attention.wo).__qualname__) == named.float8
+    # what the notes say the flavor trains (RoPE base and scaling, Qwen3's q/k norms, no MTP)
+    rope = attention.rope
+    expected_rope = {"llama3": (500000, "llama"), "qwen3": (1000000, "none"), "deepseek_v3": (10000, "yarn")}
+    assert (rope.theta, rope.scaling) == expected_rope[named.module]
+    if named.module == "qwen3":
+        assert attention.qk_norm is not None
+    if named.module == "deepseek_v3":
+        assert model.mtp_layers == []
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,138 @@
+"""A small, stable Python API: the documents ``plan`` and ``plan serve`` print, for scripts.
+
+    from planner.api import plan, serve
+    doc = plan("llama2-13b", gpus=64, mem="80GB")          # the plan document (README "The plan document")
+    doc["parallelism"]["tp"], doc["fits"]
+    serve("llama3-70b", gpu="h100-80gb", context=32768)    # the serving document
+
+Arguments mirror the CLI options (the same defaults, the same checks); every bad input raises
+``PlannerError`` with the same one-line message and ``exit_code`` the CLI prints. The functions
+build the request exactly as the CLI does (``planner.defaults`` for the global batch), so the
+documents are equal, key for key.
+"""
+
+from dataclasses import replace
+from typing import Any
+
+from constraints.serving import NumberFormat
+from planner.defaults import default_global_batch, default_seq_len, target_global_batch
+from planner.document import document
+from planner.errors import PlannerError
+from planner.io import load_hardware, load_model, parse_reserve, parse_size
+from planner.plan import Request, run
+from planner.serving import ServeSpec, check, choose_layout, serve_document
+from planner.space import Pins
+from planner.specs import (
+    DEFAULT_RESERVE_FIXED_BYTES,
+    DEFAULT_RESERVE_FRACTION,
+    HardwareSpec,
+    Precision,
+    Recompute,
+    TrainingSpec,
+    ZeroStage,
+)
+
+__all__ = ["PlannerError", "plan", "serve"]
+
+DEFAULT_GPU = "h100-80gb"
+DEFAULT_GENERATE = 512
+
+
+def _hardware(gpu: str, mem: str | None) -> HardwareSpec:
+    hardware = load_hardware(gpu)
+    return hardware if mem is None else replace(hardware, memory_bytes=parse_size(mem, "--mem"))
+
+
+def plan(
+    model: str,
+    gpus: int,
+    *,
+    gpu: str = DEFAULT_GPU,
+    mem: str | None = None,
+    seq_len: int | None = None,
+    global_batch: int | None = None,
+    precision: str = "bf16",
+    reserve: str | None = None,
+    zero: int | None = None,
+    recompute: str | None = None,
+    top: int = 1,
+    exhaustive: bool = False,
+    time_limit_s: float | None = None,
+    **sizes: int,
+) -> dict[str, Any]:
+    """The plan document of ``plan --gpus GPUS MODEL`` (``sizes``: tp, pp, dp, cp, vpp, ep, mbs
+    pins as in ``--tp`` ...)."""
+    spec = load_model(model)
+    hardware = _hardware(gpu, mem)
+    unknown = sorted(set(sizes) - {"tp", "pp", "dp", "cp", "vpp", "ep", "mbs"})
+    if unknown:
+        raise PlannerError(f"unknown option(s) {', '.join(unknown)}; pins are tp, pp, dp, cp, vpp, ep, mbs")
+    for name, value in [("gpus", gpus), *sizes.items()]:
+        if not isinstance(value, int) or value <= 0:
+            raise PlannerError(f"{name} must be a positive integer, got {value!r}")
+    seq = seq_len or default_seq_len(spec.max_position_embeddings)
+    share, fixed = (
+        (DEFAULT_RESERVE_FRACTION, DEFAULT_RESERVE_FIXED_BYTES) if reserve is None else parse_reserve(reserve)
+    )
+    training = TrainingSpec(
+        seq_len=seq,
+        global_batch_size=global_batch or target_global_batch(seq),
+        precision=Precision(precision),
+        reserve_fraction=share,
+        reserve_fixed_bytes=fixed,
+    )
+    pins = Pins(
+        **{("micro_batch_size" if k == "mbs" else k): v for k, v in sizes.items()},
+        zero_stage=None if zero is None else ZeroStage(zero),
+        recompute=None if recompute is None else Recompute(recompute),
+    )
+    note = None
+    if global_batch is None:
+        choice = default_global_batch(spec, training, gpus, pins, hardware.nvlink_domain_gpus)
+        training, note = replace(training, global_batch_size=choice.sequences), choice.note
+    req = Request(
+        model=spec,
+        hardware=hardware,
+        training=training,
+        gpus=gpus,
+        pins=pins,
+        top=top,
+        exhaustive=exhaustive,
+        time_limit_s=time_limit_s,
+        constants=hardware.step_constants,
+        global_batch_note=note,
+    )
+    return document(req, run(req))
+
+
+def serve(
+    model: str,
+    *,
+    gpu: str = DEFAULT_GPU,
+    mem: str | None = None,
+    context: int = 2048,
+    generate: int = DEFAULT_GENERATE,
+    batch: int = 1,
+    tp: int | None = None,
+    pp: int | None = None,
+    weights: str = "bf16",
+    kv_cache: str = "bf16",
+) -> dict[str, Any]:
+    """The serving document of ``plan serve MODEL --context CONTEXT`` (tokens, prompt plus the
+    ``generate`` generated)."""
+    spec_model = load_model(model)
+    hardware = _hardware(gpu, mem)
+    if context <= generate:
+        raise PlannerError(f"context {context} must exceed generate {generate}")
+    spec = ServeSpec(
+        weights=NumberFormat(weights),
+        kv_cache=NumberFormat(kv_cache),
+        prompt_tokens=context - generate,
+        generate_tokens=generate,
+        batch=batch,
+        tp=tp or 1,
+        pp=pp or 1,
+    )
+    check(spec_model, spec)
+    layout = choose_layout(spec_model, hardware, spec, tp, pp)
+    return serve_document(spec_model, hardware, replace(spec, tp=layout.tp, pp=layout.pp), layout.notes)

@@ -1,0 +1,50 @@
+"""The Python API returns the documents the CLI prints, and raises PlannerError for bad input."""
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from planner.api import PlannerError, plan, serve
+from planner.cli import main
+
+from conftest import ROOT
+
+
+def cli_json(*args):
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code in (0, 1), result.output
+    return json.loads(result.stdout)
+
+
+def test_plan_and_serve_equal_the_cli_documents():
+    assert plan("llama2-13b", gpus=64, mem="80GB", top=2) == cli_json(
+        "--gpus", 64, "--mem", "80GB", "--top", 2, "llama2-13b", "--format", "json"
+    )
+    assert plan("llama3-8b", gpus=72, tp=1) == cli_json(
+        "--gpus", 72, "--tp", 1, "llama3-8b", "--format", "json"
+    )
+    assert serve("llama3-70b", context=32768, batch=8) == cli_json(
+        "serve", "llama3-70b", "--context", "32k", "--batch", 8, "--format", "json"
+    )
+
+
+def test_bad_input_raises_the_one_line_error():
+    with pytest.raises(PlannerError, match="gpus must be a positive integer") as error:
+        plan("llama2-13b", gpus=0)
+    assert error.value.exit_code == 2
+    with pytest.raises(PlannerError, match="did you mean"):
+        plan("llama-2-13b", gpus=8)
+    with pytest.raises(PlannerError, match="unknown option"):
+        plan("llama2-13b", gpus=8, tensor_parallel=2)
+
+
+def test_the_readme_examples_run():
+    """Every ``python`` block of the README's API section runs as written."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Python API") :]
+    blocks = re.findall(r"```python\n(.*?)```", section.split("\n## ", 1)[0], flags=re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
