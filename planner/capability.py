@@ -13,6 +13,7 @@ only: its rules decide ``launch.torchtitan``, not the search).
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import Enum
+from functools import cache
 from typing import Any
 
 from constraints.pipeline import megatron_split_form, stage_layer_counts
@@ -403,10 +404,18 @@ def problems_within(
     can be decided from a partial configuration whose other dimensions are placeholders."""
     return [
         (reason, rule.fix)
-        for rule in RULES
-        if framework in rule.frameworks and rule.reads and rule.reads <= groups
+        for rule in rules_within(groups, framework)
         for reason in rule.check(model, training, config)
     ]
+
+
+@cache
+def rules_within(groups: frozenset[Group], framework: Framework) -> tuple[Rule, ...]:
+    """The rules of ``framework`` that read only dimensions of ``groups`` (and at least one), in
+    order; cached, as the space asks once per table row."""
+    return tuple(
+        rule for rule in RULES if framework in rule.frameworks and rule.reads and rule.reads <= groups
+    )
 
 
 def reasons_within(

@@ -60,6 +60,8 @@ ACTIVATIONS_TABLE = frozenset({Group.LAYOUT, Group.ACTIVATIONS, Group.MICRO_BATC
 """Dimensions of the (layout, activations, micro-batch) table: activations; the pipeline's time."""
 STATES_FIELDS = group_fields(Group.STATES)
 ACTIVATIONS_FIELDS = group_fields(Group.ACTIVATIONS)
+SEARCHED_FIELDS = LAYOUT_FIELDS + STATES_FIELDS + ACTIVATIONS_FIELDS
+"""The fields of one layout, states and activations domain value, concatenated in that order."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -78,17 +80,20 @@ class Space:
 
     def config(self, layout: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
         """The parallel layout at these domain indices."""
-        mesh = dict(zip(LAYOUT_FIELDS, self.layouts[layout], strict=True))
-        tp = mesh["tp"]
-        sp = (tp > 1) if self.sequence_parallel is None else (self.sequence_parallel and tp > 1)
-        return ParallelConfig(
-            **mesh,
-            **dict(zip(STATES_FIELDS, self.zero_stages[zero], strict=True)),
-            **dict(zip(ACTIVATIONS_FIELDS, self.recomputes[recompute], strict=True)),
-            micro_batch_size=self.micro_batches[mbs],
-            dp=self.gpus // (tp * mesh["cp"] * mesh["pp"]),
-            sequence_parallel=sp,
+        values = dict(
+            zip(
+                SEARCHED_FIELDS,
+                self.layouts[layout] + self.zero_stages[zero] + self.recomputes[recompute],
+                strict=True,
+            )
         )
+        tp = values["tp"]
+        values["micro_batch_size"] = self.micro_batches[mbs]
+        values["dp"] = self.gpus // (tp * values["cp"] * values["pp"])
+        values["sequence_parallel"] = (
+            (tp > 1) if self.sequence_parallel is None else (self.sequence_parallel and tp > 1)
+        )
+        return ParallelConfig(**values)
 
     def mbs_fits(self, layout: int, mbs: int, global_batch: int) -> bool:
         """dp * mbs divides the global batch (grad accumulation is a whole number); interleaved
@@ -253,12 +258,13 @@ def compile_terms(
         states[p, z] = tuple(per_stage)
         dpt[p, z] = time_units(sum(data_parallel_time(model, hardware, training, config, constants).values()))
     for p, r in product(range(len(space.layouts)), range(len(space.recomputes))):
-        if reasons_within(ACTIVATIONS_TABLE, framework, model, training, space.config(p, 0, r, 0)):
+        fitting = [
+            u for u in range(len(space.micro_batches)) if space.mbs_fits(p, u, training.global_batch_size)
+        ]
+        configs = {u: space.config(p, 0, r, u) for u in fitting}
+        if not configs or reasons_within(ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]):
             continue
-        for u in range(len(space.micro_batches)):
-            if not space.mbs_fits(p, u, training.global_batch_size):
-                continue
-            config = space.config(p, 0, r, u)
+        for u, config in configs.items():
             acts[p, r, u] = tuple(
                 bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
                 for st in loaded_stages(config)
