@@ -1,8 +1,10 @@
-"""A small, stable Python API: the documents ``plan`` and ``plan serve`` print, for scripts.
+"""A small, stable Python API: the documents ``plan``, ``plan sweep`` and ``plan serve`` print, for
+scripts.
 
-    from planner.api import plan, serve
+    from planner.api import plan, serve, sweep
     doc = plan("llama2-13b", gpus=64, mem="80GB")          # the plan document (README "The plan document")
     doc["parallelism"]["tp"], doc["fits"]
+    sweep("llama3-8b", gpus="8..64", gpu=["a100-80gb", "h100-80gb"], tokens="1T")  # plan sweep --format json
     serve("llama3-70b", gpu="h100-80gb", context=32768)    # the serving document
 
 Arguments mirror the CLI options (the same defaults, the same checks); every bad input raises
@@ -15,6 +17,8 @@ from dataclasses import replace
 from typing import Any
 
 from constraints.serving import NumberFormat
+from planner.capacity import parse_gpu_counts, parse_prices, parse_tokens
+from planner.capacity import sweep as sweep_points
 from planner.defaults import default_global_batch, default_seq_len, target_global_batch
 from planner.document import document
 from planner.errors import PlannerError
@@ -32,7 +36,7 @@ from planner.specs import (
     ZeroStage,
 )
 
-__all__ = ["PlannerError", "plan", "serve"]
+__all__ = ["PlannerError", "plan", "serve", "sweep"]
 
 DEFAULT_GPU = "h100-80gb"
 DEFAULT_GENERATE = 512
@@ -70,16 +74,8 @@ def plan(
     for name, value in [("gpus", gpus), *sizes.items()]:
         if not isinstance(value, int) or value <= 0:
             raise PlannerError(f"{name} must be a positive integer, got {value!r}")
-    seq = seq_len or default_seq_len(spec.max_position_embeddings)
-    share, fixed = (
-        (DEFAULT_RESERVE_FRACTION, DEFAULT_RESERVE_FIXED_BYTES) if reserve is None else parse_reserve(reserve)
-    )
-    training = TrainingSpec(
-        seq_len=seq,
-        global_batch_size=global_batch or target_global_batch(seq),
-        precision=Precision(precision),
-        reserve_fraction=share,
-        reserve_fixed_bytes=fixed,
+    training = _training(
+        seq_len or default_seq_len(spec.max_position_embeddings), global_batch, precision, reserve
     )
     pins = Pins(
         **{("micro_batch_size" if k == "mbs" else k): v for k, v in sizes.items()},
@@ -103,6 +99,65 @@ def plan(
         global_batch_note=note,
     )
     return document(req, run(req))
+
+
+def _training(seq: int, global_batch: int | None, precision: str, reserve: str | None) -> TrainingSpec:
+    """The training run of ``plan`` and ``plan sweep``, with the CLI's defaults."""
+    share, fixed = (
+        (DEFAULT_RESERVE_FRACTION, DEFAULT_RESERVE_FIXED_BYTES) if reserve is None else parse_reserve(reserve)
+    )
+    return TrainingSpec(
+        seq_len=seq,
+        global_batch_size=global_batch or target_global_batch(seq),
+        precision=Precision(precision),
+        reserve_fraction=share,
+        reserve_fixed_bytes=fixed,
+    )
+
+
+def sweep(
+    model: str,
+    gpus: str = "8..1024",
+    *,
+    gpu: str | list[str] = DEFAULT_GPU,
+    mem: str | None = None,
+    seq_len: int | list[int] | None = None,
+    global_batch: int | None = None,
+    precision: str = "bf16",
+    reserve: str | None = None,
+    tokens: str | None = None,
+    price_per_gpu_hour: float | None = None,
+    prices: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    """The document of ``plan sweep MODEL --gpus GPUS --format json``: ``rows``, ``min_gpus`` and
+    ``scaling_baseline``. ``gpus`` takes the CLI's forms (``8..1024``, ``8..64x8``, ``8,16,48``),
+    ``gpu`` one preset or file or a list of them, ``seq_len`` one length or a list, ``tokens`` a
+    budget such as ``2T``, ``prices`` GPU-hour prices by GPU type (``price_per_gpu_hour`` for every
+    type not named)."""
+    spec = load_model(model)
+    names = [gpu] if isinstance(gpu, str) else list(gpu)
+    if not names:
+        raise PlannerError("gpu: name at least one GPU preset or hardware file")
+    hardwares = [_hardware(name, mem) for name in names]
+    lengths = seq_len if isinstance(seq_len, list) else [seq_len]
+    for value in [global_batch, *lengths]:
+        if value is not None and (not isinstance(value, int) or value <= 0):
+            raise PlannerError(f"seq_len and global_batch must be positive integers, got {value!r}")
+    trainings = [
+        _training(seq or default_seq_len(spec.max_position_embeddings), global_batch, precision, reserve)
+        for seq in lengths
+    ]
+    entries = tuple(f"{name}={price}" for name, price in (prices or {}).items())
+    answer = sweep_points(
+        spec,
+        hardwares,
+        trainings,
+        parse_gpu_counts(gpus),
+        tokens=parse_tokens(tokens) if tokens else None,
+        prices=parse_prices(entries, price_per_gpu_hour),
+        batch_given=global_batch is not None,
+    )
+    return answer.as_dict()
 
 
 def serve(

@@ -2,18 +2,22 @@
 that trains at all, days and GPU-hours for a token budget, and a term-by-term diff of two plans."""
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from constraints import memory as M
 from planner.counts import count_params
+from planner.defaults import default_global_batch
 from planner.document import document
 from planner.errors import PlannerError
 from planner.io import DECIMAL_BASE, parse_count, read_mapping
 from planner.layout import column_values
 from planner.numbers import MAX_SWEEP_POINTS, check_number
 from planner.plan import Request, fits_anywhere, run
+from planner.space import Pins
+from planner.specs import HardwareSpec, ModelSpec, TrainingSpec
 
 SECONDS_PER_DAY = 86_400
 SMALL_COUNTS = (1, 2, 4)  # below one node; from there on, whole nodes
@@ -294,3 +298,71 @@ def _section(doc: dict[str, Any], path: str) -> dict[str, Any]:
             return {}
         node = node[key]
     return node if isinstance(node, dict) else {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Sweep:
+    """The answer of ``plan sweep``: one row per GPU type, sequence length and count, the smallest
+    count that trains per type and length, and the common scaling baselines."""
+
+    rows: list[dict[str, Any]]
+    """``sweep_row`` of each point, with its ``seq_len`` and ``global_batch``."""
+    min_gpus: list[dict[str, Any]]
+    """``{gpu, seq_len, gpus, lower_bound}`` per GPU type and sequence length."""
+    scaling_baseline: list[dict[str, Any]]
+    """The rows ``scaling_efficiency`` is measured against (``with_scaling_efficiency``)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        """The document ``plan sweep --format json`` prints."""
+        return {"rows": self.rows, "min_gpus": self.min_gpus, "scaling_baseline": self.scaling_baseline}
+
+
+Progress = Callable[[int, int, str, int, int], None]
+"""Called before each point: (index from 1, number of points, GPU type, GPU count, sequence length)."""
+
+
+def sweep(
+    model: ModelSpec,
+    hardwares: list[HardwareSpec],
+    trainings: list[TrainingSpec],
+    counts: list[int],
+    *,
+    tokens: float | None = None,
+    prices: dict[str, float] | None = None,
+    batch_given: bool = False,
+    progress: Progress | None = None,
+) -> Sweep:
+    """Plan ``model`` on every GPU type, training (sequence length) and count. Unless the global
+    batch was given, each point takes the default batch for its GPU count
+    (``planner.defaults.default_global_batch``), as ``plan`` does."""
+    rows, smallest = [], []
+    jobs = [(hw, training, n) for hw in hardwares for training in trainings for n in counts]
+    for index, (hardware, training, count) in enumerate(jobs, 1):
+        if progress is not None:
+            progress(index, len(jobs), hardware.name, count, training.seq_len)
+        note = None
+        if not batch_given:
+            choice = default_global_batch(model, training, count, Pins(), hardware.nvlink_domain_gpus)
+            training, note = replace(training, global_batch_size=choice.sequences), choice.note
+        req = Request(
+            model=model,
+            hardware=hardware,
+            training=training,
+            gpus=count,
+            constants=hardware.step_constants,
+            global_batch_note=note,
+        )
+        row = sweep_row(req, tokens, price_of(hardware.name, prices or {}))
+        rows.append({"seq_len": training.seq_len, "global_batch": training.global_batch_size, **row})
+        if count == counts[0]:
+            found = min_gpus(req)
+            smallest.append(
+                {
+                    "gpu": hardware.name,
+                    "seq_len": training.seq_len,
+                    "gpus": found.gpus,
+                    "lower_bound": found.lower_bound,
+                }
+            )
+    baselines = with_scaling_efficiency(rows)
+    return Sweep(rows=rows, min_gpus=smallest, scaling_baseline=baselines)

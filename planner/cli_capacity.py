@@ -3,7 +3,6 @@
 import csv
 import io
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,13 +12,10 @@ from planner.capacity import (
     check_plan_document,
     compare,
     differing_context,
-    min_gpus,
     parse_gpu_counts,
     parse_prices,
     parse_tokens,
-    price_of,
-    sweep_row,
-    with_scaling_efficiency,
+    sweep,
 )
 from planner.chart import require_matplotlib, sweep_chart
 from planner.cli_options import (
@@ -33,14 +29,11 @@ from planner.cli_options import (
     training_options,
 )
 from planner.counts import count_params
-from planner.defaults import default_global_batch
 from planner.io import check_output_file, load_model, read_mapping, write_atomic
 from planner.known_accuracy import accuracy_for
 from planner.layout import columns
 from planner.numbers import json_text
-from planner.plan import Request
 from planner.report import sweep_report, training_summary
-from planner.space import Pins
 from planner.tables import cell, markdown_table, row_cells, text_table
 
 SWEEP_COLUMNS = [
@@ -189,45 +182,25 @@ def sweep_command(
         )
         for seq in parse_seq_lens(seq_len)
     ]
-    hardwares = {name: build_hardware(name, mem, gpus_per_node) for name in gpu_names}
-    rows, smallest = [], []
-    jobs = [(name, training, n) for name in gpu_names for training in trainings for n in counts]
-    for index, (name, training, count) in enumerate(jobs, 1):
+    hardwares = [build_hardware(name, mem, gpus_per_node) for name in gpu_names]
+
+    def progress(index: int, total: int, gpu: str, count: int, seq: int) -> None:
         if sys.stderr.isatty():
-            click.echo(
-                f"\rplanning {index}/{len(jobs)}: {name} x {count} GPUs, seq {training.seq_len}",
-                err=True,
-                nl=False,
-            )
-        hardware = hardwares[name]
-        note = None
-        if global_batch is None:
-            choice = default_global_batch(spec, training, count, Pins(), hardware.nvlink_domain_gpus)
-            training, note = replace(training, global_batch_size=choice.sequences), choice.note
-        req = Request(
-            model=spec,
-            hardware=hardware,
-            training=training,
-            gpus=count,
-            constants=hardware.step_constants,
-            global_batch_note=note,
-        )
-        price = price_of(hardware.name, price_table)
-        row = sweep_row(req, budget, price)
-        rows.append({"seq_len": training.seq_len, "global_batch": training.global_batch_size, **row})
-        if count == counts[0]:
-            found = min_gpus(req)
-            smallest.append(
-                {
-                    "gpu": hardware.name,
-                    "seq_len": training.seq_len,
-                    "gpus": found.gpus,
-                    "lower_bound": found.lower_bound,
-                }
-            )
+            click.echo(f"\rplanning {index}/{total}: {gpu} x {count} GPUs, seq {seq}", err=True, nl=False)
+
+    answer = sweep(
+        spec,
+        hardwares,
+        trainings,
+        counts,
+        tokens=budget,
+        prices=price_table,
+        batch_given=global_batch is not None,
+        progress=progress,
+    )
     if sys.stderr.isatty():
         click.echo("", err=True)
-    baselines = with_scaling_efficiency(rows)
+    rows, smallest, baselines = answer.rows, answer.min_gpus, answer.scaling_baseline
     text = render_sweep(rows, smallest, fmt, baselines)
     if chart is not None:  # written before the table is printed: a failure prints nothing
         budget_text = f", {tokens} tokens" if tokens else ""
@@ -239,7 +212,7 @@ def sweep_command(
         question = {
             "model": spec.name,
             "params": count_params(spec).total,
-            "gpu_types": [build_hardware(n, mem, gpus_per_node).name for n in gpu_names],
+            "gpu_types": [hw.name for hw in hardwares],
             "gpu_counts": counts,
             "seq_lens": ", ".join(f"{t.seq_len:,}" for t in trainings),
             "global_batch": ", ".join(f"{b:,}" for b in dict.fromkeys(r["global_batch"] for r in rows)),

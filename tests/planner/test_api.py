@@ -6,7 +6,7 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from planner.api import PlannerError, plan, serve
+from planner.api import PlannerError, plan, serve, sweep
 from planner.cli import main
 
 from conftest import ROOT
@@ -30,6 +30,43 @@ def test_plan_and_serve_equal_the_cli_documents():
     )
 
 
+def test_sweep_equals_the_cli_document():
+    cli = cli_json(
+        "sweep",
+        "llama3-8b",
+        "--gpus",
+        "8,16",
+        "--gpu",
+        "a100-80gb",
+        "--gpu",
+        "h100-80gb",
+        "--tokens",
+        "1T",
+        "--price",
+        "h100-80gb=3.2",
+        "--price-per-gpu-hour",
+        1.8,
+        "--format",
+        "json",
+    )
+    doc = sweep(
+        "llama3-8b",
+        "8,16",
+        gpu=["a100-80gb", "h100-80gb"],
+        tokens="1T",
+        prices={"h100-80gb": 3.2},
+        price_per_gpu_hour=1.8,
+    )
+    assert doc == cli
+    assert [(r["gpu"], r["gpus"]) for r in doc["rows"]] == [
+        ("a100-80gb", 8),
+        ("a100-80gb", 16),
+        ("h100-80gb", 8),
+        ("h100-80gb", 16),
+    ]
+    assert {r["price_per_gpu_hour"] for r in doc["rows"] if "cost" in r} == {1.8, 3.2}
+
+
 def test_bad_input_raises_the_one_line_error():
     with pytest.raises(PlannerError, match="gpus must be a positive integer") as error:
         plan("llama2-13b", gpus=0)
@@ -38,6 +75,8 @@ def test_bad_input_raises_the_one_line_error():
         plan("llama-2-13b", gpus=8)
     with pytest.raises(PlannerError, match="unknown option"):
         plan("llama2-13b", gpus=8, tensor_parallel=2)
+    with pytest.raises(PlannerError, match="--gpus"):
+        sweep("llama2-13b", "8..4")
 
 
 def test_the_readme_examples_run():
