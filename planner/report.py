@@ -119,7 +119,8 @@ def _assumptions(training: dict[str, Any]) -> list[str]:
         f"{c.cp_overlap:.0%} hidden, tensor-parallel collectives {c.tp_overlap:.0%} hidden; collectives at "
         f"{c.comm_efficiency:.0%} of link bandwidth; large GEMMs at most {c.gemm_max_efficiency:.0%} of peak "
         "(planner/calibration.py, fitted on published runs).",
-        "Pipeline stages hold equal layer counts; the bubble follows 1F1B (interleaved when vpp > 1).",
+        "Pipeline stages hold equal layer counts, or first and last stages up to two layers lighter "
+        "(Megatron's uneven split); the bubble follows 1F1B (interleaved when vpp > 1).",
     ]
 
 
