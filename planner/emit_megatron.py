@@ -100,15 +100,12 @@ def split_args(num_layers: int, config: ParallelConfig) -> list[str]:
     ]
 
 
-def megatron_args(
-    model: ModelSpec,
-    training: TrainingSpec,
-    config: ParallelConfig,
-    save_interval: int = DEFAULT_SAVE_INTERVAL,
-) -> Emitted:
-    """``pretrain_gpt.py`` arguments for the plan, and the reasons it cannot run, if any. Data,
-    tokenizer, checkpointing, logging and overlap take the defaults ``megatron.sh`` exposes as
-    variables (``SCRIPT_VARIABLES``)."""
+Args = tuple[list[str], list[str]]
+"""Arguments and the notes that explain them, one group of ``pretrain_gpt.py`` flags."""
+
+
+def attention_args(model: ModelSpec) -> Args:
+    """The model's width, heads and attention kind: multi-head latent, GQA, explicit head size."""
     notes: list[str] = []
     a: list[str] = [
         "--num-layers",
@@ -144,6 +141,12 @@ def megatron_args(
         a += ["--kv-channels", str(model.head_dim)]
     if model.num_kv_heads != model.num_heads and not model.is_mla:
         a += ["--group-query-attention", "--num-query-groups", str(model.num_kv_heads)]
+    return a, notes
+
+
+def position_and_norm_args(model: ModelSpec, training: TrainingSpec) -> Args:
+    """Sequence length, positions (RoPE and its scaling, learned), MLP gate and norms."""
+    a: list[str] = []
     a += [
         "--seq-length",
         str(training.seq_len),
@@ -168,6 +171,13 @@ def megatron_args(
     ]
     if model.qk_norm:
         a += ["--qk-layernorm"]
+    return a, []
+
+
+def moe_args(model: ModelSpec, training: TrainingSpec) -> Args:
+    """Experts, routing and capacity of a mixture-of-experts model (none for a dense one)."""
+    notes: list[str] = []
+    a: list[str] = []
     if model.is_moe:
         a += [
             "--num-experts",
@@ -207,6 +217,12 @@ def megatron_args(
             "MoE: top-k softmax routing without auxiliary loss; add --moe-aux-loss-coeff "
             "(Mixtral used 0.02) and capacity options to taste"
         )
+    return a, notes
+
+
+def bias_and_dropout_args(model: ModelSpec, training: TrainingSpec) -> Args:
+    """Linear biases, tied embeddings, dropout and the attention kernel."""
+    a: list[str] = []
     linear_bias = model.out_bias or model.mlp_bias
     if not linear_bias:
         a += ["--disable-bias-linear"]
@@ -222,6 +238,13 @@ def megatron_args(
     ]
     if not training.flash_attention:
         a += ["--attention-backend", "unfused"]
+    return a, []
+
+
+def parallel_args(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Args:
+    """The layout: tp, pp (with interleaving and the stage split), cp, ep, sequence parallelism,
+    micro and global batch."""
+    a: list[str] = []
     a += ["--tensor-model-parallel-size", str(config.tp), "--pipeline-model-parallel-size", str(config.pp)]
     if config.vpp > 1:
         a += ["--num-virtual-stages-per-pipeline-rank", str(config.vpp)]
@@ -238,6 +261,13 @@ def megatron_args(
         "--global-batch-size",
         str(training.global_batch_size),
     ]
+    return a, []
+
+
+def precision_and_sharding_args(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Args:
+    """bf16/fp16/FP8, the distributed optimizer or Megatron-FSDP, CPU offload and recompute."""
+    notes: list[str] = []
+    a: list[str] = []
     if training.precision in (Precision.BF16, Precision.FP8):
         a += ["--bf16"]
     if training.precision is Precision.FP8:
@@ -278,6 +308,13 @@ def megatron_args(
             "--recompute-num-layers",
             "1",
         ]
+    return a, notes
+
+
+def data_and_schedule_args(model: ModelSpec, config: ParallelConfig, save_interval: int) -> Args:
+    """Data and tokenizer placeholders, the optimizer schedule, checkpointing and logging."""
+    notes: list[str] = []
+    a: list[str] = []
     a += [
         *MOCK_DATA_ARGS,
         "--tokenizer-type",
@@ -310,8 +347,33 @@ def megatron_args(
         "data and tokenizer default to --mock-data and NullTokenizer: set DATA_PATH and "
         "TOKENIZER_MODEL in megatron.sh (or the environment)"
     )
+    return a, notes
+
+
+def megatron_args(
+    model: ModelSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    save_interval: int = DEFAULT_SAVE_INTERVAL,
+) -> Emitted:
+    """``pretrain_gpt.py`` arguments for the plan, and the reasons it cannot run, if any. Data,
+    tokenizer, checkpointing, logging and overlap take the defaults ``megatron.sh`` exposes as
+    variables (``SCRIPT_VARIABLES``)."""
+    args: list[str] = []
+    notes: list[str] = []
+    for group, group_notes in (
+        attention_args(model),
+        position_and_norm_args(model, training),
+        moe_args(model, training),
+        bias_and_dropout_args(model, training),
+        parallel_args(model, training, config),
+        precision_and_sharding_args(model, training, config),
+        data_and_schedule_args(model, config, save_interval),
+    ):
+        args += group
+        notes += group_notes
     blockers = unsupported_reasons(Framework.MEGATRON, model, training, config)
-    return Emitted(expressible=not blockers, notes=blockers + notes, content=a)
+    return Emitted(expressible=not blockers, notes=blockers + notes, content=args)
 
 
 def megatron_env(config: ParallelConfig) -> dict[str, str]:
