@@ -19,7 +19,7 @@ from typing import Any
 from constraints.serving import NumberFormat
 from planner.capacity import parse_gpu_counts, parse_prices, parse_tokens
 from planner.capacity import sweep as sweep_points
-from planner.defaults import default_global_batch, default_seq_len, target_global_batch
+from planner.defaults import default_seq_len, target_global_batch, with_default_batch
 from planner.document import document
 from planner.errors import PlannerError
 from planner.io import load_hardware, load_model, parse_reserve, parse_size
@@ -84,8 +84,7 @@ def plan(
     )
     note = None
     if global_batch is None:
-        choice = default_global_batch(spec, training, gpus, pins, hardware.nvlink_domain_gpus)
-        training, note = replace(training, global_batch_size=choice.sequences), choice.note
+        training, note = with_default_batch(spec, training, gpus, pins, hardware.nvlink_domain_gpus)
     req = Request(
         model=spec,
         hardware=hardware,

@@ -3,13 +3,13 @@ that trains at all, days and GPU-hours for a token budget, and a term-by-term di
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from constraints import memory as M
 from planner.counts import count_params
-from planner.defaults import default_global_batch
+from planner.defaults import with_default_batch
 from planner.document import document
 from planner.errors import PlannerError
 from planner.io import DECIMAL_BASE, parse_count, read_mapping
@@ -334,7 +334,7 @@ def sweep(
 ) -> Sweep:
     """Plan ``model`` on every GPU type, training (sequence length) and count. Unless the global
     batch was given, each point takes the default batch for its GPU count
-    (``planner.defaults.default_global_batch``), as ``plan`` does."""
+    (``planner.defaults.with_default_batch``), as ``plan`` does."""
     rows, smallest = [], []
     jobs = [(hw, training, n) for hw in hardwares for training in trainings for n in counts]
     for index, (hardware, training, count) in enumerate(jobs, 1):
@@ -342,8 +342,7 @@ def sweep(
             progress(index, len(jobs), hardware.name, count, training.seq_len)
         note = None
         if not batch_given:
-            choice = default_global_batch(model, training, count, Pins(), hardware.nvlink_domain_gpus)
-            training, note = replace(training, global_batch_size=choice.sequences), choice.note
+            training, note = with_default_batch(model, training, count, Pins(), hardware.nvlink_domain_gpus)
         req = Request(
             model=model,
             hardware=hardware,

@@ -28,7 +28,7 @@ from planner.cli_options import (
 )
 from planner.cli_profile import calibrate_command, profile_command
 from planner.cli_serve import serve_command
-from planner.defaults import default_global_batch
+from planner.defaults import with_default_batch
 from planner.document import document, document_and_launch
 from planner.errors import DOES_NOT_FIT_EXIT_CODE, USAGE_EXIT_CODE
 from planner.fileset import check_output_dir, write_file_set
@@ -320,8 +320,7 @@ def train(
     )
     batch_note = None
     if global_batch is None:
-        choice = default_global_batch(spec, training, gpus, pins, hardware.nvlink_domain_gpus)
-        training, batch_note = replace(training, global_batch_size=choice.sequences), choice.note
+        training, batch_note = with_default_batch(spec, training, gpus, pins, hardware.nvlink_domain_gpus)
     req = Request(
         model=spec,
         hardware=hardware,

@@ -1,7 +1,7 @@
 """Defaults of a training request that depend on the model and the cluster: sequence length and
 global batch. Every entry point (CLI, ``planner.api``, sweeps) takes them from here."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from planner.space import Pins, build_space
 from planner.specs import ModelSpec, TrainingSpec
@@ -54,3 +54,12 @@ def default_global_batch(
         note=f"default: ~4M tokens per step ({target} sequences) rounded to a multiple of the "
         f"{gpus} GPUs, which every layout's dp divides: {multiple} x {training.seq_len} tokens",
     )
+
+
+def with_default_batch(
+    model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, nvlink_domain_gpus: int
+) -> tuple[TrainingSpec, str]:
+    """``training`` with the default global batch of this GPU count (``default_global_batch``),
+    and the note saying how it was chosen."""
+    choice = default_global_batch(model, training, gpus, pins, nvlink_domain_gpus)
+    return replace(training, global_batch_size=choice.sequences), choice.note

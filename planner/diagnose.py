@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from constraints.units import BYTES_PER_GIB
 from planner.deadline import NO_DEADLINE, Deadline
-from planner.defaults import default_global_batch
+from planner.defaults import with_default_batch
 from planner.evaluate import memory, num_microbatches
 from planner.layout import parallelism_block
 from planner.search import Candidate, brute_force, least_memory
@@ -29,8 +29,7 @@ def fits_anywhere(
     training, hardware = training or req.training, hardware or req.hardware
     pins = replace(req.pins, dp=None)
     if req.global_batch_note is not None and gpus != req.gpus:
-        choice = default_global_batch(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
-        training = replace(training, global_batch_size=choice.sequences)
+        training, _ = with_default_batch(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
     space = build_space(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
     terms = compile_terms(space, req.model, hardware, training, req.constants)
     best = least_memory(space, terms)
