@@ -62,11 +62,12 @@ def end_stage_splits(
         return ((num_layers, num_layers),)
     # Enumerated from the heaviest stage's count ``m`` (a middle one; with pp = 2 the heavier end):
     # both ends lie in [m - max_trim, m], the middle ranks take m each, and the last end is what
-    # remains. Linear in the layers (the direct test of every (first, last) pair was quadratic,
-    # and ``build_space`` asks for every pp).
+    # remains, so ``m*pp - 2*max_trim <= num_layers <= m*pp`` bounds ``m``: a few steps for any
+    # size (the direct test of every (first, last) pair was quadratic in the layers, and
+    # ``build_space`` asks for every pp).
     splits = []
     middle_ranks = pp - 2
-    for m in range(1, num_layers + 1):
+    for m in range(max(1, num_layers // pp), (num_layers + 2 * max_trim) // pp + 1):
         for first in range(max(1, m - max_trim), m + 1):
             last = num_layers - first - m * middle_ranks
             if pp == 2 and max(first, last) != m:
