@@ -23,6 +23,12 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   table's columns cannot say (DeepSeek-V3's latent attention and dense first layers, Qwen3's
   128-wide heads on a 4096-wide model and its QK norms, biases, tied embeddings); the training-run
   settings stay the rows' (dropout above);
+- a row whose layers do not split evenly over its pipeline (and virtual) stages holds them as
+  Megatron-LM's uneven split does: the middle stages the same, the first and last lighter by the
+  fewest layers the planner searches (``planner.rules.pipeline_splits``; Llama 3.1 405B on pp 16:
+  7, 8 x 14, 7), the two ends as even as they can be, the first the heavier on a tie; a row with
+  no such split, or one Megatron cannot build with its vpp (``megatron_split_form``), is skipped as
+  not representable;
 - ``selective (norm, act)`` recompute (Megatron-Core's per-module ``--recompute-modules``) is read
   as the planner's ``selective`` until per-module recompute exists: both keep the layer's GEMM
   inputs and recompute only cheap, memory-bound parts.
@@ -34,10 +40,12 @@ from pathlib import Path
 
 import yaml
 
+from constraints.pipeline import megatron_split_form
 from planner.evaluate import memory
 from planner.hardware import preset
 from planner.io import bundled_models, load_model
 from planner.performance import step_flops_per_token
+from planner.rules import pipeline_splits
 from planner.specs import (
     Framework,
     HardwareSpec,
@@ -182,6 +190,18 @@ def bundled_architecture(m: dict) -> ModelSpec | None:
     return matches[0] if len(matches) == 1 else None
 
 
+def stage_split(model: ModelSpec, pp: int, vpp: int) -> tuple[int, int]:
+    """(first, last) stage layers of a published layout: ``(0, 0)`` for the even split, else the
+    uneven split with the least trimmed ends (see the module docstring)."""
+    splits = pipeline_splits(model, pp, vpp)
+    if (0, 0) in splits:
+        return 0, 0
+    built = [s for s in splits if megatron_split_form(model.num_layers, pp, vpp, *s) is not None]
+    if not built:
+        raise ValueError(f"{model.num_layers} layers do not split over pp {pp} with vpp {vpp}")
+    return max(built, key=lambda s: (s[0] + s[1], -abs(s[0] - s[1]), s[0]))
+
+
 def precision_of(entry: dict) -> Precision:
     """``fp8``, ``FP8-CS``, ``FP8-MX`` are FP8 training; ``fp16`` FP16; anything else (``bf16``,
     ``BF16``, ``amp_bf16``, annotated variants) bf16."""
@@ -214,7 +234,10 @@ def row_of(entry: dict) -> Row:
         else Framework.MEGATRON,
         flash_attention=flash,
     )
+    first, last = stage_split(model, pp, p.get("vpp") or 1)
     config = ParallelConfig(
+        first_stage_layers=first,
+        last_stage_layers=last,
         tp=tp,
         pp=pp,
         dp=dp,

@@ -105,3 +105,18 @@ def test_rows_of_a_bundled_model_take_its_whole_architecture():
     # a column that disagrees with every bundled model: the row is built from its columns alone
     other = model_of(_deepseek_v3_columns(layers=60))
     assert not other.is_mla and other.head_dim == 7168 // 128 and other.num_layers == 60
+
+
+def test_published_layouts_whose_layers_do_not_divide_take_megatrons_uneven_split():
+    """The Llama 3 paper (Dubey et al. 2024, section 3.3.2) trained 405B's 126 layers on pp 16 by
+    removing one layer from each of the first and last stages: 7, 8 x 14, 7."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from planner.io import load_model
+
+    from published import stage_split
+
+    llama = load_model("llama3.1-405b")
+    assert stage_split(llama, 16, 1) == (7, 7)
+    assert stage_split(llama, 2, 1) == (0, 0)  # 63 each: the even split
+    with pytest.raises(ValueError, match="61 layers do not split over pp 2 with vpp 4"):
+        stage_split(load_model("deepseek-v3"), 2, 4)
