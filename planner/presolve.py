@@ -15,6 +15,7 @@ imports OR-Tools: brute force and the tests use it without the solver.
 """
 
 from collections.abc import Callable
+from operator import add
 from dataclasses import dataclass
 
 Row = tuple[tuple[int, ...], tuple[int, ...]]
@@ -53,18 +54,24 @@ def reduce_rows(
     capacity: int,
     top: int,
 ) -> Reduced:
-    """The three reductions in turn: capacity, dominance, bound."""
-    states = undominated([row for row in states_rows if max(row[1]) <= capacity], state_cost, top)
-    acts = undominated([row for row in act_rows if max(row[1]) <= capacity], act_cost, top)
+    """The three reductions: capacity, then the bound (a pass over the rows, which leaves few),
+    then dominance (comparisons within a layout, now cheap). Each is exact on any set of rows that
+    holds the ``top`` best plans, so their order is free; each row's cost is computed once."""
+    states = [row for row in states_rows if max(row[1]) <= capacity]
+    acts = [row for row in act_rows if max(row[1]) <= capacity]
+    state_cost = {key: state_cost(key) for key, _ in states}.__getitem__
+    act_cost = {key: act_cost(key) for key, _ in acts}.__getitem__
     known = incumbents(states, acts, state_cost, act_cost, capacity, top)
     cutoff = known[top - 1].objective if len(known) >= top else None
     states, acts = within_bound(states, acts, state_cost, act_cost, cutoff)
+    states = undominated(states, state_cost, top)
+    acts = undominated(acts, act_cost, top)
     return Reduced(states=states, activations=acts, known=known)
 
 
 def fits_together(states_mem: tuple[int, ...], act_mem: tuple[int, ...], capacity: int) -> bool:
     """Whether two rows' memory, summed stage by stage, stays within ``capacity`` on every stage."""
-    return all(s + a <= capacity for s, a in zip(states_mem, act_mem, strict=True))
+    return max(map(add, states_mem, act_mem)) <= capacity
 
 
 def by_layout(rows: list[Row], cost: Callable[[tuple[int, ...]], int]) -> dict[int, list[Row]]:
@@ -100,28 +107,31 @@ def incumbents(
     capacity: int,
     top: int,
 ) -> list[Incumbent]:
-    """Plans that fit, found greedily, best first (at most ``top`` per layout): on each layout, its
-    cheapest activations rows that fit beside the layout's lightest states row, each with the
-    cheapest states row that fits beside it. About linear in the rows for a given ``top``; good
-    plans, not necessarily the best."""
-    found: set[Incumbent] = set()
+    """Plans that fit, found greedily, best first: on each layout, its cheapest activations row
+    that fits beside the layout's lightest states row, with the cheapest states row that fits
+    beside it; then, on the ``top`` layouts whose plan is best, up to ``top`` such plans each.
+    About linear in the rows for a given ``top``; good plans, not necessarily the best."""
     states_by_layout = by_layout(states_rows, state_cost)
-    for p, acts in by_layout(act_rows, act_cost).items():
-        states = states_by_layout.get(p, [])
+    acts_by_layout = by_layout(act_rows, act_cost)
+
+    def plans(p: int, count: int) -> list[Incumbent]:
+        states = states_by_layout.get(p)
         if not states:
-            continue
+            return []
         lightest = min(states, key=lambda row: max(row[1]))[1]
-        taken = 0
-        for act_key, act_mem in acts:
-            if taken == top:
+        found = []
+        for act_key, act_mem in acts_by_layout[p]:
+            if len(found) == count:
                 break
-            if not fits_together(lightest, act_mem, capacity):
-                continue
-            state_key = next(key for key, mem in states if fits_together(mem, act_mem, capacity))
-            objective = state_cost(state_key) + act_cost(act_key)
-            found.add(Incumbent(objective=objective, states=state_key, activations=act_key))
-            taken += 1
-    return sorted(found, key=lambda c: c.objective)
+            if fits_together(lightest, act_mem, capacity):
+                state_key = next(key for key, mem in states if fits_together(mem, act_mem, capacity))
+                objective = state_cost(state_key) + act_cost(act_key)
+                found.append(Incumbent(objective=objective, states=state_key, activations=act_key))
+        return found
+
+    first = sorted((plan for p in acts_by_layout for plan in plans(p, 1)), key=lambda c: c.objective)
+    more = {plan for best in first[:top] for plan in plans(best.states[0], top)}
+    return sorted(more.union(first), key=lambda c: c.objective)
 
 
 def within_bound(
