@@ -15,8 +15,8 @@ imports OR-Tools: brute force and the tests use it without the solver.
 """
 
 from collections.abc import Callable
-from operator import add
 from dataclasses import dataclass
+from operator import add
 
 Row = tuple[tuple[int, ...], tuple[int, ...]]
 """One table row: its key (the layout index first) and its memory on each loaded stage."""
