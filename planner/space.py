@@ -259,12 +259,17 @@ def compile_terms(
     hardware: HardwareSpec,
     training: TrainingSpec,
     constants: StepTimeConstants | None = None,
+    *,
+    times: bool = True,
 ) -> Terms:
     """Evaluate every term over only the dimensions it depends on (not for layouts whose token
-    dispatcher ``slower_dispatchers`` rules out)."""
+    dispatcher ``slower_dispatchers`` rules out); with ``times`` False only the memory tables (the
+    time tables stay empty: whether anything fits needs no step time, and the step time is most of
+    the work)."""
     states, acts, pipe, dpt = {}, {}, {}, {}
     framework = training.framework
-    slower = slower_dispatchers(space, model, hardware, training, constants)
+    # the dispatcher changes no memory: a memory-only probe keeps every layout
+    slower = slower_dispatchers(space, model, hardware, training, constants) if times else frozenset()
     for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
         config = space.config(p, z, 0, 0)
         if p in slower or reasons_within(STATES_TABLE, framework, model, training, config):
@@ -274,7 +279,10 @@ def compile_terms(
             mem = stage_memory(model, hardware, training, config, st)
             per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
         states[p, z] = tuple(per_stage)
-        dpt[p, z] = time_units(sum(data_parallel_time(model, hardware, training, config, constants).values()))
+        if times:
+            dpt[p, z] = time_units(
+                sum(data_parallel_time(model, hardware, training, config, constants).values())
+            )
     for p, r in product(range(len(space.layouts)), range(len(space.recomputes))):
         fitting = [
             u
@@ -289,9 +297,10 @@ def compile_terms(
                 bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
                 for st in loaded_stages(config)
             )
-            pipe[p, r, u] = time_units(
-                sum(pipeline_time(model, hardware, training, config, constants).values())
-            )
+            if times:
+                pipe[p, r, u] = time_units(
+                    sum(pipeline_time(model, hardware, training, config, constants).values())
+                )
     return Terms(states, acts, pipe, dpt)
 
 
