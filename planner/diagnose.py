@@ -1,6 +1,7 @@
 """Infeasibility: the smallest changes that would make a plan fit (more GPUs, more memory, no pins,
 CPU offload, a shorter sequence), within the command's deadline."""
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -36,11 +37,17 @@ def fits_anywhere(
 
 
 def smallest_fixes(
-    req: "Request", closest: Candidate | None, space: Space, deadline: Deadline = NO_DEADLINE
+    req: "Request",
+    closest: Candidate | None,
+    space: Space,
+    deadline: Deadline = NO_DEADLINE,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Fewest GPUs at this memory, least memory at this GPU count, the best plan without the pins
     or with CPU offload allowed, shortest fitting sequence. Each probe starts only before the
-    ``deadline``; the fixes it leaves out are listed under ``not_searched``."""
+    ``deadline``, and says what it tries to ``progress``; the fixes it leaves out are listed under
+    ``not_searched``."""
+    say = progress or (lambda message: None)
     fixes: dict[str, Any] = {}
     skipped: list[str] = []
     if closest is not None:
@@ -52,6 +59,7 @@ def smallest_fixes(
         if deadline.expired:
             skipped.append("min_gpus_at_this_memory")
             break
+        say(f"nothing fits; the fewest GPUs that would: trying {count}")
         if fits_anywhere(req, count):
             fixes["min_gpus_at_this_memory"] = count
             break
@@ -60,20 +68,25 @@ def smallest_fixes(
     if req.pins != free:
         if deadline.expired:
             skipped.append("unpinned_plan")
-        elif best := best_plan(req, free):
-            fixes["unpinned_plan"] = best
+        else:
+            say("nothing fits; trying without the pins")
+            if best := best_plan(req, free):
+                fixes["unpinned_plan"] = best
     pinned_offload = (req.pins.optimizer_offload, req.pins.activation_offload) != (None, None)
     if not req.pins.allow_offload and not pinned_offload:
         if deadline.expired:
             skipped.append("offload_plan")
-        elif best := best_plan(req, replace(req.pins, allow_offload=True)):
-            fixes["offload_plan"] = best
+        else:
+            say("nothing fits; trying CPU offload")
+            if best := best_plan(req, replace(req.pins, allow_offload=True)):
+                fixes["offload_plan"] = best
     seq = req.training.seq_len // 2
     while seq >= MIN_FIX_SEQ_LEN:
         if deadline.expired:
             skipped.append("max_seq_len_that_fits")
             break
         shorter = replace(req.training, seq_len=seq)
+        say(f"nothing fits; the longest sequence that would: trying {seq}")
         if fits_anywhere(req, req.gpus, training=shorter):
             fixes["max_seq_len_that_fits"] = seq
             break
