@@ -5,14 +5,16 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from constraints import memory as M
 from constraints.units import BYTES_PER_GIB
 from planner.deadline import NO_DEADLINE, Deadline
 from planner.defaults import with_default_batch
-from planner.evaluate import memory, num_microbatches
+from planner.evaluate import memory, num_microbatches, stage_params
 from planner.layout import parallelism_block
+from planner.numbers import MAX_GPUS
 from planner.search import Candidate, brute_force, fits_within
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
-from planner.specs import HardwareSpec, TrainingSpec
+from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 
 if TYPE_CHECKING:
     from planner.plan import Request
@@ -29,11 +31,32 @@ def fits_anywhere(
     follows the GPU count (``planner.defaults``)."""
     training, hardware = training or req.training, hardware or req.hardware
     pins = replace(req.pins, dp=None)
+    if gpus < min_gpus_for_states(req.model, training, hardware, pins):
+        return False  # the model states alone overflow these GPUs: nothing to tabulate
     if req.global_batch_note is not None and gpus != req.gpus:
         training, _ = with_default_batch(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
     space = build_space(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
     terms = compile_terms(space, req.model, hardware, training, req.constants, times=False)
     return fits_within(terms, capacity_units(hardware))
+
+
+def min_gpus_for_states(model: ModelSpec, training: TrainingSpec, hardware: HardwareSpec, pins: Pins) -> int:
+    """Fewer GPUs than this cannot hold the model states (``constraints.memory.min_gpus_for_states``
+    with the parameters the evaluator counts on one unsplit rank, the least any layout holds in
+    all); 1 when the pins let the optimizer go to the CPU, which the bound does not cover."""
+    if pins.allow_offload or pins.optimizer_offload:
+        return 1
+    params = stage_params(model, training, ParallelConfig(tp=1, pp=1, dp=1), 0).params
+    prec = training.precision
+    per_param = (
+        M.weight_bytes_per_param(prec, training.fp8_param_gather)
+        + M.grad_bytes_per_param(prec, training.framework)
+        + M.optimizer_bytes_per_param(prec)
+    )
+    usable = hardware.memory_bytes - M.reserve_bytes(
+        hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes
+    )
+    return M.min_gpus_for_states(params, per_param, usable) if usable > 0 else MAX_GPUS + 1
 
 
 def smallest_fixes(
