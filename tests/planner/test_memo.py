@@ -1,54 +1,96 @@
-"""The evaluator's small cache: the same arguments give the same result without a second call;
-equal but distinct arguments, and entries pushed out, are computed again."""
+"""The evaluator's cache (``planner.memo.by_fields_read``): a result is reused only for a
+configuration whose fields read by the computation are equal, and the other arguments identical."""
 
+import random
 from dataclasses import replace
 
-from planner.evaluate import layer_activation_bytes
-from planner.memo import RECENT_CALLS, recent_calls
+import pytest
+
+from planner.evaluate import layer_activation_bytes, stage_activation_bytes, stage_params
+from planner.hardware import preset
+from planner.io import load_model
+from planner.memo import by_fields_read
+from planner.space import Pins, build_space
 from planner.specs import ParallelConfig, Recompute, TrainingSpec
+from planner.stepmodel import head_operations, layer_operations
 
 
 def counting():
     calls = []
 
-    @recent_calls
-    def double(x):
-        calls.append(x)
-        return [2 * v for v in x]
+    @by_fields_read(1)
+    def expert_width(scale, config):
+        calls.append(config.ep)
+        return scale * (config.tp if config.ep > 1 else 1)  # tp is read only when ep > 1
 
-    return double, calls
-
-
-def test_a_repeat_is_served_from_the_cache():
-    double, calls = counting()
-    arg = (1, 2)
-    assert double(arg) == [2, 4] and double(arg) is double(arg)
-    assert calls == [arg]
+    return expert_width, calls
 
 
-def test_equal_but_distinct_arguments_are_computed_again():
-    double, calls = counting()
-    first, second = [1, 2], [1, 2]
-    assert double(first) == double(second)
+def test_a_result_is_reused_only_while_the_fields_read_are_equal():
+    width, calls = counting()
+    scale = 3
+    base = ParallelConfig(tp=2, pp=1, dp=4, ep=1)
+    assert width(scale, base) == 3
+    assert width(scale, replace(base, tp=4, pp=2, dp=2)) == 3  # tp and pp were not read: reused
+    assert len(calls) == 1
+    assert width(scale, replace(base, ep=2, dp=4)) == 6  # ep differs: computed, and tp read
+    assert width(scale, replace(base, ep=2, dp=4, pp=2)) == 6  # reused
+    assert width(scale, replace(base, ep=2, tp=4, dp=4)) == 12  # tp, read this time, differs
+    assert len(calls) == 3
+
+
+def test_other_arguments_are_matched_by_identity():
+    width, calls = counting()
+    config = ParallelConfig(tp=2, pp=1, dp=4, ep=2)
+    first, second = [2], [2]
+    width(first, config)
+    width(first, replace(config))
+    width(second, config)
     assert len(calls) == 2
 
 
-def test_old_entries_are_dropped():
-    double, calls = counting()
-    args = [(i,) for i in range(RECENT_CALLS + 1)]
-    for arg in args:
-        double(arg)
-    double(args[-1])
-    assert len(calls) == RECENT_CALLS + 1  # the newest is still there
-    double(args[0])
-    assert len(calls) == RECENT_CALLS + 2  # the oldest was not
+def test_the_configuration_cannot_be_written_through_the_stand_in():
+    @by_fields_read(0)
+    def change(config):
+        config.tp = 3
+
+    with pytest.raises(AttributeError, match="read-only"):
+        change(ParallelConfig(tp=2, pp=1, dp=4))
 
 
-def test_a_cached_layer_is_the_layer_of_its_own_arguments(llama13b):
-    """A configuration that differs in one field gets its own answer, not the cached one."""
-    training = TrainingSpec(seq_len=4096, global_batch_size=64)
-    config = ParallelConfig(tp=2, pp=1, dp=4, micro_batch_size=1)
-    one = layer_activation_bytes(llama13b, training, config, Recompute.NONE)
-    two = layer_activation_bytes(llama13b, training, replace(config, micro_batch_size=2), Recompute.NONE)
-    assert two == 2 * one
-    assert layer_activation_bytes(llama13b, training, config, Recompute.FULL) < one
+def test_cached_layers_equal_the_uncached_ones():
+    """Every cached function of the evaluator, warmed by a whole space's configurations, gives
+    for a sample of them what it computes without the cache (``__wrapped__``)."""
+    model, hardware = load_model("mixtral-8x7b"), preset("h100-80gb")
+    training = TrainingSpec(seq_len=4096, global_batch_size=256)
+    space = build_space(model, training, 64, Pins(allow_offload=True), hardware.nvlink_domain_gpus)
+    c = hardware.step_constants
+    configs = [
+        space.config(p, z, r, u)
+        for p in range(len(space.layouts))
+        for z in range(len(space.zero_stages))
+        for r in range(len(space.recomputes))
+        for u in range(len(space.micro_batches))
+        if space.mbs_fits(p, u, training.global_batch_size)
+    ]
+    for config in configs:  # warm the caches with every configuration
+        layer_operations(model, hardware, training, config, c)
+    sample = random.Random(3).sample(configs, 300)
+    for config in sample:
+        stage = config.pp - 1
+        assert layer_operations(model, hardware, training, config, c) == layer_operations.__wrapped__(
+            model, hardware, training, config, c
+        )
+        assert head_operations(model, hardware, training, config, c) == head_operations.__wrapped__(
+            model, hardware, training, config, c
+        )
+        for recompute in Recompute:
+            assert layer_activation_bytes(model, training, config, recompute) == (
+                layer_activation_bytes.__wrapped__(model, training, config, recompute)
+            )
+        assert stage_params(model, training, config, stage) == stage_params.__wrapped__(
+            model, training, config, stage
+        )
+        assert stage_activation_bytes(model, training, config, 0) == stage_activation_bytes.__wrapped__(
+            model, training, config, 0
+        )
