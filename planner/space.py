@@ -268,6 +268,7 @@ def compile_terms(
     the work)."""
     states, acts, pipe, dpt = {}, {}, {}, {}
     framework = training.framework
+    constants = constants or hardware.step_constants  # once: a profile's are rebuilt on each access
     # the dispatcher changes no memory: a memory-only probe keeps every layout
     slower = slower_dispatchers(space, model, hardware, training, constants) if times else frozenset()
     for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
