@@ -18,6 +18,7 @@ from typing import Any
 
 from constraints.pipeline import megatron_split_form, stage_layer_counts
 from planner.layout import Group
+from planner.memo import by_fields_read
 from planner.rules import expert_tensor_parallel_reasons
 from planner.specs import (
     Dispatcher,
@@ -472,6 +473,7 @@ def rules_within(groups: frozenset[Group], framework: Framework) -> tuple[Rule, 
     )
 
 
+@by_fields_read(4)  # the space asks once per table row; most rows share the fields the rules read
 def reasons_within(
     groups: frozenset[Group], framework: Framework, model: ModelSpec, training: TrainingSpec, config: Any
 ) -> list[str]:

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field, make_dataclass
 from enum import Enum
 from itertools import product
 
+from constraints import memory as M
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
-from planner.evaluate import loaded_stages, stage_activation_bytes, stage_memory
+from planner.evaluate import loaded_stages, stage_activation_bytes, stage_states_bytes
 from planner.layout import DIMENSIONS, Group, group_fields
 from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
 from planner.rates import Rates
@@ -275,11 +276,13 @@ def compile_terms(
         config = space.config(p, z, 0, 0)
         if p in slower or reasons_within(STATES_TABLE, framework, model, training, config):
             continue
-        per_stage = []
-        for st in loaded_stages(config):
-            mem = stage_memory(model, hardware, training, config, st)
-            per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
-        states[p, z] = tuple(per_stage)
+        reserve = bytes_up(
+            M.reserve_bytes(hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes)
+        )
+        states[p, z] = tuple(
+            bytes_up(sum(stage_states_bytes(model, training, config, st))) + reserve
+            for st in loaded_stages(config)
+        )
         if times:
             dpt[p, z] = time_units(
                 sum(data_parallel_time(model, hardware, training, config, constants).values())
