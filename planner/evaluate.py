@@ -29,8 +29,6 @@ from planner.specs import (
     TrainingSpec,
 )
 
-EXPERT_TP = 1  # experts stay whole on a rank (Megatron-Core MoE recipes: --expert-tensor-parallel-size 1)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StageParams:
@@ -106,7 +104,7 @@ def layer_params_per_rank(model: ModelSpec, config: ParallelConfig) -> tuple[flo
         gated=model.gated_mlp,
         bias=model.mlp_bias,
         ep=config.ep,
-        etp=EXPERT_TP,
+        etp=config.etp,
     )
     return dense, moe, experts
 
@@ -166,8 +164,10 @@ def layer_activation_bytes(
         )
         mlp_width = max(mlp_width if model.num_dense_layers else 0, routed)
         if recompute is not Recompute.FULL:
+            # expert tensor parallelism gathers the dispatched copies of the etp ranks' tokens
+            copies = model.num_experts_per_token * config.etp
             dispatch = A.moe_dispatch_bytes(
-                s, b, h, model.num_experts_per_token, model.num_experts, t=t, sequence_parallel=sp, e=e
+                s, b, h, copies, model.num_experts, t=t, sequence_parallel=sp, e=e
             )
     return dispatch + A.layer_activation_bytes(
         s,
