@@ -137,6 +137,8 @@ def expert_parallel_comm_s(
             domain,
             rates.bus_bandwidth("all_to_all", min(span, domain), tokens),
             rates.bus_bandwidth("all_to_all", span, tokens),
+            model.moe_router_groups,
+            model.moe_router_group_topk,
         )
     else:
         one = rates.all_to_all_s(tokens * k, config.ep, span)
