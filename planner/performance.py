@@ -32,7 +32,7 @@ from planner.evaluate import (
     stage_params,
 )
 from planner.rates import Rates
-from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
+from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 from planner.stepmodel import microbatch_compute_s
 
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
@@ -197,12 +197,13 @@ def pipeline_time(
     m = num_microbatches(training, config)
     counts = stage_layers(model, config)
     tp_hidden = tp_hidden_share(training, config, c)
+    ep_hidden = c.ep_overlap if moe_ep_overlap_runs(training, config) else 0.0
     slowest = max(
         (
             _stage_microbatch(model, hardware, training, config, c, rates, counts[st], st == config.pp - 1)
             for st in sorted(set(loaded_stages(config)))
         ),
-        key=lambda terms: sum(terms.values()) - terms["tp"] * tp_hidden,
+        key=lambda terms: sum(terms.values()) - terms["tp"] * tp_hidden - terms["ep"] * ep_hidden,
     )
     microbatch, tp, cp = slowest["compute"], slowest["tp"], slowest["cp"]
     return {
@@ -210,7 +211,7 @@ def pipeline_time(
         "bubble": T.pipeline_bubble_fraction(config.pp, m, config.vpp) * m * (microbatch + tp + cp),
         "tp_comm": m * tp * (1 - tp_hidden),
         "cp_comm": m * cp,
-        "ep_comm": m * slowest["ep"],
+        "ep_comm": m * slowest["ep"] * (1 - ep_hidden),
         "pp_comm": pipeline_comm_s(model, training, config, rates),
         "offload": m * slowest["offload"],
     }
@@ -278,6 +279,20 @@ def data_parallel_comm_s(
 ) -> float:
     """Gradient and parameter communication of one step (``data_parallel_comm_parts_s``)."""
     return sum(data_parallel_comm_parts_s(model, training, config, rates))
+
+
+def moe_ep_overlap_runs(training: TrainingSpec, config: ParallelConfig) -> bool:
+    """Megatron overlaps the MoE dispatch with another micro-batch's computation
+    (``--overlap-moe-expert-parallel-comm``) when asked and the layout allows it: expert parallelism,
+    interleaved stages when pipelined, no full recompute, 16-bit training (Megatron-Core
+    ``TransformerConfig.__post_init__`` at d98e8a64)."""
+    return (
+        training.overlap_moe_expert_parallel_comm
+        and config.ep > 1
+        and (config.pp == 1 or config.vpp > 1)
+        and config.recompute is not Recompute.FULL
+        and training.precision is not Precision.FP32
+    )
 
 
 def tp_hidden_share(training: TrainingSpec, config: ParallelConfig, c: StepTimeConstants) -> float:
