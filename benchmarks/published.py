@@ -17,9 +17,14 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   and gather them as FP8 (Megatron-Bridge ``src/megatron/bridge/training/mixed_precision.py``:
   every FP8 recipe but the sub-channel one sets ``fp8_param_gather = True``; NeMo 2's
   ``bf16_with_fp8_mixed`` sets ``fp8_params = True``). Both FP8 scalings run the same FP8 GEMMs.
-- ``selective (norm, act)`` recompute (Megatron-Core's per-module ``--recompute-modules``) is read
-  as the planner's ``selective`` until per-module recompute exists: both keep the layer's GEMM
-  inputs and recompute only cheap, memory-bound parts.
+- ``selective (norm, act)`` recompute lists Megatron-Core's ``--recompute-modules`` in the
+  Megatron-Bridge table's words: ``norm`` is ``layernorm``, ``act`` ``moe_act``, ``shared_expert``
+  ``shared_experts`` (the table's own note: "norm, act" = layernorm + moe_act); a bare ``selective``
+  is Megatron's default module, ``core_attn``; ``full`` every layer.
+- an unstated recompute is inferred among the choices the planner searches (none, selective with
+  the module sets of ``planner.space.module_sets``, full recompute of every layer or of the block
+  method's first N layers of each chunk, ``planner.space.recompute_choices``): the fastest one under
+  which the published configuration fits.
 """
 
 import sys
@@ -30,7 +35,9 @@ import yaml
 
 from planner.evaluate import memory
 from planner.hardware import preset
-from planner.performance import step_flops_per_token
+from planner.layout import parse_modules
+from planner.performance import model_recomputed_share, performance, step_flops_per_token
+from planner.space import LAYOUT_FIELDS, Pins, block_layer_counts, recompute_choices
 from planner.specs import (
     Framework,
     HardwareSpec,
@@ -172,12 +179,9 @@ def row_of(entry: dict) -> Row:
     )
     inferred = p.get("recompute") is None
     if inferred:
-        for recompute in Recompute:
-            config = replace(config, recompute=recompute)
-            if memory(model, hardware, training, config).fits:
-                break
+        config = inferred_recompute(model, hardware, training, config)
     else:
-        config = replace(config, recompute=Recompute(str(p["recompute"]).split(" ")[0]))
+        config = replace(config, **stated_recompute(str(p["recompute"])))
     return Row(
         id=entry["id"],
         family=entry["id"].split("-")[0],
@@ -194,6 +198,37 @@ def row_of(entry: dict) -> Row:
     )
 
 
+MODULE_WORDS = {"norm": "layernorm", "act": "moe_act", "shared_expert": "shared_experts"}
+"""The Megatron-Bridge performance table's names of ``--recompute-modules`` choices."""
+
+
+def stated_recompute(text: str) -> dict:
+    """``full``, ``none``, ``selective`` or ``selective (norm, act, ...)`` as layout fields."""
+    mode, _, listed = text.partition("(")
+    recompute = Recompute(mode.strip())
+    words = [w.strip() for w in listed.rstrip(")").split(",") if w.strip()]
+    modules = parse_modules([MODULE_WORDS.get(w, w) for w in words], f"recompute {text!r}")
+    return {"recompute": recompute, "recompute_modules": modules}
+
+
+def inferred_recompute(
+    model: ModelSpec, hardware: HardwareSpec, training: TrainingSpec, config: ParallelConfig
+) -> ParallelConfig:
+    """The fastest searched recompute choice under which ``config`` fits, else full recompute."""
+    layout = tuple(getattr(config, name) for name in LAYOUT_FIELDS)
+    choices = recompute_choices(model, Pins(), sorted(block_layer_counts(model, layout, Pins())))
+    fitting = []
+    for recompute, layers, modules in choices:
+        candidate = replace(
+            config, recompute=recompute, recompute_num_layers=layers, recompute_modules=modules
+        )
+        if memory(model, hardware, training, candidate).fits:
+            fitting.append((performance(model, hardware, training, candidate).step_time_s, candidate))
+    if not fitting:
+        return replace(config, recompute=Recompute.FULL)
+    return min(fitting, key=lambda pair: pair[0])[1]
+
+
 def measured_step_s(
     entry: dict, model: ModelSpec, training: TrainingSpec, config: ParallelConfig
 ) -> float | None:
@@ -206,7 +241,13 @@ def measured_step_s(
     tps = meas.get("tokens_per_s_per_gpu") or derived.get("tokens_per_s_per_gpu")
     if tps:
         return tokens / (tps * gpus)
-    flops = step_flops_per_token(model, training.seq_len, config.recompute)
+    flops = step_flops_per_token(
+        model,
+        training.seq_len,
+        config.recompute,
+        model_recomputed_share(model, config),
+        config.recompute_modules,
+    )
     if meas.get("tflops_per_gpu"):
         per_token = flops.hardware if meas.get("tflops_basis") == "hardware" else flops.model
         return per_token * tokens / (meas["tflops_per_gpu"] * 1e12 * gpus)

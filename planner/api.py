@@ -31,10 +31,10 @@ from planner.specs import (
     DEFAULT_RESERVE_FRACTION,
     HardwareSpec,
     Precision,
-    Recompute,
     TrainingSpec,
     ZeroStage,
 )
+from planner.validate import recompute_pins
 
 __all__ = ["PlannerError", "plan", "serve", "sweep"]
 
@@ -59,13 +59,16 @@ def plan(
     reserve: str | None = None,
     zero: int | None = None,
     recompute: str | None = None,
+    recompute_layers: int | None = None,
+    recompute_modules: str | list[str] | None = None,
     top: int = 1,
     exhaustive: bool = False,
     time_limit_s: float | None = None,
     **sizes: int,
 ) -> dict[str, Any]:
     """The plan document of ``plan --gpus GPUS MODEL`` (``sizes``: tp, pp, dp, cp, vpp, ep, mbs
-    pins as in ``--tp`` ...)."""
+    pins as in ``--tp`` ...; ``recompute_layers`` and ``recompute_modules`` as
+    ``--recompute-layers`` and ``--recompute-modules``, the modules as a list or ``"a,b"``)."""
     spec = load_model(model)
     hardware = _hardware(gpu, mem)
     unknown = sorted(set(sizes) - {"tp", "pp", "dp", "cp", "vpp", "ep", "mbs"})
@@ -80,7 +83,7 @@ def plan(
     pins = Pins(
         **{("micro_batch_size" if k == "mbs" else k): v for k, v in sizes.items()},
         zero_stage=None if zero is None else ZeroStage(zero),
-        recompute=None if recompute is None else Recompute(recompute),
+        **recompute_pins(recompute, recompute_layers, recompute_modules),
     )
     note = None
     if global_batch is None:

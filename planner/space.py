@@ -14,12 +14,13 @@ import math
 from dataclasses import dataclass, field, make_dataclass
 from itertools import product
 
+from constraints.recompute import RecomputeModule
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
-from planner.evaluate import loaded_stages, stage_activation_bytes, stage_memory
-from planner.layout import DIMENSIONS, Group, group_fields
+from planner.evaluate import loaded_stages, stage_activation_bytes, stage_layers, stage_memory
+from planner.layout import DIMENSIONS, Group, group_fields, tie_break_value
 from planner.performance import data_parallel_time, pipeline_time
 from planner.rules import (
     divisors,
@@ -36,6 +37,17 @@ MEMORY_SCALE_PER_BYTE = 1  # memory resolution: bytes, rounded up
 MAX_MICRO_BATCH = 64
 MIN_TOKENS_PER_CP_RANK = 4096  # below this, ring-attention hops are no longer hidden (not searched)
 MAX_VPP = 8  # virtual stages per rank searched (recipes: Llama 3.1 405B uses 8); pin --vpp for more
+BLOCK_SHARES = 8  # block recompute searched at every eighth of a chunk's layers: N = ceil(k*C/8), k < 8
+DENSE_MODULE_SETS = ((RecomputeModule.MLP,),)
+"""Selective module sets searched on dense models beside Megatron's default (``core_attn``): with
+Transformer Engine's spec their norms are fused into the linear layers, leaving the MLP."""
+MOE_MODULE_SETS = (
+    (RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT),
+    (RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT, RecomputeModule.SHARED_EXPERTS),
+    (RecomputeModule.MOE,),
+)
+"""Selective module sets searched on MoE models beside the default: NVIDIA's MoE recipes'
+``layernorm,moe_act`` (with ``shared_experts`` where there are any), and the whole MoE layer."""
 
 
 Pins = make_dataclass(
@@ -72,11 +84,25 @@ class Space:
     """Values of the ``LAYOUT_FIELDS`` (tp, cp, pp, vpp, ep), sorted: the tie-break prefers the earlier."""
     zero_stages: tuple[tuple[ZeroStage, bool], ...]
     """Values of the ``STATES_FIELDS`` (ZeRO stage, optimizer offloaded to the CPU)."""
-    recomputes: tuple[tuple[Recompute, bool], ...]
-    """Values of the ``ACTIVATIONS_FIELDS`` (recompute mode, activations offloaded to the CPU)."""
+    recomputes: tuple[tuple[Recompute, int, tuple[RecomputeModule, ...], bool], ...]
+    """Values of the ``ACTIVATIONS_FIELDS`` (recompute mode, layers of the block method, modules,
+    activations offloaded to the CPU), in tie-break order."""
     micro_batches: tuple[int, ...]
     gpus: int
     sequence_parallel: bool | None
+    block_layers: tuple[frozenset[int], ...] = ()
+    """Per layout, the block-method layer counts (``recompute_num_layers`` above 0) searched on it:
+    every eighth of its largest model chunk, or the pinned count where some chunk is that large."""
+    optional_recomputes: frozenset[int] = frozenset()
+    """Indices of the ``recomputes`` (block method, module sets) tabulated on a layout and
+    micro-batch only where no recompute does not fit beside every states row and full recompute
+    does beside some (``compile_terms``): elsewhere they are dominated or cannot fit."""
+
+    def allows(self, layout: int, recompute: int) -> bool:
+        """Whether the table has rows for this recompute choice on this layout (block-method layer
+        counts are the layout's own)."""
+        n = self.recomputes[recompute][1]
+        return n == 0 or n in self.block_layers[layout]
 
     def config(self, layout: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
         """The parallel layout at these domain indices."""
@@ -183,23 +209,89 @@ def build_space(
         for z in ([pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage))
         for o in offload_options(pins.optimizer_offload)
     ]
-    recomputes = [
-        (r, o)
-        for r in ([pins.recompute] if pins.recompute is not None else list(Recompute))
-        for o in offload_options(pins.activation_offload)
-    ]
+    sorted_layouts = tuple(sorted(layouts))
+    block_layers = tuple(block_layer_counts(model, layout, pins) for layout in sorted_layouts)
+    choices = recompute_choices(model, pins, sorted(set().union(*block_layers)))
+    optional = {c for c in choices if _optional(c, pins)}
+    recomputes = sorted(
+        ((*c, o) for c in choices for o in offload_options(pins.activation_offload)),
+        key=lambda v: tuple(tie_break_value(n, x) for n, x in zip(ACTIVATIONS_FIELDS, v, strict=True)),
+    )
     if pins.micro_batch_size is not None:
         mbs = [pins.micro_batch_size]
     else:
         mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
     return Space(
-        layouts=tuple(sorted(layouts)),
+        layouts=sorted_layouts,
         zero_stages=tuple(zeros),
         recomputes=tuple(recomputes),
         micro_batches=tuple(mbs),
         gpus=gpus,
         sequence_parallel=pins.sequence_parallel,
+        block_layers=block_layers,
+        optional_recomputes=frozenset(i for i, v in enumerate(recomputes) if v[:3] in optional),
     )
+
+
+def recompute_choices(
+    model: ModelSpec, pins: Pins, block_layers: list[int]
+) -> list[tuple[Recompute, int, tuple[RecomputeModule, ...]]]:
+    """(recompute, block-method layers, modules) searched under the pins. A pinned ``--recompute
+    full`` or ``selective`` means what it always meant (every layer; Megatron's default module)
+    unless ``--recompute-layers`` or ``--recompute-modules`` is pinned too, which imply their mode."""
+    mode = pins.recompute
+    if mode is None and pins.recompute_num_layers:
+        mode = Recompute.FULL
+    if mode is None and pins.recompute_modules is not None:
+        mode = Recompute.SELECTIVE
+    choices: list[tuple[Recompute, int, tuple[RecomputeModule, ...]]] = []
+    if mode in (None, Recompute.NONE):
+        choices.append((Recompute.NONE, 0, ()))
+    if mode in (None, Recompute.SELECTIVE):
+        if pins.recompute_modules is not None:
+            choices.append((Recompute.SELECTIVE, 0, pins.recompute_modules))
+        else:
+            choices.append((Recompute.SELECTIVE, 0, ()))
+            if mode is None:
+                choices += [(Recompute.SELECTIVE, 0, m) for m in module_sets(model)]
+    if mode in (None, Recompute.FULL):
+        if pins.recompute_num_layers is not None:
+            choices.append((Recompute.FULL, pins.recompute_num_layers, ()))
+        else:
+            choices.append((Recompute.FULL, 0, ()))
+            if mode is None:
+                choices += [(Recompute.FULL, n, ()) for n in block_layers]
+    return choices
+
+
+def module_sets(model: ModelSpec) -> tuple[tuple[RecomputeModule, ...], ...]:
+    """The selective module sets searched for this model besides Megatron's default."""
+    if not model.is_moe:
+        return DENSE_MODULE_SETS
+    return tuple(
+        m
+        for m in MOE_MODULE_SETS
+        if RecomputeModule.SHARED_EXPERTS not in m or model.shared_expert_ffn_hidden_size
+    )
+
+
+def _optional(choice: tuple[Recompute, int, tuple[RecomputeModule, ...]], pins: Pins) -> bool:
+    """A searched choice beyond the three modes: the block method or a named module set."""
+    recompute, layers, modules = choice
+    pinned = pins.recompute_num_layers is not None or pins.recompute_modules is not None
+    return not pinned and (layers > 0 or bool(modules))
+
+
+def block_layer_counts(model: ModelSpec, layout: tuple[int, ...], pins: Pins) -> frozenset[int]:
+    """Block-method layer counts for one layout: the pinned count where its largest model chunk
+    has at least that many layers, else every eighth of that chunk below its whole."""
+    mesh = dict(zip(LAYOUT_FIELDS, layout, strict=True))
+    config = ParallelConfig(**mesh, dp=mesh["ep"])  # dp does not change the split
+    chunk = max(stage_layers(model, config)) // config.vpp
+    if pins.recompute_num_layers is not None:
+        n = pins.recompute_num_layers
+        return frozenset({n} if 0 < n <= chunk else ())
+    return frozenset(n for k in range(1, BLOCK_SHARES) if (n := math.ceil(k * chunk / BLOCK_SHARES)) < chunk)
 
 
 def _finite(value: float, what: str) -> float:
@@ -257,22 +349,58 @@ def compile_terms(
             per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
         states[p, z] = tuple(per_stage)
         dpt[p, z] = time_units(sum(data_parallel_time(model, hardware, training, config, constants).values()))
-    for p, r in product(range(len(space.layouts)), range(len(space.recomputes))):
+    capacity = capacity_units(hardware)
+    plain = {v[:3]: i for i, v in enumerate(space.recomputes) if not v[3]}  # without offload
+    none_row, full_row = plain.get((Recompute.NONE, 0, ())), plain.get((Recompute.FULL, 0, ()))
+    base = [r for r in range(len(space.recomputes)) if r not in space.optional_recomputes]
+    for p in range(len(space.layouts)):
         fitting = [
             u for u in range(len(space.micro_batches)) if space.mbs_fits(p, u, training.global_batch_size)
         ]
-        configs = {u: space.config(p, 0, r, u) for u in fitting}
-        if not configs or reasons_within(ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]):
-            continue
-        for u, config in configs.items():
-            acts[p, r, u] = tuple(
-                bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
-                for st in loaded_stages(config)
-            )
-            pipe[p, r, u] = time_units(
-                sum(pipeline_time(model, hardware, training, config, constants).values())
-            )
+        heaviest = lightest = None
+        rows = [(p, z) for z in range(len(space.zero_stages)) if (p, z) in states]
+        if rows:
+            heaviest = [max(states[row][i] for row in rows) for i in range(3)]
+            lightest = [min(states[row][i] for row in rows) for i in range(3)]
+        for r in base + sorted(space.optional_recomputes):
+            if not space.allows(p, r):
+                continue
+            configs = {u: space.config(p, 0, r, u) for u in fitting}
+            if not configs or reasons_within(
+                ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]
+            ):
+                continue
+            for u, config in configs.items():
+                if r in space.optional_recomputes and not _worth_tabulating(
+                    acts.get((p, none_row, u)), acts.get((p, full_row, u)), heaviest, lightest, capacity
+                ):
+                    continue
+                acts[p, r, u] = tuple(
+                    bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
+                    for st in loaded_stages(config)
+                )
+                pipe[p, r, u] = time_units(
+                    sum(pipeline_time(model, hardware, training, config, constants).values())
+                )
     return Terms(states, acts, pipe, dpt)
+
+
+def _worth_tabulating(
+    none: tuple[int, ...] | None,
+    full: tuple[int, ...] | None,
+    heaviest: list[int] | None,
+    lightest: list[int] | None,
+    capacity: int,
+) -> bool:
+    """Whether a block-method or module-set row of a layout and micro-batch can be part of a best
+    plan: not when no recompute fits beside the heaviest states row (it is then faster with every
+    states row: recompute only adds time), nor when full recompute of every layer does not fit
+    beside the lightest (a partial recompute keeps more)."""
+    if heaviest is None or lightest is None:
+        return False
+    if none is not None and all(n + s <= capacity for n, s in zip(none, heaviest, strict=True)):
+        return False
+    return full is None or all(f + s <= capacity for f, s in zip(full, lightest, strict=True))
 
 
 def capacity_units(hardware: HardwareSpec) -> int:

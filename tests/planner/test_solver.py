@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 
 from planner.document import document
 from planner.hardware import preset
-from planner.layout import DIMENSIONS, Group
+from planner.layout import DIMENSIONS, Group, tie_break_value
 from planner.plan import Request, run
 from planner.search import brute_force
 from planner.solver import solve
@@ -171,9 +171,7 @@ def test_tie_break_follows_the_layout_records_field_order(llama13b):
 
     def field_order(indices):
         config = space.config(*indices)
-        return tuple(
-            getattr(config, n).level if n == "recompute" else int(getattr(config, n)) for n in searched
-        )
+        return tuple(tie_break_value(n, getattr(config, n)) for n in searched)
 
     grid = [
         (p, z, r, u)
