@@ -12,6 +12,7 @@ the same plan.
 
 import math
 from dataclasses import dataclass, field, make_dataclass
+from functools import partial
 from itertools import product
 
 from constraints.recompute import RecomputeModule
@@ -37,7 +38,6 @@ MEMORY_SCALE_PER_BYTE = 1  # memory resolution: bytes, rounded up
 MAX_MICRO_BATCH = 64
 MIN_TOKENS_PER_CP_RANK = 4096  # below this, ring-attention hops are no longer hidden (not searched)
 MAX_VPP = 8  # virtual stages per rank searched (recipes: Llama 3.1 405B uses 8); pin --vpp for more
-BLOCK_SHARES = 8  # block recompute searched at every eighth of a chunk's layers: N = ceil(k*C/8), k < 8
 DENSE_MODULE_SETS = ((RecomputeModule.MLP,),)
 """Selective module sets searched on dense models beside Megatron's default (``core_attn``): with
 Transformer Engine's spec their norms are fused into the linear layers, leaving the MLP."""
@@ -91,12 +91,15 @@ class Space:
     gpus: int
     sequence_parallel: bool | None
     block_layers: tuple[frozenset[int], ...] = ()
-    """Per layout, the block-method layer counts (``recompute_num_layers`` above 0) searched on it:
-    every eighth of its largest model chunk, or the pinned count where some chunk is that large."""
+    """Per layout, the block-method layer counts (``recompute_num_layers`` above 0) it may take:
+    every count below its largest model chunk's layers, or the pinned count where some chunk is
+    that large."""
     optional_recomputes: frozenset[int] = frozenset()
-    """Indices of the ``recomputes`` (block method, module sets) tabulated on a layout and
-    micro-batch only where no recompute does not fit beside every states row and full recompute
-    does beside some (``compile_terms``): elsewhere they are dominated or cannot fit."""
+    """Indices of the searched ``recomputes`` beyond the three modes (block method, module sets),
+    tabulated on a layout and micro-batch only where they can be part of a best plan
+    (``compile_terms``): where no recompute does not fit beside some states row that full
+    recompute fits beside, and then, of the block method, only the fewest layers that fit beside
+    each such states row."""
 
     def allows(self, layout: int, recompute: int) -> bool:
         """Whether the table has rows for this recompute choice on this layout (block-method layer
@@ -284,14 +287,15 @@ def _optional(choice: tuple[Recompute, int, tuple[RecomputeModule, ...]], pins: 
 
 def block_layer_counts(model: ModelSpec, layout: tuple[int, ...], pins: Pins) -> frozenset[int]:
     """Block-method layer counts for one layout: the pinned count where its largest model chunk
-    has at least that many layers, else every eighth of that chunk below its whole."""
+    has at least that many layers, else every count below that chunk's layers (``compile_terms``
+    tabulates only the smallest that fits beside each states row)."""
     mesh = dict(zip(LAYOUT_FIELDS, layout, strict=True))
     config = ParallelConfig(**mesh, dp=mesh["ep"])  # dp does not change the split
     chunk = max(stage_layers(model, config)) // config.vpp
     if pins.recompute_num_layers is not None:
         n = pins.recompute_num_layers
         return frozenset({n} if 0 < n <= chunk else ())
-    return frozenset(n for k in range(1, BLOCK_SHARES) if (n := math.ceil(k * chunk / BLOCK_SHARES)) < chunk)
+    return frozenset(range(1, chunk))
 
 
 def _finite(value: float, what: str) -> float:
@@ -359,56 +363,120 @@ def compile_terms(
     capacity = capacity_units(hardware)
     plain = {v[:3]: i for i, v in enumerate(space.recomputes) if not v[3]}  # without offload
     none_row, full_row = plain.get((Recompute.NONE, 0, ())), plain.get((Recompute.FULL, 0, ()))
-    base = [r for r in range(len(space.recomputes)) if r not in space.optional_recomputes]
+    optional = space.optional_recomputes
+    block = {v[1]: r for r, v in enumerate(space.recomputes) if r in optional and v[1] and not v[3]}
+    modules = [r for r in sorted(optional) if not space.recomputes[r][1]]
+    base = [r for r in range(len(space.recomputes)) if r not in optional]
+
+    def tabulate(p: int, r: int, u: int, config: ParallelConfig, row: tuple[int, ...] | None = None) -> None:
+        acts[p, r, u] = row or activation_row(model, training, config)
+        if times:
+            pipe[p, r, u] = time_units(
+                sum(pipeline_time(model, hardware, training, config, constants).values())
+            )
+
     for p in range(len(space.layouts)):
         fitting = [
             u for u in range(len(space.micro_batches)) if space.mbs_fits(p, u, training.global_batch_size)
         ]
-        heaviest = lightest = None
-        rows = [(p, z) for z in range(len(space.zero_stages)) if (p, z) in states]
-        if rows:
-            heaviest = [max(states[row][i] for row in rows) for i in range(3)]
-            lightest = [min(states[row][i] for row in rows) for i in range(3)]
-        for r in base + sorted(space.optional_recomputes):
+        if not fitting:
+            continue
+        for r in base + modules:
             if not space.allows(p, r):
                 continue
             configs = {u: space.config(p, 0, r, u) for u in fitting}
-            if not configs or reasons_within(
-                ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]
-            ):
+            if reasons_within(ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]):
                 continue
             for u, config in configs.items():
-                if r in space.optional_recomputes and not _worth_tabulating(
-                    acts.get((p, none_row, u)), acts.get((p, full_row, u)), heaviest, lightest, capacity
-                ):
+                if r not in optional:
+                    tabulate(p, r, u, config)
                     continue
-                acts[p, r, u] = tuple(
-                    bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
-                    for st in loaded_stages(config)
-                )
-                if times:
-                    pipe[p, r, u] = time_units(
-                        sum(pipeline_time(model, hardware, training, config, constants).values())
-                    )
+                partners = _partners(acts.get((p, full_row, u)), states, p, capacity)
+                if not _worth_tabulating(acts.get((p, none_row, u)), partners, capacity):
+                    continue
+                row = activation_row(model, training, config)
+                if any(_fits(row, s, capacity) for s in partners):  # else never in a plan that fits
+                    tabulate(p, r, u, config, row)
+        counts = sorted(n for n in block if space.allows(p, block[n]))
+        if not counts or reasons_within(
+            ACTIVATIONS_TABLE, framework, model, training, space.config(p, 0, block[counts[0]], fitting[0])
+        ):
+            continue
+        for u in fitting:
+            partners = _partners(acts.get((p, full_row, u)), states, p, capacity)
+            if not _worth_tabulating(acts.get((p, none_row, u)), partners, capacity):
+                continue
+            indices, rows = [block[n] for n in counts], {}
+            row_at = partial(_memo_row, model, training, space, p, u, indices, rows)
+            chosen = {_fewest_that_fit(row_at, len(counts), s, capacity) for s in set(partners)}
+            for i in sorted(chosen - {None}):
+                tabulate(p, block[counts[i]], u, space.config(p, 0, block[counts[i]], u), row_at(i))
     return Terms(states, acts, pipe, dpt)
 
 
-def _worth_tabulating(
-    none: tuple[int, ...] | None,
-    full: tuple[int, ...] | None,
-    heaviest: list[int] | None,
-    lightest: list[int] | None,
-    capacity: int,
-) -> bool:
+def activation_row(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> tuple[int, ...]:
+    """Activation memory of ``config`` on each of ``evaluate.loaded_stages``, integer bytes."""
+    return tuple(
+        bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
+        for st in loaded_stages(config)
+    )
+
+
+def _partners(
+    full: tuple[int, ...] | None, states: dict[tuple[int, int], tuple[int, ...]], p: int, capacity: int
+) -> list[tuple[int, ...]]:
+    """The states rows of layout ``p`` a partial recompute row can fit beside: those full recompute
+    of every layer fits beside (a partial recompute keeps at least as much), or all when that row
+    is missing."""
+    rows = [row for (q, _), row in states.items() if q == p]
+    return [row for row in rows if full is None or _fits(full, row, capacity)]
+
+
+def _memo_row(
+    model: ModelSpec,
+    training: TrainingSpec,
+    space: Space,
+    p: int,
+    u: int,
+    indices: list[int],
+    rows: dict[int, tuple[int, ...]],
+    i: int,
+) -> tuple[int, ...]:
+    """The activations row of recompute choice ``indices[i]`` on layout ``p``, micro-batch ``u``,
+    computed once into ``rows``."""
+    if i not in rows:
+        rows[i] = activation_row(model, training, space.config(p, 0, indices[i], u))
+    return rows[i]
+
+
+def _fewest_that_fit(row_at, count: int, states_row: tuple[int, ...], capacity: int) -> int | None:
+    """Index of the fewest block-method layers (``row_at(i)``: the activations of the ``i``-th
+    count, falling as ``i`` grows) that fit beside ``states_row``, by bisection; None if even the
+    most do not."""
+    if not _fits(row_at(count - 1), states_row, capacity):
+        return None
+    lo, hi = 0, count - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _fits(row_at(mid), states_row, capacity):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _worth_tabulating(none: tuple[int, ...] | None, partners: list[tuple[int, ...]], capacity: int) -> bool:
     """Whether a block-method or module-set row of a layout and micro-batch can be part of a best
-    plan: not when no recompute fits beside the heaviest states row (it is then faster with every
-    states row: recompute only adds time), nor when full recompute of every layer does not fit
-    beside the lightest (a partial recompute keeps more)."""
-    if heaviest is None or lightest is None:
+    plan: not without ``_partners``, nor when no recompute fits beside each of them (it then loses
+    to no recompute with every one: recompute only adds time, and the tie-break prefers less)."""
+    if not partners:
         return False
-    if none is not None and all(n + s <= capacity for n, s in zip(none, heaviest, strict=True)):
-        return False
-    return full is None or all(f + s <= capacity for f, s in zip(full, lightest, strict=True))
+    return none is None or not all(_fits(none, row, capacity) for row in partners)
+
+
+def _fits(acts: tuple[int, ...], states_row: tuple[int, ...], capacity: int) -> bool:
+    """Whether an activations row and a states row fit together on every stage."""
+    return all(a + s <= capacity for a, s in zip(acts, states_row, strict=True))
 
 
 def capacity_units(hardware: HardwareSpec) -> int:
