@@ -20,6 +20,7 @@ from constraints import params as P
 from constraints import pipeline as S
 from constraints import recompute as R
 from constraints.units import Framework, Recompute
+from planner.memo import by_fields_read
 from planner.specs import (
     HardwareSpec,
     MemoryBreakdown,
@@ -111,6 +112,7 @@ def layer_params_per_rank(model: ModelSpec, config: ParallelConfig) -> tuple[flo
     return dense, moe, experts
 
 
+@by_fields_read(2)  # the same layer for many rows of the tables (planner.memo)
 def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int) -> StageParams:
     """Parameters on one TP rank of pipeline stage ``stage``: its layers (``stage_layers``, in
     order); an MoE model's dense layers come first (DeepSeek-V3)."""
@@ -153,6 +155,7 @@ def _moe_widths(model: ModelSpec, training: TrainingSpec) -> tuple[float, float]
     return routed, float(model.shared_expert_ffn_hidden_size)
 
 
+@by_fields_read(2)  # the same layer for many rows of the tables (planner.memo)
 def layer_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, recompute: Recompute
 ) -> float:
@@ -263,6 +266,7 @@ def chunk_recompute_share(config: ParallelConfig, chunk_layers: float) -> float:
     return R.block_recompute_share(chunk_layers, config.recompute_num_layers)
 
 
+@by_fields_read(2)  # the states rows ask again for each ZeRO stage (planner.memo)
 def stage_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int
 ) -> dict[str, float]:
