@@ -241,7 +241,7 @@ class ParallelConfig:
             raise PlannerError(
                 f"recompute_modules must be a tuple of RecomputeModule, got {self.recompute_modules!r}"
             )
-        if self.recompute_modules != canonical_modules(self.recompute_modules):
+        if self.recompute_modules and self.recompute_modules != canonical_modules(self.recompute_modules):
             raise PlannerError("recompute_modules must be distinct and in RecomputeModule order")
         if self.recompute_modules and self.recompute is not Recompute.SELECTIVE:
             raise PlannerError("--recompute-modules (recompute_modules) needs --recompute selective")
