@@ -2,9 +2,10 @@
 
 Block method (Megatron-LM ``--recompute-granularity full --recompute-method block
 --recompute-num-layers N``): in each model chunk (the layers of one pipeline rank, or of one of its
-virtual stages) the first ``N`` layers keep only their input and rerun their forward in backward;
-the other layers keep everything (Megatron-LM ``megatron/core/recompute.py``
-``checkpointed_forward``, the ``block`` branch, at commit d98e8a64ddf34856e74b24714e3bedb2f5a39553).
+virtual stages: ``TransformerBlock.num_layers_per_pipeline_rank = len(self.layers)``) the first
+``N`` layers keep only their input and rerun their forward in backward; the other layers keep
+everything (Megatron-LM ``megatron/core/recompute.py`` ``checkpointed_forward``, the ``block``
+branch, at commit d98e8a64ddf34856e74b24714e3bedb2f5a39553).
 FSDP recipes that checkpoint every k-th block keep the same memory as ``N = chunk_layers / k``.
 
 Modules (``--recompute-granularity selective --recompute-modules ...``, ``TransformerConfig.
