@@ -29,6 +29,7 @@ from planner.space import Pins
 from planner.specs import (
     DEFAULT_RESERVE_FIXED_BYTES,
     DEFAULT_RESERVE_FRACTION,
+    Dispatcher,
     HardwareSpec,
     Precision,
     TrainingSpec,
@@ -61,19 +62,26 @@ def plan(
     recompute: str | None = None,
     recompute_layers: int | None = None,
     recompute_modules: str | list[str] | None = None,
+    dispatcher: str | None = None,
     top: int = 1,
     exhaustive: bool = False,
     time_limit_s: float | None = None,
     **sizes: int,
 ) -> dict[str, Any]:
-    """The plan document of ``plan --gpus GPUS MODEL`` (``sizes``: tp, pp, dp, cp, vpp, ep, mbs
-    pins as in ``--tp`` ...; ``recompute_layers`` and ``recompute_modules`` as
-    ``--recompute-layers`` and ``--recompute-modules``, the modules as a list or ``"a,b"``)."""
+    """The plan document of ``plan --gpus GPUS MODEL`` (``sizes``: tp, pp, dp, cp, vpp, ep, etp, mbs
+    pins as in ``--tp`` ...; ``dispatcher``: ``alltoall`` or ``flex`` as ``--dispatcher``;
+    ``recompute_layers`` and ``recompute_modules`` as ``--recompute-layers`` and
+    ``--recompute-modules``, the modules as a list or ``"a,b"``)."""
     spec = load_model(model)
     hardware = _hardware(gpu, mem)
-    unknown = sorted(set(sizes) - {"tp", "pp", "dp", "cp", "vpp", "ep", "mbs"})
+    unknown = sorted(set(sizes) - {"tp", "pp", "dp", "cp", "vpp", "ep", "etp", "mbs"})
     if unknown:
-        raise PlannerError(f"unknown option(s) {', '.join(unknown)}; pins are tp, pp, dp, cp, vpp, ep, mbs")
+        raise PlannerError(
+            f"unknown option(s) {', '.join(unknown)}; pins are tp, pp, dp, cp, vpp, ep, etp, mbs"
+        )
+    dispatchers = [d.value for d in Dispatcher]
+    if dispatcher is not None and dispatcher not in dispatchers:
+        raise PlannerError(f"dispatcher must be one of {', '.join(dispatchers)}, got {dispatcher!r}")
     for name, value in [("gpus", gpus), *sizes.items()]:
         if not isinstance(value, int) or value <= 0:
             raise PlannerError(f"{name} must be a positive integer, got {value!r}")
@@ -84,6 +92,7 @@ def plan(
         **{("micro_batch_size" if k == "mbs" else k): v for k, v in sizes.items()},
         zero_stage=None if zero is None else ZeroStage(zero),
         **recompute_pins(recompute, recompute_layers, recompute_modules),
+        dispatcher=None if dispatcher is None else Dispatcher(dispatcher),
     )
     note = None
     if global_batch is None:

@@ -42,7 +42,7 @@ from planner.plan import Request, run
 from planner.quoting import escaped
 from planner.report import RUNNERS_UP, plan_report
 from planner.space import Pins
-from planner.specs import Framework, Recompute, ZeroStage
+from planner.specs import Dispatcher, Framework, Recompute, ZeroStage
 from planner.validate import recompute_pins
 
 
@@ -201,6 +201,7 @@ def main() -> None:
 @click.option("--zero", type=click.IntRange(0, 3), help=pin_help("zero_stage"))
 @click.option("--recompute", type=click.Choice([r.value for r in Recompute]), help=pin_help("recompute"))
 @click.option("--recompute-modules", help=pin_help("recompute_modules"))
+@click.option("--dispatcher", type=click.Choice([d.value for d in Dispatcher]), help=pin_help("dispatcher"))
 @training_options
 @click.option(
     "--sequence-parallel/--no-sequence-parallel",
@@ -261,6 +262,7 @@ def train(
     zero: int | None,
     recompute: str | None,
     recompute_modules: str | None,
+    dispatcher: str | None,
     seq_len: int | None,
     global_batch: int | None,
     precision: str,
@@ -268,6 +270,9 @@ def train(
     flash_attention: bool,
     reserve: str,
     moe_capacity_factor: float | None,
+    overlap_grad_reduce: bool,
+    overlap_param_gather: bool,
+    tp_comm_overlap: bool,
     sequence_parallel: bool | None,
     allow_inter_node_tp: bool,
     top: int,
@@ -285,8 +290,8 @@ def train(
 
     MODEL is a Hugging Face config.json (or the same keys in YAML) or the name of a bundled
     example (llama2-13b, llama3-70b, ...). Every dimension not pinned (--tp, --pp, --dp, --cp,
-    --vpp, --ep, --zero, --recompute, --recompute-layers, --recompute-modules, --mbs) is
-    searched by CP-SAT for the shortest step time whose memory fits.
+    --vpp, --ep, --etp, --dispatcher, --zero, --recompute, --recompute-layers, --recompute-modules,
+    --mbs) is searched by CP-SAT for the shortest step time whose memory fits.
     Exit status: 0 a plan fits, 1 nothing fits (the closest plan and the smallest fix are
     printed), 2 bad input.
 
@@ -308,7 +313,17 @@ def train(
         ("--time-limit", time_limit),
     )
     training = build_training(
-        spec, seq_len, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
+        spec,
+        seq_len,
+        global_batch,
+        precision,
+        framework,
+        flash_attention,
+        reserve,
+        moe_capacity_factor,
+        overlap_grad_reduce,
+        overlap_param_gather,
+        tp_comm_overlap,
     )
     if sequence_parallel is None and training.framework is Framework.DEEPSPEED:
         sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism
@@ -318,6 +333,7 @@ def train(
         activation_offload=None if offload is None else offload in ("activations", "both"),
         allow_offload=allow_offload,
         zero_stage=None if zero is None else ZeroStage(zero),
+        dispatcher=None if dispatcher is None else Dispatcher(dispatcher),
         sequence_parallel=sequence_parallel,
         max_tp=gpus if allow_inter_node_tp else None,
     )

@@ -12,23 +12,28 @@ the same plan.
 
 import math
 from dataclasses import dataclass, field, make_dataclass
+from enum import Enum
 from functools import partial
 from itertools import product
 
+from constraints import memory as M
 from constraints.recompute import RecomputeModule
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
-from planner.evaluate import loaded_stages, stage_activation_bytes, stage_layers, stage_memory
+from planner.evaluate import loaded_stages, stage_activation_bytes, stage_layers, stage_states_bytes
 from planner.layout import DIMENSIONS, Group, group_fields, tie_break_value
-from planner.performance import data_parallel_time, pipeline_time
+from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
+from planner.rates import Rates
 from planner.rules import (
     divisors,
     pipeline_sizes,
     pipeline_splits,
     valid_cp,
+    valid_dispatchers,
     valid_ep,
+    valid_etp,
     valid_tp,
 )
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
@@ -81,7 +86,8 @@ class Space:
     """Domains of each searched dimension, in tie-break order."""
 
     layouts: tuple[tuple[int, ...], ...]
-    """Values of the ``LAYOUT_FIELDS`` (tp, cp, pp, vpp, ep), sorted: the tie-break prefers the earlier."""
+    """Values of the ``LAYOUT_FIELDS`` (tp, cp, pp, vpp, ep, etp, dispatcher, first and last stage
+    layers), sorted: the tie-break prefers the earlier."""
     zero_stages: tuple[tuple[ZeroStage, bool], ...]
     """Values of the ``STATES_FIELDS`` (ZeRO stage, optimizer offloaded to the CPU)."""
     recomputes: tuple[tuple[Recompute, int, tuple[RecomputeModule, ...], bool], ...]
@@ -185,8 +191,12 @@ def build_space(
         stage_ranks = gpus // p  # ranks of one stage (tp * cp * dp): the experts spread over them
         eps = [e for e in valid_ep(model) if stage_ranks % e == 0 and pins.ep in (None, e)]
         vpps = [1] if p == 1 else range(1, max(MAX_VPP, pins.vpp or 1) + 1)
-        for v, e in product(vpps, eps):
+        etps = [x for x in valid_etp(model, t, pins.etp) if pins.etp in (None, x)]
+        dispatchers = [d for d in valid_dispatchers(model) if pins.dispatcher in (None, d)]
+        for v, e, x, d in product(vpps, eps, etps, dispatchers):
             if v != pins.vpp and (pins.vpp is not None or v > MAX_VPP):
+                continue
+            if stage_ranks % (e * x):
                 continue
             for first, last in pipeline_splits(model, p, v):
                 if pins.first_stage_layers not in (None, first) or pins.last_stage_layers not in (None, last):
@@ -197,6 +207,8 @@ def build_space(
                     pp=p,
                     vpp=v,
                     ep=e,
+                    etp=x,
+                    dispatcher=d,
                     dp=gpus // (t * c * p),
                     first_stage_layers=first,
                     last_stage_layers=last,
@@ -212,7 +224,7 @@ def build_space(
         for z in ([pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage))
         for o in offload_options(pins.optimizer_offload)
     ]
-    sorted_layouts = tuple(sorted(layouts))
+    sorted_layouts = tuple(sorted(layouts, key=_order))
     block_layers = tuple(block_layer_counts(model, layout, pins) for layout in sorted_layouts)
     choices = recompute_choices(model, pins, sorted(set().union(*block_layers)))
     optional = {c for c in choices if _optional(c, pins)}
@@ -290,12 +302,17 @@ def block_layer_counts(model: ModelSpec, layout: tuple[int, ...], pins: Pins) ->
     has at least that many layers, else every count below that chunk's layers (``compile_terms``
     tabulates only the smallest that fits beside each states row)."""
     mesh = dict(zip(LAYOUT_FIELDS, layout, strict=True))
-    config = ParallelConfig(**mesh, dp=mesh["ep"])  # dp does not change the split
+    config = ParallelConfig(**mesh, dp=mesh["ep"] * mesh["etp"])  # dp does not change the split
     chunk = max(stage_layers(model, config)) // config.vpp
     if pins.recompute_num_layers is not None:
         n = pins.recompute_num_layers
         return frozenset({n} if 0 < n <= chunk else ())
     return frozenset(range(1, chunk))
+
+
+def _order(values: tuple) -> tuple[int, ...]:
+    """Sort key of a domain value: numbers by size, enum members in their definition order."""
+    return tuple(list(type(v)).index(v) if isinstance(v, Enum) else v for v in values)
 
 
 def _finite(value: float, what: str) -> float:
@@ -342,21 +359,26 @@ def compile_terms(
     *,
     times: bool = True,
 ) -> Terms:
-    """Evaluate every term over only the dimensions it depends on; with ``times`` False only the
-    memory tables (the time tables stay empty: whether anything fits needs no step time, and the
-    step time is most of the work)."""
+    """Evaluate every term over only the dimensions it depends on (not for layouts whose token
+    dispatcher ``slower_dispatchers`` rules out); with ``times`` False only the memory tables (the
+    time tables stay empty: whether anything fits needs no step time, and the step time is most of
+    the work)."""
     states, acts, pipe, dpt = {}, {}, {}, {}
     framework = training.framework
     constants = constants or hardware.step_constants  # once: a profile's are rebuilt on each access
+    # the dispatcher changes no memory: a memory-only probe keeps every layout
+    slower = slower_dispatchers(space, model, hardware, training, constants) if times else frozenset()
     for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
         config = space.config(p, z, 0, 0)
-        if reasons_within(STATES_TABLE, framework, model, training, config):
+        if p in slower or reasons_within(STATES_TABLE, framework, model, training, config):
             continue
-        per_stage = []
-        for st in loaded_stages(config):
-            mem = stage_memory(model, hardware, training, config, st)
-            per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
-        states[p, z] = tuple(per_stage)
+        reserve = bytes_up(
+            M.reserve_bytes(hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes)
+        )
+        states[p, z] = tuple(
+            bytes_up(sum(stage_states_bytes(model, training, config, st))) + reserve
+            for st in loaded_stages(config)
+        )
         if times:
             dpt[p, z] = time_units(
                 sum(data_parallel_time(model, hardware, training, config, constants).values())
@@ -376,9 +398,14 @@ def compile_terms(
                 sum(pipeline_time(model, hardware, training, config, constants).values())
             )
 
+    states_of: dict[int, list[tuple[int, ...]]] = {}
+    for (p, _), row in states.items():
+        states_of.setdefault(p, []).append(row)
     for p in range(len(space.layouts)):
         fitting = [
-            u for u in range(len(space.micro_batches)) if space.mbs_fits(p, u, training.global_batch_size)
+            u
+            for u in range(len(space.micro_batches))
+            if p not in slower and space.mbs_fits(p, u, training.global_batch_size)
         ]
         if not fitting:
             continue
@@ -392,7 +419,7 @@ def compile_terms(
                 if r not in optional:
                     tabulate(p, r, u, config)
                     continue
-                partners = _partners(acts.get((p, full_row, u)), states, p, capacity)
+                partners = _partners(acts.get((p, full_row, u)), states_of.get(p, []), capacity)
                 if not _worth_tabulating(acts.get((p, none_row, u)), partners, capacity):
                     continue
                 row = activation_row(model, training, config)
@@ -404,7 +431,7 @@ def compile_terms(
         ):
             continue
         for u in fitting:
-            partners = _partners(acts.get((p, full_row, u)), states, p, capacity)
+            partners = _partners(acts.get((p, full_row, u)), states_of.get(p, []), capacity)
             if not _worth_tabulating(acts.get((p, none_row, u)), partners, capacity):
                 continue
             indices, rows = [block[n] for n in counts], {}
@@ -424,13 +451,12 @@ def activation_row(model: ModelSpec, training: TrainingSpec, config: ParallelCon
 
 
 def _partners(
-    full: tuple[int, ...] | None, states: dict[tuple[int, int], tuple[int, ...]], p: int, capacity: int
+    full: tuple[int, ...] | None, states_rows: list[tuple[int, ...]], capacity: int
 ) -> list[tuple[int, ...]]:
-    """The states rows of layout ``p`` a partial recompute row can fit beside: those full recompute
-    of every layer fits beside (a partial recompute keeps at least as much), or all when that row
-    is missing."""
-    rows = [row for (q, _), row in states.items() if q == p]
-    return [row for row in rows if full is None or _fits(full, row, capacity)]
+    """The states rows of a layout a partial recompute row can fit beside: those full recompute of
+    every layer fits beside (a partial recompute keeps at least as much), or all when that row is
+    missing."""
+    return [row for row in states_rows if full is None or _fits(full, row, capacity)]
 
 
 def _memo_row(
@@ -478,6 +504,33 @@ def _worth_tabulating(none: tuple[int, ...] | None, partners: list[tuple[int, ..
 def _fits(acts: tuple[int, ...], states_row: tuple[int, ...], capacity: int) -> bool:
     """Whether an activations row and a states row fit together on every stage."""
     return all(a + s <= capacity for a, s in zip(acts, states_row, strict=True))
+
+
+def slower_dispatchers(
+    space: Space,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    constants: StepTimeConstants | None = None,
+) -> frozenset[int]:
+    """Layouts that another layout beats by its token dispatcher alone: the dispatcher changes only
+    the dispatch time (``performance.expert_parallel_comm_s``, linear in the micro-batch and the
+    same multiple under recompute), not memory or anything else, so of layouts alike but for it only
+    the fastest can be chosen (the all-to-all on a tie, as the tie-break orders them)."""
+    position = LAYOUT_FIELDS.index("dispatcher")
+    twins: dict[tuple, list[int]] = {}
+    for p, layout in enumerate(space.layouts):
+        twins.setdefault(layout[:position] + layout[position + 1 :], []).append(p)
+    rates = Rates(hardware, constants or hardware.step_constants)
+    slower: set[int] = set()
+    for group in (g for g in twins.values() if len(g) > 1):
+        seconds = {
+            p: expert_parallel_comm_s(model, training, space.config(p, 0, 0, 0), rates, model.num_layers)
+            for p in group
+        }
+        fastest = min(group, key=lambda p: (seconds[p], p))
+        slower.update(p for p in group if p != fastest)
+    return frozenset(slower)
 
 
 def capacity_units(hardware: HardwareSpec) -> int:

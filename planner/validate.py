@@ -3,7 +3,7 @@ and what would work."""
 
 from dataclasses import MISSING
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from constraints.pipeline import (
     MAX_END_STAGE_TRIM,
@@ -14,10 +14,10 @@ from constraints.pipeline import (
 from constraints.recompute import RecomputeModule
 from planner.capability import problems_within
 from planner.errors import PlannerError
-from planner.layout import DIMENSIONS, Group, parse_modules
+from planner.layout import DIMENSIONS, Group, document_value, parse_modules
 from planner.numbers import check_number
 from planner.rules import divisors, pipeline_sizes, pipeline_splits, valid_cp, valid_ep, valid_tp
-from planner.specs import Precision, Recompute
+from planner.specs import Dispatcher, Precision, Recompute
 
 if TYPE_CHECKING:
     from planner.plan import Request
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 MESH_ONLY = frozenset({Group.LAYOUT})
 
 
-def raise_first_reason(req: "Request", name: str, value: int, **others: int) -> None:
+def raise_first_reason(req: "Request", name: str, value: Any, **others: int) -> None:
     """Raise the framework's first reason it cannot run the mesh size ``name=value`` (every other
     dimension at its default, or as in ``others``), if any."""
     defaults = {e.name: 1 if e.default is MISSING else e.default for e in DIMENSIONS}
@@ -36,7 +36,7 @@ def raise_first_reason(req: "Request", name: str, value: int, **others: int) -> 
     if problems:
         option = next(e.dimension.option for e in DIMENSIONS if e.name == name)
         reason, fix = problems[0]
-        raise PlannerError(f"{option} {value}: {reason}; {fix}")
+        raise PlannerError(f"{option} {document_value(value)}: {reason}; {fix}")
 
 
 def validate_split(req: "Request") -> None:
@@ -207,6 +207,12 @@ def validate_pins(req: "Request") -> None:
         )
     if pins.ep is not None and pins.ep > 1:
         raise_first_reason(req, "ep", pins.ep)
+    if pins.etp is not None and pins.etp > 1:
+        raise_first_reason(req, "etp", pins.etp)
+    if pins.dispatcher is Dispatcher.FLEX:  # with the largest ep unless pinned: is any layout possible?
+        raise_first_reason(
+            req, "dispatcher", pins.dispatcher, ep=pins.ep or max(valid_ep(model)), etp=pins.etp or 1
+        )
     if pins.sequence_parallel and pins.tp == 1:
         raise PlannerError("--sequence-parallel needs --tp above 1")
     validate_recompute(req)
