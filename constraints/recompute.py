@@ -31,6 +31,7 @@ heads, ``t`` tensor-parallel size, ``e`` bytes of one activation element, ``f_*`
 
 from collections.abc import Iterable
 from enum import Enum
+from functools import cache
 
 from constraints.activations import Kernels, mlp_saved_bytes_per_f, score_saved_bytes_per_element
 
@@ -91,6 +92,11 @@ def effective_modules(modules: Iterable[RecomputeModule]) -> tuple[RecomputeModu
     """The modules whose savings count, once: Megatron's default (``core_attn``) when none is named,
     and ``moe_act`` and ``shared_experts`` left out beside ``moe``, whose checkpoint (the whole
     ``MoELayer``) already covers them."""
+    return _effective(frozenset(modules))
+
+
+@cache  # a handful of distinct sets, asked for on every row of the search's tables
+def _effective(modules: frozenset[RecomputeModule]) -> tuple[RecomputeModule, ...]:
     chosen = set(modules) or set(MEGATRON_DEFAULT_MODULES)
     if RecomputeModule.MOE in chosen:
         chosen -= {RecomputeModule.MOE_ACT, RecomputeModule.SHARED_EXPERTS}

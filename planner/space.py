@@ -49,10 +49,11 @@ Transformer Engine's spec their norms are fused into the linear layers, leaving 
 MOE_MODULE_SETS = (
     (RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT),
     (RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT, RecomputeModule.SHARED_EXPERTS),
-    (RecomputeModule.MOE,),
 )
 """Selective module sets searched on MoE models beside the default: NVIDIA's MoE recipes'
-``layernorm,moe_act`` (with ``shared_experts`` where there are any), and the whole MoE layer."""
+``layernorm,moe_act`` (with ``shared_experts`` where there are any). The whole MoE layer (``moe``)
+is left to a pin: it reruns the experts' GEMMs and the dispatch, as the block method reruns whole
+layers, and searching it too grew the MoE tables by a third."""
 
 
 Pins = make_dataclass(
