@@ -348,13 +348,15 @@ def data_parallel_comm_s(
 def moe_ep_overlap_runs(training: TrainingSpec, config: ParallelConfig) -> bool:
     """Megatron overlaps the MoE dispatch with another micro-batch's computation
     (``--overlap-moe-expert-parallel-comm``) when asked and the layout allows it: expert parallelism,
-    interleaved stages when pipelined, no full recompute, 16-bit training (Megatron-Core
-    ``TransformerConfig.__post_init__`` at d98e8a64)."""
+    interleaved stages when pipelined, no full recompute (nor its block method), no ``moe`` among
+    the recomputed modules, 16-bit training (Megatron-Core ``TransformerConfig.__post_init__`` at
+    d98e8a64)."""
     return (
         training.overlap_moe_expert_parallel_comm
         and config.ep > 1
         and (config.pp == 1 or config.vpp > 1)
         and config.recompute is not Recompute.FULL
+        and R.RecomputeModule.MOE not in config.recompute_modules
         and training.precision is not Precision.FP32
     )
 

@@ -102,6 +102,7 @@ def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -
     if "--overlap-moe-expert-parallel-comm" in a:  # TransformerConfig: ep, interleaving, no full recompute
         assert int(a["--expert-model-parallel-size"]) > 1 and (pp == 1 or vpp > 1)
         assert a.get("--recompute-granularity") != "full" and ("--bf16" in a or "--fp16" in a)
+        assert "moe" not in args  # a bare "moe" is only ever a --recompute-modules value
     if "--num-experts" in a:  # parallel_state: etp x ep re-split each stage's tp x cp x dp ranks
         ep, etp = int(a.get("--expert-model-parallel-size", 1)), int(a["--expert-tensor-parallel-size"])
         assert int(a["--num-experts"]) % ep == 0 and (tp * cp * dp) % (ep * etp) == 0
