@@ -37,12 +37,14 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   Megatron-Bridge table's words: ``norm`` is ``layernorm``, ``act`` ``moe_act``, ``shared_expert``
   ``shared_experts`` (the table's own note: "norm, act" = layernorm + moe_act); a bare ``selective``
   is Megatron's default module, ``core_attn``; ``full`` every layer.
-- an unstated recompute is still inferred among none, selective (``core_attn``) and full
-  recompute of every layer, as before partial recompute existed: inferring the fastest of the
-  searched partial choices instead moved the rows' figures both ways (``benchmarks/accuracy.py``:
-  median 8.2% to 8.4%, GB200 16.2% to 8.3%, Megatron-Bridge 16.2% to 13.6%, BLOOM 9.4% to 10.5%,
-  MoE 25.9% to 31.0%; BLOOM's runs checkpointed every layer), so the rule is left for the
-  accuracy work to decide.
+- an unstated recompute is inferred among the choices the planner searches
+  (``planner.space.recompute_choices``: none, Megatron's default selective module ``core_attn``,
+  the searched module sets, full recompute of every layer or of the first N layers of each model
+  chunk): the one with the fewest recomputed FLOPs under which the configuration fits (the first
+  rule above), what a recipe tuned for throughput sets; where the row gives its peak memory, only
+  choices that need no more than that reading (reserve excluded: BLOOM's nvidia-smi readings rule
+  out the partial choices for most of its rows, whose notes say the final run checkpointed every
+  layer), so the memory comparison stays a test of the memory model.
 """
 
 import re
@@ -53,12 +55,13 @@ from pathlib import Path
 import yaml
 
 from constraints.pipeline import megatron_split_form
-from planner.evaluate import memory
+from planner.evaluate import memory, stage_layers
 from planner.hardware import preset
 from planner.io import bundled_models, load_model
 from planner.layout import parse_modules
 from planner.performance import model_recomputed_share, step_flops_per_token
 from planner.rules import pipeline_splits
+from planner.space import Pins, recompute_choices
 from planner.specs import (
     Dispatcher,
     Framework,
@@ -285,10 +288,7 @@ def row_of(entry: dict) -> Row:
     )
     inferred = p.get("recompute") is None
     if inferred:
-        for recompute in Recompute:
-            config = replace(config, recompute=recompute)
-            if memory(model, hardware, training, config).fits:
-                break
+        config = inferred_recompute(model, hardware, training, config, meas.get("peak_mem_gb"))
     else:
         config = replace(config, **stated_recompute(str(p["recompute"])))
     return Row(
@@ -305,6 +305,33 @@ def row_of(entry: dict) -> Row:
         oom=bool(meas.get("oom")),
         peak_mem_gb=meas.get("peak_mem_gb"),
     )
+
+
+def inferred_recompute(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    peak_mem_gb: float | None = None,
+) -> ParallelConfig:
+    """``config`` with the least recompute, in recomputed FLOPs, under which it fits and, when
+    ``peak_mem_gb`` is given, needs no more than the run held, among the planner's searched choices
+    (every block-method layer count of its largest chunk); full recompute of every layer when none
+    does."""
+    chunk = max(stage_layers(model, config)) // config.vpp
+    fitting = []
+    for order, (mode, layers, modules) in enumerate(recompute_choices(model, Pins(), list(range(1, chunk)))):
+        trial = replace(config, recompute=mode, recompute_num_layers=layers, recompute_modules=modules)
+        mem = memory(model, hardware, training, trial)
+        if mem.fits:
+            share = model_recomputed_share(model, trial)
+            flops = step_flops_per_token(model, training.seq_len, mode, share, modules).hardware
+            if peak_mem_gb and mem.total - mem.reserve > peak_mem_gb * 1e9:
+                continue  # the run held less than this choice needs
+            fitting.append((flops, order, trial))
+    if not fitting:
+        return replace(config, recompute=Recompute.FULL, recompute_num_layers=0, recompute_modules=())
+    return min(fitting, key=lambda f: f[:2])[2]
 
 
 MODULE_WORDS = {"norm": "layernorm", "act": "moe_act", "shared_expert": "shared_experts"}
