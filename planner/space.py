@@ -11,6 +11,7 @@ the same plan.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, make_dataclass
 from enum import Enum
 from functools import partial
@@ -420,8 +421,10 @@ def compile_terms(
                 if r not in optional:
                     tabulate(p, r, u, config)
                     continue
-                partners = _partners(acts.get((p, full_row, u)), states_of.get(p, []), capacity)
-                if not _worth_tabulating(acts.get((p, none_row, u)), partners, capacity):
+                partners = _partners(
+                    acts.get((p, none_row, u)), acts.get((p, full_row, u)), states_of.get(p, []), capacity
+                )
+                if not partners:
                     continue
                 row = activation_row(model, training, config)
                 if any(_fits(row, s, capacity) for s in partners):  # else never in a plan that fits
@@ -432,13 +435,19 @@ def compile_terms(
         ):
             continue
         for u in fitting:
-            partners = _partners(acts.get((p, full_row, u)), states_of.get(p, []), capacity)
-            if not _worth_tabulating(acts.get((p, none_row, u)), partners, capacity):
-                continue
+            partners = _partners(
+                acts.get((p, none_row, u)), acts.get((p, full_row, u)), states_of.get(p, []), capacity
+            )
             indices, rows = [block[n] for n in counts], {}
             row_at = partial(_memo_row, model, training, space, p, u, indices, rows)
-            chosen = {_fewest_that_fit(row_at, len(counts), s, capacity) for s in set(partners)}
-            for i in sorted(chosen - {None}):
+            found: dict[tuple[int, ...], int] = {}  # states row -> fewest layers that fit beside it
+            for states_row in sorted(set(partners), key=sum):
+                # beside a states row no lighter on any stage, no fewer layers fit
+                lo = max((i for row, i in found.items() if all(map(int.__le__, row, states_row))), default=0)
+                fewest = _fewest_that_fit(row_at, lo, len(counts), states_row, capacity)
+                if fewest is not None:
+                    found[states_row] = fewest
+            for i in sorted(set(found.values())):
                 tabulate(p, block[counts[i]], u, space.config(p, 0, block[counts[i]], u), row_at(i))
     return Terms(states, acts, pipe, dpt)
 
@@ -452,12 +461,20 @@ def activation_row(model: ModelSpec, training: TrainingSpec, config: ParallelCon
 
 
 def _partners(
-    full: tuple[int, ...] | None, states_rows: list[tuple[int, ...]], capacity: int
+    none: tuple[int, ...] | None,
+    full: tuple[int, ...] | None,
+    states_rows: list[tuple[int, ...]],
+    capacity: int,
 ) -> list[tuple[int, ...]]:
-    """The states rows of a layout a partial recompute row can fit beside: those full recompute of
-    every layer fits beside (a partial recompute keeps at least as much), or all when that row is
-    missing."""
-    return [row for row in states_rows if full is None or _fits(full, row, capacity)]
+    """The states rows of a layout beside which a block-method or module-set row of one micro-batch
+    can be part of a best plan: those full recompute of every layer fits beside (a partial
+    recompute keeps at least as much) and no recompute does not (beside the others no recompute
+    is faster: recompute only adds time, and the tie-break prefers less)."""
+    return [
+        row
+        for row in states_rows
+        if (full is None or _fits(full, row, capacity)) and (none is None or not _fits(none, row, capacity))
+    ]
 
 
 def _memo_row(
@@ -477,29 +494,39 @@ def _memo_row(
     return rows[i]
 
 
-def _fewest_that_fit(row_at, count: int, states_row: tuple[int, ...], capacity: int) -> int | None:
-    """Index of the fewest block-method layers (``row_at(i)``: the activations of the ``i``-th
-    count, falling as ``i`` grows) that fit beside ``states_row``, by bisection; None if even the
-    most do not."""
-    if not _fits(row_at(count - 1), states_row, capacity):
+def _fewest_that_fit(
+    row_at: Callable[[int], tuple[int, ...]], lo: int, count: int, states_row: tuple[int, ...], capacity: int
+) -> int | None:
+    """Index (from ``lo``) of the fewest block-method layers (``row_at(i)``: the activations of the
+    ``i``-th count, falling as ``i`` grows) that fit beside ``states_row``; None if even the most do
+    not. A stage's activations fall linearly with the layers recomputed while each chunk keeps some
+    whole, so the straight line through the two ends guesses the index, which is then checked and,
+    where the line misses (lighter end stages recompute all their layers earlier; rounding), found
+    by bisection between the checked bounds."""
+    hi = count - 1
+    if not _fits(row_at(hi), states_row, capacity):
         return None
-    lo, hi = 0, count - 1
-    while lo < hi:
+    if lo >= hi or _fits(row_at(lo), states_row, capacity):
+        return min(lo, hi)
+    first, last = row_at(0), row_at(hi)
+    guess = lo + 1
+    for most, fewest, held in zip(first, last, states_row, strict=True):
+        if most + held > capacity and most > fewest:  # this stage must fall by most + held - capacity
+            guess = max(guess, math.ceil((most + held - capacity) * hi / (most - fewest)))
+    guess = min(guess, hi)
+    if _fits(row_at(guess), states_row, capacity):
+        if not _fits(row_at(guess - 1), states_row, capacity):
+            return guess
+        hi = guess - 1
+    else:
+        lo = guess + 1
+    while lo < hi:  # invariant: row_at(hi) fits, row_at(lo - 1) does not
         mid = (lo + hi) // 2
         if _fits(row_at(mid), states_row, capacity):
             hi = mid
         else:
             lo = mid + 1
     return lo
-
-
-def _worth_tabulating(none: tuple[int, ...] | None, partners: list[tuple[int, ...]], capacity: int) -> bool:
-    """Whether a block-method or module-set row of a layout and micro-batch can be part of a best
-    plan: not without ``_partners``, nor when no recompute fits beside each of them (it then loses
-    to no recompute with every one: recompute only adds time, and the tie-break prefers less)."""
-    if not partners:
-        return False
-    return none is None or not all(_fits(none, row, capacity) for row in partners)
 
 
 def _fits(acts: tuple[int, ...], states_row: tuple[int, ...], capacity: int) -> bool:

@@ -163,3 +163,30 @@ def test_bad_recompute_pins_are_one_line_errors():
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ") and expected in lines[0], (args, lines)
         assert "Traceback" not in result.output
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 50), st.integers(0, 50)), min_size=1, max_size=40),
+    st.tuples(st.integers(0, 400), st.integers(0, 400)),
+    st.data(),
+)
+def test_fewest_layers_that_fit_equal_a_linear_scan(drops, states_row, data):
+    """The block-method search (a guess from the ends, then bisection) finds what scanning every
+    count finds, on any memory that falls with the layers recomputed, from any lower bound that
+    holds."""
+    from planner.space import _fewest_that_fit
+
+    rows, current = [], [1000, 1000]
+    for drop in drops:
+        current = [c - d for c, d in zip(current, drop, strict=True)]
+        rows.append(tuple(current))
+    capacity = 1000
+    fitting = [
+        i
+        for i, row in enumerate(rows)
+        if all(a + s <= capacity for a, s in zip(row, states_row, strict=True))
+    ]
+    expected = fitting[0] if fitting else None
+    lo = data.draw(st.integers(0, expected if expected is not None else len(rows) - 1))
+    assert _fewest_that_fit(rows.__getitem__, lo, len(rows), states_row, capacity) == expected
