@@ -151,15 +151,15 @@ def _recomputed_collectives(config: ParallelConfig, num_layers: float) -> tuple[
     dispatch and combine (on the block method's share of each chunk); selective recompute of an MLP
     or MoE module that module's (Megatron-Core reruns the checkpointed module's forward,
     communication included)."""
+    if config.recompute is Recompute.NONE:
+        return 0.0, 0.0
     if config.recompute is Recompute.FULL:
         share = chunk_recompute_share(config, num_layers / config.vpp)
         return TP_COLLECTIVES_PER_RECOMPUTE * share, EP_ALL_TO_ALL_PER_RECOMPUTE * share
-    if config.recompute is Recompute.SELECTIVE:
-        chosen = set(R.effective_modules(config.recompute_modules))
-        mlp = bool(chosen & RECOMPUTED_MLP_MODULES)
-        moe = R.RecomputeModule.MOE in chosen
-        return TP_COLLECTIVES_PER_MLP_RECOMPUTE * mlp, EP_ALL_TO_ALL_PER_RECOMPUTE * moe
-    return 0.0, 0.0
+    chosen = R.effective_modules(config.recompute_modules)  # selective
+    mlp = any(m in RECOMPUTED_MLP_MODULES for m in chosen)
+    moe = R.RecomputeModule.MOE in chosen
+    return TP_COLLECTIVES_PER_MLP_RECOMPUTE * mlp, EP_ALL_TO_ALL_PER_RECOMPUTE * moe
 
 
 def tensor_parallel_comm_s(
