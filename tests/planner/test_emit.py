@@ -109,6 +109,7 @@ def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -
         assert int(a["--moe-ffn-hidden-size"]) % etp == 0
         if a["--moe-token-dispatcher-type"] == "flex":  # MoEFlexTokenDispatcher: TPxEP > 1
             assert ep * etp > 1 and a["--moe-flex-dispatcher-backend"] == "deepep"
+            assert ep * etp in (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 144, 160)  # DeepEP's buffer configs
             assert "--moe-pad-expert-input-to-capacity" not in a
     assert int(a["--global-batch-size"]) % (int(a["--micro-batch-size"]) * dp) == 0
     assert int(a["--num-attention-heads"]) % tp == 0
