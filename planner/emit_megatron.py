@@ -252,7 +252,11 @@ def parallel_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
     if config.cp > 1:
         a += ["--context-parallel-size", str(config.cp), "--cp-comm-type", "p2p"]
     if config.ep > 1:
-        a += ["--expert-model-parallel-size", str(config.ep), "--expert-tensor-parallel-size", "1"]
+        a += ["--expert-model-parallel-size", str(config.ep)]
+    if (
+        model.is_moe
+    ):  # every expert whole, as the memory model counts it; left out, Megatron splits them over tp
+        a += ["--expert-tensor-parallel-size", "1"]
     if config.sequence_parallel:
         a += ["--sequence-parallel"]
     a += [
