@@ -17,6 +17,18 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   and gather them as FP8 (Megatron-Bridge ``src/megatron/bridge/training/mixed_precision.py``:
   every FP8 recipe but the sub-channel one sets ``fp8_param_gather = True``; NeMo 2's
   ``bf16_with_fp8_mixed`` sets ``fp8_params = True``). Both FP8 scalings run the same FP8 GEMMs.
+- a row whose stated dimensions (layers, hidden size, heads, vocabulary, experts and top-k, and
+  the KV heads and FFN width where stated) are those of exactly one bundled model
+  (``examples/*.yaml``, HF Transformers' own configs) takes that model's whole architecture: what the
+  table's columns cannot say (DeepSeek-V3's latent attention and dense first layers, Qwen3's
+  128-wide heads on a 4096-wide model and its QK norms, biases, tied embeddings); the training-run
+  settings stay the rows' (dropout above);
+- a row whose layers do not split evenly over its pipeline (and virtual) stages holds them as
+  Megatron-LM's uneven split does: the middle stages the same, the first and last lighter by the
+  fewest layers the planner searches (``planner.rules.pipeline_splits``; Llama 3.1 405B on pp 16:
+  7, 8 x 14, 7), the two ends as even as they can be, the first the heavier on a tie; a row with
+  no such split, or one Megatron cannot build with its vpp (``megatron_split_form``), is skipped as
+  not representable;
 - ``selective (norm, act)`` recompute (Megatron-Core's per-module ``--recompute-modules``) is read
   as the planner's ``selective`` until per-module recompute exists: both keep the layer's GEMM
   inputs and recompute only cheap, memory-bound parts.
@@ -28,9 +40,12 @@ from pathlib import Path
 
 import yaml
 
+from constraints.pipeline import megatron_split_form
 from planner.evaluate import memory
 from planner.hardware import preset
+from planner.io import bundled_models, load_model
 from planner.performance import step_flops_per_token
+from planner.rules import pipeline_splits
 from planner.specs import (
     Framework,
     HardwareSpec,
@@ -98,7 +113,17 @@ def skip_reason(entry: dict) -> str | None:
 
 
 def model_of(m: dict) -> ModelSpec:
+    """The row's model: a bundled model's architecture where one matches (with the row's name, the
+    training run's dropout, and room for its sequence length), else built from the columns."""
     gelu = m["activation"] == "gelu"
+    bundled = bundled_architecture(m)
+    if bundled:
+        return replace(
+            bundled,
+            name=m["name"],
+            dropout=0.1 if gelu else 0.0,
+            max_position_embeddings=max(bundled.max_position_embeddings, m["seq_len"]),
+        )
     moe = m.get("moe") or {}
     return ModelSpec(
         name=m["name"],
@@ -127,6 +152,56 @@ def model_of(m: dict) -> ModelSpec:
     )
 
 
+BUNDLED_MATCH = {
+    "layers": "num_layers",
+    "hidden": "hidden_size",
+    "heads": "num_heads",
+    "kv_heads": "num_kv_heads",
+    "ffn_hidden": "ffn_hidden_size",
+    "vocab": "vocab_size",
+    "moe.experts": "num_experts",
+    "moe.top_k": "num_experts_per_token",
+}
+"""Row column -> ModelSpec field that must agree for a row to take a bundled model's architecture."""
+_BUNDLED: list[ModelSpec] = []
+
+
+def _column(m: dict, key: str) -> object:
+    if key.startswith("moe."):
+        return (m.get("moe") or {}).get(key[4:]) or 0
+    return m.get(key)
+
+
+def bundled_architecture(m: dict) -> ModelSpec | None:
+    """The one bundled model whose dimensions agree with every column the row states (layers,
+    hidden size and heads stated at least), or None (see the module docstring)."""
+    if any(m.get(key) is None for key in ("layers", "hidden", "heads")):
+        return None
+    if not _BUNDLED:
+        _BUNDLED.extend(load_model(name) for name in sorted(bundled_models()))
+    matches = [
+        b
+        for b in _BUNDLED
+        if all(
+            _column(m, key) is None or _column(m, key) == getattr(b, field)
+            for key, field in BUNDLED_MATCH.items()
+        )
+    ]
+    return matches[0] if len(matches) == 1 else None
+
+
+def stage_split(model: ModelSpec, pp: int, vpp: int) -> tuple[int, int]:
+    """(first, last) stage layers of a published layout: ``(0, 0)`` for the even split, else the
+    uneven split with the least trimmed ends (see the module docstring)."""
+    splits = pipeline_splits(model, pp, vpp)
+    if (0, 0) in splits:
+        return 0, 0
+    built = [s for s in splits if megatron_split_form(model.num_layers, pp, vpp, *s) is not None]
+    if not built:
+        raise ValueError(f"{model.num_layers} layers do not split over pp {pp} with vpp {vpp}")
+    return max(built, key=lambda s: (s[0] + s[1], -abs(s[0] - s[1]), s[0]))
+
+
 def precision_of(entry: dict) -> Precision:
     """``fp8``, ``FP8-CS``, ``FP8-MX`` are FP8 training; ``fp16`` FP16; anything else (``bf16``,
     ``BF16``, ``amp_bf16``, annotated variants) bf16."""
@@ -138,7 +213,8 @@ def precision_of(entry: dict) -> Precision:
 
 def row_of(entry: dict) -> Row:
     p, meas, derived = entry["parallel"], entry["measured"], entry.get("derived") or {}
-    model, hardware = model_of(entry["model"]), preset(GPUS[entry["gpu"]])
+    model = model_of(entry["model"])
+    hardware = preset(GPUS[entry["gpu"]])
     gpus, tp, pp, cp = entry["gpus"], p["tp"], p["pp"], p.get("cp") or 1
     dp = p.get("dp") or derived.get("dp") or gpus // (tp * cp * pp)
     zero = p.get("zero_stage")
@@ -158,7 +234,10 @@ def row_of(entry: dict) -> Row:
         else Framework.MEGATRON,
         flash_attention=flash,
     )
+    first, last = stage_split(model, pp, p.get("vpp") or 1)
     config = ParallelConfig(
+        first_stage_layers=first,
+        last_stage_layers=last,
         tp=tp,
         pp=pp,
         dp=dp,

@@ -57,3 +57,66 @@ def test_the_loader_reads_what_the_recipes_leave_unstated():
     assert row_of(_entry(tp=4)).config.sequence_parallel  # unstated, on with tp (NeMo recipes)
     assert not row_of(_entry(tp=4, sequence_parallel=False)).config.sequence_parallel
     assert row_of(_entry(recompute="selective (norm, act)")).config.recompute.value == "selective"
+
+
+def _deepseek_v3_columns(**changes):
+    """The model columns of the Megatron-Bridge 25.11 DeepSeek-V3 rows of the calibration data:
+    nothing about latent attention or the dense first layers but the name."""
+    return {
+        "name": "DeepSeek-V3-671B",
+        "layers": 61,
+        "hidden": 7168,
+        "heads": 128,
+        "kv_heads": None,
+        "ffn_hidden": 18432,
+        "vocab": 129280,
+        "seq_len": 4096,
+        "activation": "swiglu",
+        "moe": {"experts": 256, "top_k": 8, "moe_ffn_hidden": 2048, "shared_experts": 1},
+    } | changes
+
+
+def test_rows_of_a_bundled_model_take_its_whole_architecture():
+    """DeepSeek-V3's config.json (deepseek-ai/DeepSeek-V3 on the Hugging Face hub): q_lora_rank 1536,
+    kv_lora_rank 512, qk_nope_head_dim 128, qk_rope_head_dim 64, v_head_dim 128,
+    first_k_dense_replace 3; Qwen3-235B-A22B's (Qwen/Qwen3-235B-A22B): head_dim 128 on a 4096-wide
+    model with 64 heads."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from published import model_of
+
+    deepseek = model_of(_deepseek_v3_columns())
+    assert deepseek.mla_shape == (1536, 512, 128, 64, 128)
+    assert deepseek.num_dense_layers == 3 and deepseek.name == "DeepSeek-V3-671B"
+    qwen = model_of(
+        {
+            "name": "Qwen3-235B-A22B",
+            "layers": 94,
+            "hidden": 4096,
+            "heads": 64,
+            "kv_heads": 4,
+            "ffn_hidden": 12288,
+            "vocab": 151936,
+            "seq_len": 4096,
+            "activation": "swiglu",
+            "moe": {"experts": 128, "top_k": 8, "moe_ffn_hidden": 1536, "shared_experts": 0},
+        }
+    )
+    assert qwen.head_dim == 128 and qwen.qk_norm
+    # a column that disagrees with every bundled model: the row is built from its columns alone
+    other = model_of(_deepseek_v3_columns(layers=60))
+    assert not other.is_mla and other.head_dim == 7168 // 128 and other.num_layers == 60
+
+
+def test_published_layouts_whose_layers_do_not_divide_take_megatrons_uneven_split():
+    """The Llama 3 paper (Dubey et al. 2024, section 3.3.2) trained 405B's 126 layers on pp 16 by
+    removing one layer from each of the first and last stages: 7, 8 x 14, 7."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from planner.io import load_model
+
+    from published import stage_split
+
+    llama = load_model("llama3.1-405b")
+    assert stage_split(llama, 16, 1) == (7, 7)
+    assert stage_split(llama, 2, 1) == (0, 0)  # 63 each: the even split
+    with pytest.raises(ValueError, match="61 layers do not split over pp 2 with vpp 4"):
+        stage_split(load_model("deepseek-v3"), 2, 4)
