@@ -60,17 +60,20 @@ def end_stage_splits(
     by at most ``max_trim``. The even split, when there is one, is among them; sorted."""
     if pp == 1:
         return ((num_layers, num_layers),)
-    splits = set()
-    for first in range(1, num_layers):
-        for last in range(1, num_layers - first + 1):
-            if not end_stage_split_is_whole(num_layers, pp, first, last):
-                continue
-            counts = stage_layer_counts(num_layers, pp, first, last)
-            heaviest = max(counts)
-            if pp > 2 and heaviest != counts[1]:
-                continue  # an end heavier than the middle
-            if heaviest - min(first, last) <= max_trim:
-                splits.add((first, last))
+    # Enumerated from the heaviest stage's count ``m`` (a middle one; with pp = 2 the heavier end):
+    # both ends lie in [m - max_trim, m], the middle ranks take m each, and the last end is what
+    # remains, so ``m*pp - 2*max_trim <= num_layers <= m*pp`` bounds ``m``: a few steps for any
+    # size (the direct test of every (first, last) pair was quadratic in the layers, and
+    # ``build_space`` asks for every pp).
+    splits = []
+    middle_ranks = pp - 2
+    for m in range(max(1, num_layers // pp), (num_layers + 2 * max_trim) // pp + 1):
+        for first in range(max(1, m - max_trim), m + 1):
+            last = num_layers - first - m * middle_ranks
+            if pp == 2 and max(first, last) != m:
+                continue  # pp = 2: m is the heavier of the two ends
+            if max(1, m - max_trim) <= last <= m:
+                splits.append((first, last))
     return tuple(sorted(splits))
 
 

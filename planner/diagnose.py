@@ -9,7 +9,7 @@ from planner.deadline import NO_DEADLINE, Deadline
 from planner.defaults import with_default_batch
 from planner.evaluate import memory, num_microbatches
 from planner.layout import parallelism_block
-from planner.search import Candidate, brute_force, least_memory
+from planner.search import Candidate, brute_force, fits_within
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
 from planner.specs import HardwareSpec, TrainingSpec
 
@@ -31,9 +31,8 @@ def fits_anywhere(
     if req.global_batch_note is not None and gpus != req.gpus:
         training, _ = with_default_batch(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
     space = build_space(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
-    terms = compile_terms(space, req.model, hardware, training, req.constants)
-    best = least_memory(space, terms)
-    return best is not None and best.peak_memory <= capacity_units(hardware)
+    terms = compile_terms(space, req.model, hardware, training, req.constants, times=False)
+    return fits_within(terms, capacity_units(hardware))
 
 
 def smallest_fixes(

@@ -18,7 +18,7 @@ from planner.evaluate import num_microbatches
 from planner.launch import Launch, launch_files
 from planner.rules import valid_pp, valid_tp
 from planner.scaling import Units, choose_units, scale_terms
-from planner.search import Candidate, brute_force, enumerate_candidates, least_memory
+from planner.search import Candidate, brute_force, count_candidates, least_memory
 from planner.solver import solve
 from planner.space import Pins, Space, build_space, capacity_units, compile_terms
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
@@ -110,7 +110,7 @@ def run(req: Request, deadline: Deadline | None = None) -> Outcome:
         )
     units = choose_units(space, terms)
     terms = scale_terms(terms, units)
-    counted = len(enumerate_candidates(space, terms))
+    counted = count_candidates(terms)
     limited = False
     if req.exhaustive:
         start = time.perf_counter()

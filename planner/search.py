@@ -38,6 +38,29 @@ def enumerate_candidates(space: Space, terms: Terms) -> list[Candidate]:
     return sorted(found, key=lambda c: c.objective)
 
 
+def count_candidates(terms: Terms) -> int:
+    """How many candidates ``enumerate_candidates`` lists, without listing them: on each layout, its
+    states rows times its activations rows (a candidate is one of each on the same layout)."""
+    states: dict[int, int] = {}
+    for p, _ in terms.states:
+        states[p] = states.get(p, 0) + 1
+    return sum(states.get(key[0], 0) for key in terms.activations)
+
+
+def fits_within(terms: Terms, capacity: int) -> bool:
+    """Whether some candidate's memory is within ``capacity`` on every stage (memory tables only:
+    ``compile_terms(..., times=False)`` is enough)."""
+    states: dict[int, list[tuple[int, ...]]] = {}
+    for (p, _), mem in terms.states.items():
+        if max(mem) <= capacity:
+            states.setdefault(p, []).append(mem)
+    return any(
+        all(s + a <= capacity for s, a in zip(state, act, strict=True))
+        for (p, *_), act in terms.activations.items()
+        for state in states.get(p, ())
+    )
+
+
 def brute_force(space: Space, terms: Terms, capacity: int, top: int = 1) -> list[Candidate]:
     """The ``top`` best feasible candidates (peak memory within ``capacity``)."""
     feasible = [c for c in enumerate_candidates(space, terms) if c.peak_memory <= capacity]

@@ -7,16 +7,18 @@ tables over only the dimensions each term depends on, linked by linear sums over
 import time
 from dataclasses import dataclass
 
-from ortools.sat.python import cp_model
-
 from planner.deadline import NO_DEADLINE, Deadline
 from planner.errors import PlannerError
+from planner.presolve import Incumbent, reduce_rows
 from planner.search import Candidate
 from planner.space import Space, Terms, candidate_cost
 
 MIN_SOLVE_S = 0.01  # CP-SAT needs a positive limit; below this the deadline has passed
 
 NUM_WORKERS = 2  # this is a 2-core planning machine; the tie-break makes the optimum unique
+SMALL_MODEL_ROWS = 1000  # up to this many rows one worker: starting a second thread costs more than
+# it searches (a few hundred rows: 0.2 ms per solve with one worker, 1.5 ms with two, measured on
+# the 2-core development machine); the presolve leaves most requests well below it
 RANDOM_SEED = 0
 
 
@@ -40,25 +42,6 @@ class SolveResult:
     or the first may be unproven)."""
 
 
-def undominated(rows: list, cost, top: int) -> list:
-    """The rows of one table that can be part of a ``top``-best plan: a row that ``top`` other rows
-    of the same layout beat in cost while needing no more memory on any stage is left out (each of
-    those, with the same row of the other table, is a better plan that fits whenever it fits)."""
-    by_layout: dict[int, list] = {}
-    for row in rows:
-        by_layout.setdefault(row[0][0], []).append(row)
-    kept = []
-    for group in by_layout.values():
-        group.sort(key=lambda row: cost(row[0]))
-        frontier: list = []  # rows kept so far, cheaper than the current one
-        for key, mem in group:
-            beaten = sum(all(m <= n for m, n in zip(other, mem, strict=True)) for _, other in frontier)
-            if beaten < top:
-                frontier.append((key, mem))
-        kept += frontier
-    return sorted(kept)
-
-
 def solve(
     space: Space,
     terms: Terms,
@@ -74,9 +57,13 @@ def solve(
     range (``planner.scaling``), and a model CP-SAT refuses is an error, never "infeasible". No solve
     starts after the ``deadline`` and none runs past it.
     """
-    # Data: a row whose own term already exceeds the capacity on some stage can never be part of
-    # a plan that fits, nor can a row ``top`` better rows dominate; both are left out (the best
-    # ``top`` plans are unchanged; the model gets smaller).
+    # OR-Tools takes a quarter of a second to import (it loads pandas): only a search pays for it,
+    # not ``plan --help``, ``serve``, ``compare`` or ``--exhaustive``.
+    from ortools.sat.python import cp_model
+
+    # Data: the rows that can be part of a ``top``-best plan (``planner.presolve``: over capacity,
+    # dominated, or costlier than ``top`` plans found greedily are left out; the best ``top`` plans
+    # are unchanged and the model gets smaller), and those greedy plans to start from.
     scale = space.tie_break_range
 
     def state_cost(key):
@@ -87,12 +74,10 @@ def solve(
         p, r, u = key
         return terms.pipeline_us[p, r, u] * scale + space.activations_rank(p, r, u)
 
-    states_rows = undominated(
-        [(key, mem) for key, mem in terms.states.items() if max(mem) <= capacity], state_cost, top
+    reduced = reduce_rows(
+        list(terms.states.items()), list(terms.activations.items()), state_cost, act_cost, capacity, top
     )
-    act_rows = undominated(
-        [(key, mem) for key, mem in terms.activations.items() if max(mem) <= capacity], act_cost, top
-    )
+    states_rows, act_rows, known = reduced.states, reduced.activations, reduced.known
     if not states_rows or not act_rows:
         return SolveResult(status="infeasible", candidates=[], wall_time_s=0.0, objective=None, bound=None)
 
@@ -143,9 +128,14 @@ def solve(
             f"internal error: CP-SAT refuses the model ({refusal.splitlines()[0]}); please report the command"
         )
 
-    # Solve, then exclude each answer to find the next best.
+    # Solve, then exclude each answer to find the next best; each solve starts from the best greedy
+    # plan not yet found (a hint: CP-SAT then only has to prove it, or improve on it).
+    state_var = {key: x for (key, _), x in zip(states_rows, pick_state, strict=True)}
+    act_var = {key: y for (key, _), y in zip(act_rows, pick_act, strict=True)}
+    hints = [c for c in known if c.states in state_var and c.activations in act_var]
     solver = cp_model.CpSolver()
-    solver.parameters.num_workers = NUM_WORKERS
+    small = len(states_rows) + len(act_rows) <= SMALL_MODEL_ROWS
+    solver.parameters.num_workers = 1 if small else NUM_WORKERS
     solver.parameters.random_seed = RANDOM_SEED
     found: list[Candidate] = []
     status_name, objective, bound, spent, limited = "infeasible", None, None, 0.0, False
@@ -157,6 +147,7 @@ def solve(
                 status_name = status_name if found else "unknown"
                 break
             solver.parameters.max_time_in_seconds = left
+        hint(model, hints, state_var, act_var, pick_layout, found)
         start = time.perf_counter()
         status = solver.solve(model)
         spent += time.perf_counter() - start
@@ -188,3 +179,23 @@ def solve(
         bound=bound,
         time_limited=limited,
     )
+
+
+def hint(
+    model, known: list[Incumbent], state_var: dict, act_var: dict, pick_layout: dict, found: list[Candidate]
+) -> None:
+    """Hint the first of ``known`` (plans that fit, best first) not among those ``found``: every
+    selector's value in it, so that CP-SAT starts from a complete solution."""
+    model.clear_hints()
+    taken = {c.indices for c in found}
+    for plan in known:
+        p, z = plan.states
+        _, r, u = plan.activations
+        if (p, z, r, u) in taken:
+            continue
+        for rows, chosen in ((state_var, plan.states), (act_var, plan.activations)):
+            for key, var in rows.items():
+                model.add_hint(var, key == chosen)
+        for layout, var in pick_layout.items():
+            model.add_hint(var, layout == p)
+        return

@@ -250,8 +250,12 @@ def compile_terms(
     hardware: HardwareSpec,
     training: TrainingSpec,
     constants: StepTimeConstants | None = None,
+    *,
+    times: bool = True,
 ) -> Terms:
-    """Evaluate every term over only the dimensions it depends on."""
+    """Evaluate every term over only the dimensions it depends on; with ``times`` False only the
+    memory tables (the time tables stay empty: whether anything fits needs no step time, and the
+    step time is most of the work)."""
     states, acts, pipe, dpt = {}, {}, {}, {}
     framework = training.framework
     for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
@@ -263,7 +267,10 @@ def compile_terms(
             mem = stage_memory(model, hardware, training, config, st)
             per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
         states[p, z] = tuple(per_stage)
-        dpt[p, z] = time_units(sum(data_parallel_time(model, hardware, training, config, constants).values()))
+        if times:
+            dpt[p, z] = time_units(
+                sum(data_parallel_time(model, hardware, training, config, constants).values())
+            )
     for p, r in product(range(len(space.layouts)), range(len(space.recomputes))):
         fitting = [
             u for u in range(len(space.micro_batches)) if space.mbs_fits(p, u, training.global_batch_size)
@@ -276,9 +283,10 @@ def compile_terms(
                 bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
                 for st in loaded_stages(config)
             )
-            pipe[p, r, u] = time_units(
-                sum(pipeline_time(model, hardware, training, config, constants).values())
-            )
+            if times:
+                pipe[p, r, u] = time_units(
+                    sum(pipeline_time(model, hardware, training, config, constants).values())
+                )
     return Terms(states, acts, pipe, dpt)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from constraints.activations import in_flight_layer_microbatches
 from constraints.pipeline import (
+    MAX_END_STAGE_TRIM,
     SplitForm,
     account_for_ends,
     end_stage_split_is_whole,
@@ -90,6 +91,25 @@ def test_searched_splits_have_light_ends_only():
             counts = stage_layer_counts(num_layers, pp, first, last)
             assert sum(counts) == num_layers and min(counts) >= 1
             assert max(counts) - min(first, last) <= 2
+
+
+def test_searched_splits_are_every_whole_split_with_light_ends():
+    """The splits are exactly those of the docstring's definition, checked pair by pair: whole
+    (``end_stage_split_is_whole``), no end heavier than a middle stage (with pp = 2 either end may be
+    the heavier) and no end more than ``MAX_END_STAGE_TRIM`` below the heaviest stage."""
+    for num_layers in range(1, 131):
+        for pp in range(2, 21):
+            expected = []
+            for first in range(1, num_layers):
+                for last in range(1, num_layers - first + 1):
+                    if not end_stage_split_is_whole(num_layers, pp, first, last):
+                        continue
+                    counts = stage_layer_counts(num_layers, pp, first, last)
+                    if pp > 2 and max(counts) != counts[1]:
+                        continue
+                    if max(counts) - min(first, last) <= MAX_END_STAGE_TRIM:
+                        expected.append((first, last))
+            assert end_stage_splits(num_layers, pp) == tuple(expected), (num_layers, pp)
 
 
 @pytest.mark.parametrize(("pp", "vpp", "m"), [(4, 1, 16), (4, 2, 16), (8, 4, 3), (1, 1, 8)])

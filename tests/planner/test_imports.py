@@ -1,0 +1,52 @@
+"""OR-Tools (a quarter of a second to import, pandas included) is loaded only by a search: the
+commands that do not search never import it. Each case runs in a fresh interpreter."""
+
+import subprocess
+import sys
+
+import pytest
+
+PROBE = """
+import sys
+from click.testing import CliRunner
+from planner.cli import main
+result = CliRunner().invoke(main, sys.argv[1:], catch_exceptions=False)
+assert result.exit_code == 0, result.output
+print(sorted({name.split(".")[0] for name in sys.modules} & {"ortools", "pandas"}))
+"""
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--help"],
+        ["serve", "llama2-7b", "--gpu", "h100-80gb", "--context", "4k", "--batch", "1", "--format", "json"],
+        ["--gpus", "8", "--exhaustive", "--format", "json", "llama2-7b"],
+        [
+            "--gpus",
+            "8",
+            "--tp",
+            "1",
+            "--pp",
+            "1",
+            "--zero",
+            "1",
+            "--recompute",
+            "selective",
+            "--mbs",
+            "1",
+            "--exhaustive",
+            "llama2-7b",
+        ],
+    ],
+    ids=["help", "serve", "exhaustive", "pinned-exhaustive"],
+)
+def test_commands_that_do_not_search_leave_or_tools_unloaded(args):
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_search_loads_it():
+    args = ["--gpus", "8", "--format", "json", "llama2-7b"]
+    out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
+    assert "ortools" in out.stdout.strip().splitlines()[-1]
