@@ -12,6 +12,8 @@ Conventions (bytes per parameter, Adam):
 TP and PP shard all of it; the caller passes the parameters that live on one rank.
 """
 
+import math
+
 from constraints.units import FP32_BYTES, HALF_BYTES, Framework, Precision, ZeroStage
 
 ADAM_MOMENTS_BYTES = 2 * FP32_BYTES  # Adam m and v, fp32 (Kingma & Ba 2015)
@@ -111,6 +113,16 @@ def unsharded_unit_bytes(
         return 0.0
     gathered = min(ZERO3_UNITS_IN_FLIGHT * unit_params, stage_params)
     return gathered * (dp - 1) / dp * bytes_per_param
+
+
+def min_gpus_for_states(num_params: float, bytes_per_param: float, usable_bytes_per_gpu: float) -> int:
+    """Fewest GPUs whose memory can hold the model states at all, nothing offloaded: every
+    parameter's weight, gradient and optimizer state is held at least once in the cluster (ZeRO-3
+    shards each over its data-parallel group; tensor, pipeline and expert parallelism split the
+    rest), so the most loaded GPU holds at least the average share, ``(2 + 2 + K) * params / N_d``
+    in ZeRO's notation (Rajbhandari et al. 2020, Fig. 1, P_os+g+p). ``usable_bytes_per_gpu`` is
+    what the reserve leaves."""
+    return math.ceil(num_params * bytes_per_param / usable_bytes_per_gpu)
 
 
 def reserve_bytes(capacity_bytes: float, fraction: float, fixed_bytes: float) -> float:

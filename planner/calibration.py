@@ -26,6 +26,10 @@ class StepTimeConstants:
     """Fraction of the dense 16-bit peak that large matrix products reach (fitted)."""
     gemm_fp8_efficiency: float = 0.75
     """Fraction of the dense FP8 peak that large FP8 matrix products reach (fitted on FP8 rows)."""
+    gemm_half_dim: float = 0.0
+    """Product dimension (elements) at which a GEMM reaches half its efficiency along that
+    dimension (``constraints.kernel_times.gemm_shape_efficiency``): small per-rank widths and few
+    tokens per expert run below the large-product efficiency (fitted)."""
     attention_efficiency: float = 0.35
     """Fraction of the 16-bit peak that fused attention reaches on long sequences, forward and
     backward (fitted)."""

@@ -94,10 +94,12 @@ def training_cost(
     return out
 
 
-def sweep_row(req: Request, tokens: float | None, price: float | None) -> dict[str, Any]:
+def sweep_row(
+    req: Request, tokens: float | None, price: float | None, progress: "Progress | None" = None
+) -> dict[str, Any]:
     """One row of a sweep: the best plan at this GPU type and count."""
     try:
-        doc = document(req, run(req))
+        doc = document(req, run(req, progress=progress))
     except PlannerError as exc:  # e.g. no layout divides this GPU count or batch
         return {"gpu": req.hardware.name, "gpus": req.gpus, "status": "no layout", "reason": str(exc)}
     row: dict[str, Any] = {"gpu": req.hardware.name, "gpus": req.gpus, "status": doc["status"]}
@@ -190,12 +192,13 @@ def candidate_counts(start: int, gpus_per_node: int) -> list[int]:
     return counts
 
 
-def min_gpus(req: Request) -> MinGpus:
+def min_gpus(req: Request, progress: "Progress | None" = None) -> MinGpus:
     """Smallest GPU count on which some plan fits.
 
     The search starts at a lower bound no plan can beat: every parameter's 16-bit weight, gradient
     and optimizer state sharded over all GPUs (ZeRO-3), into the memory left after the reserve. It
-    then walks up the counts of ``candidate_counts`` and stops at the first that fits.
+    then walks up the counts of ``candidate_counts`` and stops at the first that fits, saying
+    each count it tries to ``progress``.
     """
     params = count_params(req.model).total
     training, hardware = req.training, req.hardware
@@ -213,6 +216,8 @@ def min_gpus(req: Request) -> MinGpus:
     checked = []
     for count in candidate_counts(bound, hardware.gpus_per_node)[:MAX_CHECKED]:
         checked.append(count)
+        if progress is not None:
+            progress(f"smallest GPU count on {hardware.name}, seq {training.seq_len}: trying {count}")
         if fits_anywhere(req, count):
             return MinGpus(count, bound, checked)
     return MinGpus(None, bound, checked)
@@ -317,8 +322,9 @@ class Sweep:
         return {"rows": self.rows, "min_gpus": self.min_gpus, "scaling_baseline": self.scaling_baseline}
 
 
-Progress = Callable[[int, int, str, int, int], None]
-"""Called before each point: (index from 1, number of points, GPU type, GPU count, sequence length)."""
+Progress = Callable[[str], None]
+"""Called with one line saying what starts now (``planning 3/12: h100-80gb x 256 GPUs, seq 8192``);
+the CLI shows it on a terminal (``planner.cli_progress``)."""
 
 
 def sweep(
@@ -339,7 +345,7 @@ def sweep(
     jobs = [(hw, training, n) for hw in hardwares for training in trainings for n in counts]
     for index, (hardware, training, count) in enumerate(jobs, 1):
         if progress is not None:
-            progress(index, len(jobs), hardware.name, count, training.seq_len)
+            progress(f"planning {index}/{len(jobs)}: {hardware.name} x {count} GPUs, seq {training.seq_len}")
         note = None
         if not batch_given:
             training, note = with_default_batch(model, training, count, Pins(), hardware.nvlink_domain_gpus)
@@ -351,10 +357,10 @@ def sweep(
             constants=hardware.step_constants,
             global_batch_note=note,
         )
-        row = sweep_row(req, tokens, price_of(hardware.name, prices or {}))
+        row = sweep_row(req, tokens, price_of(hardware.name, prices or {}), progress)
         rows.append({"seq_len": training.seq_len, "global_batch": training.global_batch_size, **row})
         if count == counts[0]:
-            found = min_gpus(req)
+            found = min_gpus(req, progress)
             smallest.append(
                 {
                     "gpu": hardware.name,

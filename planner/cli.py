@@ -27,6 +27,7 @@ from planner.cli_options import (
     training_options,
 )
 from planner.cli_profile import calibrate_command, profile_command
+from planner.cli_progress import TerminalProgress
 from planner.cli_serve import serve_command
 from planner.defaults import with_default_batch
 from planner.document import document, document_and_launch
@@ -336,7 +337,11 @@ def train(
         constants=hardware.step_constants,
         checkpoint=parse_interval(checkpoint_interval, storage_gbps),
     )
-    outcome = run(req)
+    progress = TerminalProgress()  # the diagnosis, when nothing fits, can take seconds
+    try:
+        outcome = run(req, progress=progress)
+    finally:
+        progress.done()
     doc, launch = document_and_launch(req, outcome)
     text = render(doc, fmt or ("table" if sys.stdout.isatty() else "yaml"))
     if report is not None:  # the runners-up on the page even when --top asks for fewer

@@ -2,7 +2,6 @@
 
 import csv
 import io
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from planner.cli_options import (
     positive,
     training_options,
 )
+from planner.cli_progress import TerminalProgress
 from planner.counts import count_params
 from planner.io import check_output_file, load_model, read_mapping, write_atomic
 from planner.known_accuracy import accuracy_for
@@ -184,22 +184,20 @@ def sweep_command(
     ]
     hardwares = [build_hardware(name, mem, gpus_per_node) for name in gpu_names]
 
-    def progress(index: int, total: int, gpu: str, count: int, seq: int) -> None:
-        if sys.stderr.isatty():
-            click.echo(f"\rplanning {index}/{total}: {gpu} x {count} GPUs, seq {seq}", err=True, nl=False)
-
-    answer = sweep(
-        spec,
-        hardwares,
-        trainings,
-        counts,
-        tokens=budget,
-        prices=price_table,
-        batch_given=global_batch is not None,
-        progress=progress,
-    )
-    if sys.stderr.isatty():
-        click.echo("", err=True)
+    progress = TerminalProgress()
+    try:
+        answer = sweep(
+            spec,
+            hardwares,
+            trainings,
+            counts,
+            tokens=budget,
+            prices=price_table,
+            batch_given=global_batch is not None,
+            progress=progress,
+        )
+    finally:  # an error's one line starts on a clean line
+        progress.done()
     rows, smallest, baselines = answer.rows, answer.min_gpus, answer.scaling_baseline
     text = render_sweep(rows, smallest, fmt, baselines)
     if chart is not None:  # written before the table is printed: a failure prints nothing

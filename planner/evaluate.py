@@ -19,6 +19,7 @@ from constraints import memory as M
 from constraints import params as P
 from constraints import pipeline as S
 from constraints.units import Framework, Recompute
+from planner.memo import by_fields_read
 from planner.specs import (
     HardwareSpec,
     MemoryBreakdown,
@@ -110,6 +111,7 @@ def layer_params_per_rank(model: ModelSpec, config: ParallelConfig) -> tuple[flo
     return dense, moe, experts
 
 
+@by_fields_read(2)  # the same layer for many rows of the tables (planner.memo)
 def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int) -> StageParams:
     """Parameters on one TP rank of pipeline stage ``stage``: its layers (``stage_layers``, in
     order); an MoE model's dense layers come first (DeepSeek-V3)."""
@@ -144,6 +146,7 @@ def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfi
     return StageParams(params=params, expert_params=n_moe * experts, largest_unit=unit)
 
 
+@by_fields_read(2)  # the same layer for many rows of the tables (planner.memo)
 def layer_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, recompute: Recompute
 ) -> float:
@@ -186,6 +189,7 @@ def layer_activation_bytes(
     )
 
 
+@by_fields_read(2)  # the states rows ask again for each ZeRO stage (planner.memo)
 def stage_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int
 ) -> dict[str, float]:

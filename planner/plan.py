@@ -5,6 +5,7 @@ the chosen configuration (``launch_of``).
 """
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,10 +73,13 @@ class Outcome:
     fixes: dict[str, Any] | None = None
 
 
-def run(req: Request, deadline: Deadline | None = None) -> Outcome:
+def run(
+    req: Request, deadline: Deadline | None = None, progress: Callable[[str], None] | None = None
+) -> Outcome:
     """Search the space (CP-SAT, or brute force with ``exhaustive``), then check the answer against
     the evaluator (``planner.verify``). The whole command, diagnosis included, starts no new work
-    after the deadline (by default ``req.time_limit_s`` from now)."""
+    after the deadline (by default ``req.time_limit_s`` from now). When nothing fits, each probe of
+    the diagnosis says what it tries to ``progress``."""
     deadline = deadline or Deadline(limit_s=req.time_limit_s)
     validate_pins(req)
     space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.nvlink_domain_gpus)
@@ -148,7 +152,7 @@ def run(req: Request, deadline: Deadline | None = None) -> Outcome:
         units=units,
         shortfall=shortfall(req, len(chosen), limited),
         closest=closest,
-        fixes=None if chosen else smallest_fixes(req, closest, space, deadline),
+        fixes=None if chosen else smallest_fixes(req, closest, space, deadline, progress),
     )
 
 

@@ -258,6 +258,7 @@ def compile_terms(
     step time is most of the work)."""
     states, acts, pipe, dpt = {}, {}, {}, {}
     framework = training.framework
+    constants = constants or hardware.step_constants  # once: a profile's are rebuilt on each access
     for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
         config = space.config(p, z, 0, 0)
         if reasons_within(STATES_TABLE, framework, model, training, config):

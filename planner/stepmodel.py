@@ -20,6 +20,7 @@ from constraints.kernels import ATTENTION_BACKWARD_TO_FORWARD, attention_forward
 from constraints.units import Recompute
 from planner.calibration import StepTimeConstants
 from planner.counts import attention_params
+from planner.memo import by_fields_read
 from planner.rates import Rates
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
@@ -110,6 +111,7 @@ def _experts(
     return _sum(*ops)
 
 
+@by_fields_read(3)  # the same layer for many rows of the tables (planner.memo)
 def layer_operations(
     model: ModelSpec,
     hardware: HardwareSpec,
@@ -146,6 +148,7 @@ def layer_operations(
     return ops
 
 
+@by_fields_read(3)  # the same layer for many rows of the tables (planner.memo)
 def head_operations(
     model: ModelSpec,
     hardware: HardwareSpec,

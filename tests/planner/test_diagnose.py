@@ -1,0 +1,29 @@
+"""The diagnosis skips GPU counts that cannot hold the model states; the skip must never hide a
+count on which the evaluator says something fits."""
+
+from hypothesis import given, settings
+from test_solver import problems
+
+from constraints.memory import min_gpus_for_states as states_bound
+from planner.diagnose import min_gpus_for_states
+from planner.search import fits_within
+from planner.space import build_space, capacity_units, compile_terms
+
+
+def test_the_bound_is_zero_s_per_device_memory():
+    """ZeRO (Rajbhandari et al. 2020) Fig. 1: 7.5B parameters, K = 12, 64 devices, P_os+g+p:
+    1.9 GB per device; (2 + 2 + 12) x 7.5e9 / 64 = 1.875e9 bytes."""
+    assert states_bound(7.5e9, 2 + 2 + 12, 1.875e9) == 64
+    assert states_bound(7.5e9, 2 + 2 + 12, 1.9e9) == 64
+    assert states_bound(7.5e9, 2 + 2 + 12, 1.8e9) == 67
+
+
+@settings(max_examples=80, deadline=None)
+@given(problems())
+def test_below_the_bound_nothing_fits(problem):
+    model, training, gpus, hardware, pins = problem
+    bound = min_gpus_for_states(model, training, hardware, pins)
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
+    terms = compile_terms(space, model, hardware, training, times=False)
+    if gpus < bound:
+        assert not fits_within(terms, capacity_units(hardware))
