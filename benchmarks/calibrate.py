@@ -42,7 +42,6 @@ GRID = {
     "comm_efficiency": [0.3 + 0.1 * i for i in range(7)],  # 0.3 .. 0.9
     "network_efficiency": [0.3 + 0.1 * i for i in range(7)],
     "dp_overlap": [0.1 * i for i in range(10)],  # 0 .. 0.9
-    "tp_overlap": [0.1 * i for i in range(10)],
     "elementwise_bytes_per_width": [0, 25, 50, 75, 100, 150, 200, 250, 300],
     "moe_layer_overhead_s": [0.0, 5e-4, 1e-3, 1.5e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 8e-3],
 }

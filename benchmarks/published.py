@@ -17,6 +17,10 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   and gather them as FP8 (Megatron-Bridge ``src/megatron/bridge/training/mixed_precision.py``:
   every FP8 recipe but the sub-channel one sets ``fp8_param_gather = True``; NeMo 2's
   ``bf16_with_fp8_mixed`` sets ``fp8_params = True``). Both FP8 scalings run the same FP8 GEMMs.
+- expert tensor parallelism and the token dispatcher are read from ``parallel.etp`` /
+  ``parallel.dispatcher`` where a row has them, else from its notes (``ETP=1``, ``ETP4``;
+  ``Dispatcher DeepEP`` or HybridEP: the flex dispatcher, ``Dispatcher A2A``: all-to-all), else the
+  planner's defaults (whole experts, all-to-all);
 - a row whose stated dimensions (layers, hidden size, heads, vocabulary, experts and top-k, and
   the KV heads and FFN width where stated) are those of exactly one bundled model
   (``examples/*.yaml``, HF Transformers' own configs) takes that model's whole architecture: what the
@@ -34,6 +38,7 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   inputs and recompute only cheap, memory-bound parts.
 """
 
+import re
 import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +52,7 @@ from planner.io import bundled_models, load_model
 from planner.performance import step_flops_per_token
 from planner.rules import pipeline_splits
 from planner.specs import (
+    Dispatcher,
     Framework,
     HardwareSpec,
     ModelSpec,
@@ -211,6 +217,23 @@ def precision_of(entry: dict) -> Precision:
     return Precision.FP16 if text.startswith("fp16") else Precision.BF16
 
 
+def expert_layout(entry: dict) -> tuple[int, Dispatcher]:
+    """(expert TP size, token dispatcher) of a row: its ``parallel.etp`` / ``parallel.dispatcher``
+    fields, else what its notes state (``ETP=1``, ``ETP4``; ``Dispatcher DeepEP`` or HybridEP: the
+    flex dispatcher; ``A2A``/alltoall), else the planner's defaults (1, all-to-all)."""
+    p, notes = entry["parallel"], str(entry.get("notes") or "")
+    etp = p.get("etp")
+    if etp is None:
+        stated = re.search(r"\bETP\s*=?\s*(\d+)", notes)
+        etp = int(stated.group(1)) if stated else 1
+    dispatcher = p.get("dispatcher")
+    if dispatcher is None:
+        named = re.search(r"\bdispatcher\s+(\w+)", notes, re.IGNORECASE)
+        dispatcher = named.group(1) if named else ""
+    flex = str(dispatcher).lower() in ("deepep", "hybridep", "flex")
+    return etp, Dispatcher.FLEX if flex else Dispatcher.ALLTOALL
+
+
 def row_of(entry: dict) -> Row:
     p, meas, derived = entry["parallel"], entry["measured"], entry.get("derived") or {}
     model = model_of(entry["model"])
@@ -234,6 +257,7 @@ def row_of(entry: dict) -> Row:
         else Framework.MEGATRON,
         flash_attention=flash,
     )
+    etp, dispatcher = expert_layout(entry)
     first, last = stage_split(model, pp, p.get("vpp") or 1)
     config = ParallelConfig(
         first_stage_layers=first,
@@ -244,6 +268,8 @@ def row_of(entry: dict) -> Row:
         cp=cp,
         vpp=p.get("vpp") or 1,
         ep=p.get("ep") or 1,
+        etp=etp,
+        dispatcher=dispatcher,
         zero_stage=zero,
         recompute=Recompute.FULL,
         micro_batch_size=p["mbs"],

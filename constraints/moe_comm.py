@@ -1,48 +1,89 @@
 """Token dispatch of mixture-of-experts layers: flat all-to-all and hierarchical (DeepEP) dispatch.
 
-Flat all-to-all (Megatron-Core ``--moe-token-dispatcher-type alltoall``): each of the ``k`` copies
-of a token goes to the rank of its expert, so a rank's copies bound for other nodes all cross the
-network: ``k * (nodes - 1) / nodes`` of them per token (``throughput.all_to_all_s`` on the slower
-link).
+Flat all-to-all (Megatron-Core ``--moe-token-dispatcher-type alltoall``,
+``megatron/core/transformer/moe/token_dispatcher.py``, ``MoEAlltoAllTokenDispatcher``): the token is
+permuted into one copy per chosen expert (``num_out_tokens`` = tokens x top-k) and each copy goes to
+its expert's rank over the expert-parallel group, so ``k`` copies leave a rank per token whatever the
+experts' placement; with expert tensor parallelism the received copies are then all-gathered over
+the ``etp`` ranks of each expert (``gather_from_sequence_parallel_region`` on the expert-TP group)
+and reduce-scattered after the experts.
 
-Hierarchical (``--moe-token-dispatcher-type flex`` with the DeepEP or HybridEP backend): a token
-crosses the network once per destination node, to the GPU with the same in-node index, and is then
-forwarded over NVLink to the experts on that node that chose it; combine is the reverse (DeepSeek-AI
-2024, "DeepSeek-V3 Technical Report", arXiv:2412.19437, Section 3.2.2; the DeepEP repository's
-README, "normal kernels" with NVLink and RDMA forwarding). DeepEP runs the RDMA and NVLink stages
-concurrently, so the slower of the two sets the time.
+Hierarchical (``--moe-token-dispatcher-type flex --moe-flex-dispatcher-backend deepep``, Megatron-Core
+``MoEFlexTokenDispatcher`` at d98e8a64): one dispatch group over the ``etp * ep`` ranks, each expert
+shard a destination (``router_topk = tp * topk``). DeepEP's normal kernels send a token once to every
+rank that holds one of its experts (``num_tokens_per_rank`` counts a token once per rank) and, across
+NVLink domains, once over the network to every other domain holding one of them (to the GPU with
+the same in-domain index, ``num_tokens_per_rdma_rank``), which forwards it over NVLink (DeepSeek-AI
+2024, "DeepSeek-V3 Technical Report", arXiv:2412.19437, Section 3.2.2; DeepEP
+``tests/legacy/test_internode.py`` and ``csrc/kernels/internode.cu`` at dd758caf). The network and
+NVLink stages run concurrently, so the slower sets the time. Combine is the same traffic reversed.
 
-Legend: ``k`` experts per token, ``nodes`` NVLink domains the expert-parallel group spans,
-``g`` its ranks per domain.
+Legend: ``k`` experts per token (distinct), ``E`` routed experts, spread evenly over ``ep`` ranks
+(``E/ep`` each) and so over ``nodes`` NVLink domains; ``g`` ranks of the dispatch group per domain;
+``etp`` expert-tensor-parallel ranks per expert.
 """
 
+from math import comb
 
-def expected_remote_nodes(k: int, nodes: int) -> float:
-    """Other nodes a token must reach when its ``k`` experts fall uniformly over ``nodes`` nodes:
-    each other node holds at least one of them with probability ``1 - (1 - 1/nodes)^k``."""
+
+def hit_probability(k: int, num_experts: int, groups: int) -> float:
+    """Probability that one of ``groups`` equal sets of experts holds at least one of a token's
+    ``k`` distinct experts drawn uniformly (top-k of balanced routing): ``1 - C(E - E/groups, k) /
+    C(E, k)`` (hypergeometric; ``E/groups`` whole, as expert parallelism requires)."""
+    if groups <= 1:
+        return 1.0
+    return 1.0 - comb(num_experts - num_experts // groups, k) / comb(num_experts, k)
+
+
+def expected_remote_nodes(k: int, num_experts: int, nodes: int) -> float:
+    """Other NVLink domains a token must reach (DeepEP's RDMA sends per token) when the experts
+    spread evenly over ``nodes`` domains: ``(nodes - 1) * hit_probability``."""
     if nodes <= 1:
         return 0.0
-    return (nodes - 1) * (1 - (1 - 1 / nodes) ** k)
+    return (nodes - 1) * hit_probability(k, num_experts, nodes)
+
+
+def expected_ranks_reached(k: int, num_experts: int, ep: int, etp: int = 1) -> float:
+    """Distinct ranks of the dispatch group a token is sent to (DeepEP's ``num_tokens_per_rank``
+    per token): each of the ``ep`` expert-parallel ranks holding one of its experts, times the
+    ``etp`` shards of each."""
+    return etp * ep * hit_probability(k, num_experts, ep)
+
+
+def flat_dispatch_network_copies(k: int, nodes: int) -> float:
+    """Copies of one token that cross the network under a flat all-to-all: of its ``k`` copies,
+    those whose experts live in the other ``nodes - 1`` domains, ``k (nodes - 1)/nodes``."""
+    if nodes <= 1:
+        return 0.0
+    return k * (nodes - 1) / nodes
 
 
 def hierarchical_dispatch_s(
     token_bytes: float,
     k: int,
-    nodes: int,
-    g: int,
+    num_experts: int,
+    ep: int,
+    etp: int,
+    domain_ranks: int,
     nvlink_bytes_per_s: float,
     network_bytes_per_s: float,
 ) -> float:
-    """One dispatch (or combine) of ``token_bytes`` of tokens per rank, hierarchically: each token
-    once to every other node holding one of its experts, over the network; its ``k`` copies to their
-    experts' ranks within each node over NVLink (all but the ``1/g`` that stay on this rank)."""
-    network = token_bytes * expected_remote_nodes(k, nodes) / network_bytes_per_s
-    nvlink = token_bytes * k * (g - 1) / g / nvlink_bytes_per_s if g > 1 else 0.0
+    """One DeepEP dispatch (or combine) of ``token_bytes`` of tokens per rank over a group of
+    ``etp * ep`` consecutive ranks, NVLink domains of ``domain_ranks``: each token once over the
+    network to every other domain holding one of its experts, and over NVLink to every rank holding
+    one (all but the ``1/g`` already there), the two stages at once. ``g`` is the group's ranks per
+    domain."""
+    ranks = etp * ep
+    g = min(ranks, domain_ranks)
+    nodes = max(1, ranks // domain_ranks)
+    network = token_bytes * expected_remote_nodes(k, num_experts, nodes) / network_bytes_per_s
+    copies = expected_ranks_reached(k, num_experts, ep, etp) * (g - 1) / g
+    nvlink = token_bytes * copies / nvlink_bytes_per_s
     return max(network, nvlink)
 
 
-def flat_dispatch_network_copies(k: int, nodes: int) -> float:
-    """Copies of one token that cross the network under a flat all-to-all: ``k (nodes - 1)/nodes``."""
-    if nodes <= 1:
-        return 0.0
-    return k * (nodes - 1) / nodes
+def expert_tp_gather_bytes(token_bytes: float, k: int, etp: int) -> float:
+    """Bytes each rank holds after the all-to-all dispatcher's all-gather over the ``etp`` ranks of
+    its experts: the ``k`` copies of its share of tokens from each of them (the reduce-scatter after
+    the experts returns the same)."""
+    return token_bytes * k * etp

@@ -66,6 +66,16 @@ class Recompute(Enum):
         return list(Recompute).index(self)
 
 
+class Dispatcher(Enum):
+    """How an MoE layer moves tokens to their experts (Megatron-Core ``--moe-token-dispatcher-type``)."""
+
+    ALLTOALL = "alltoall"
+    """NCCL all-to-all over the expert-parallel ranks: ``k`` copies of every token."""
+    FLEX = "flex"
+    """The flex dispatcher with the DeepEP backend: each token once per destination rank, and across
+    NVLink domains once per domain, then forwarded over NVLink (``constraints/moe_comm.py``)."""
+
+
 class NormType(Enum):
     """Normalization layer of a model family."""
 

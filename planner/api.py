@@ -29,6 +29,7 @@ from planner.space import Pins
 from planner.specs import (
     DEFAULT_RESERVE_FIXED_BYTES,
     DEFAULT_RESERVE_FRACTION,
+    Dispatcher,
     HardwareSpec,
     Precision,
     Recompute,
@@ -59,18 +60,24 @@ def plan(
     reserve: str | None = None,
     zero: int | None = None,
     recompute: str | None = None,
+    dispatcher: str | None = None,
     top: int = 1,
     exhaustive: bool = False,
     time_limit_s: float | None = None,
     **sizes: int,
 ) -> dict[str, Any]:
-    """The plan document of ``plan --gpus GPUS MODEL`` (``sizes``: tp, pp, dp, cp, vpp, ep, mbs
-    pins as in ``--tp`` ...)."""
+    """The plan document of ``plan --gpus GPUS MODEL`` (``sizes``: tp, pp, dp, cp, vpp, ep, etp, mbs
+    pins as in ``--tp`` ...; ``dispatcher``: ``alltoall`` or ``flex`` as ``--dispatcher``)."""
     spec = load_model(model)
     hardware = _hardware(gpu, mem)
-    unknown = sorted(set(sizes) - {"tp", "pp", "dp", "cp", "vpp", "ep", "mbs"})
+    unknown = sorted(set(sizes) - {"tp", "pp", "dp", "cp", "vpp", "ep", "etp", "mbs"})
     if unknown:
-        raise PlannerError(f"unknown option(s) {', '.join(unknown)}; pins are tp, pp, dp, cp, vpp, ep, mbs")
+        raise PlannerError(
+            f"unknown option(s) {', '.join(unknown)}; pins are tp, pp, dp, cp, vpp, ep, etp, mbs"
+        )
+    dispatchers = [d.value for d in Dispatcher]
+    if dispatcher is not None and dispatcher not in dispatchers:
+        raise PlannerError(f"dispatcher must be one of {', '.join(dispatchers)}, got {dispatcher!r}")
     for name, value in [("gpus", gpus), *sizes.items()]:
         if not isinstance(value, int) or value <= 0:
             raise PlannerError(f"{name} must be a positive integer, got {value!r}")
@@ -81,6 +88,7 @@ def plan(
         **{("micro_batch_size" if k == "mbs" else k): v for k, v in sizes.items()},
         zero_stage=None if zero is None else ZeroStage(zero),
         recompute=None if recompute is None else Recompute(recompute),
+        dispatcher=None if dispatcher is None else Dispatcher(dispatcher),
     )
     note = None
     if global_batch is None:

@@ -18,7 +18,10 @@ from typing import Any
 
 from constraints.pipeline import megatron_split_form, stage_layer_counts
 from planner.layout import Group
+from planner.memo import by_fields_read
+from planner.rules import expert_tensor_parallel_reasons
 from planner.specs import (
+    Dispatcher,
     Framework,
     ModelSpec,
     NormType,
@@ -145,6 +148,37 @@ def _torchtitan_sequence(model: ModelSpec, training: TrainingSpec, config: Any) 
     )
 
 
+def _expert_tp(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    """Expert tensor parallelism: an MoE model's experts, split evenly (both frameworks' rules)."""
+    if config.etp == 1:
+        return []
+    if not model.is_moe:
+        return ["--etp above 1 splits routed experts; this model has none"]
+    return [
+        f"expert tensor parallelism {config.etp} {r}"
+        for r in expert_tensor_parallel_reasons(model, config.etp)
+    ]
+
+
+def _flex_dispatcher(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    """Megatron-Core ``MoEFlexTokenDispatcher`` (d98e8a64): DeepEP needs a dispatch group of
+    ``etp * ep`` above 1 and does not pad experts to capacity (``TransformerConfig.__post_init__``)."""
+    if config.dispatcher is not Dispatcher.FLEX:
+        return []
+    if not model.is_moe:
+        return ["the flex (DeepEP) token dispatcher moves tokens of MoE layers; this model has none"]
+    reasons = _when(
+        config.ep * config.etp == 1,
+        "the flex (DeepEP) dispatcher needs etp x ep above 1 (Megatron: 'DeepEP dispatcher requires "
+        "TPxEP > 1')",
+    )
+    return reasons + _when(
+        training.moe_capacity_factor is not None,
+        "the flex dispatcher with the DeepEP backend does not pad experts to capacity "
+        "(--moe-capacity-factor)",
+    )
+
+
 RULES: tuple[Rule, ...] = (
     # Megatron-LM: model features its GPT model has no flag for (launch notes only; not searched).
     Rule(MEGATRON, MODEL_ONLY, _megatron_rope),
@@ -220,6 +254,9 @@ RULES: tuple[Rule, ...] = (
         ),
         "pick another --vpp or --first-stage-layers/--last-stage-layers",
     ),
+    # Megatron-Core MoE: expert tensor parallelism and the flex dispatcher.
+    Rule(MEGATRON, frozenset({Group.LAYOUT}), _expert_tp, "pick --etp 1 or a divisor of the expert FFN"),
+    Rule(MEGATRON, frozenset({Group.LAYOUT}), _flex_dispatcher, "use --dispatcher alltoall"),
     # DeepSpeed.
     Rule(
         DEEPSPEED,
@@ -260,6 +297,15 @@ RULES: tuple[Rule, ...] = (
         frozenset({Group.LAYOUT}),
         lambda m, t, c: _when(
             c.cp > 1, "context parallelism (ring attention) is Megatron-LM's; DeepSpeed has none"
+        ),
+        USE_MEGATRON,
+    ),
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.LAYOUT}),
+        lambda m, t, c: _when(
+            c.etp > 1 or c.dispatcher is not Dispatcher.ALLTOALL,
+            "expert tensor parallelism and the flex (DeepEP) dispatcher are Megatron-Core's",
         ),
         USE_MEGATRON,
     ),
@@ -382,6 +428,15 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(TORCHTITAN, frozenset({Group.LAYOUT, Group.DERIVED}), _torchtitan_sequence),
+    Rule(
+        TORCHTITAN,
+        frozenset({Group.LAYOUT}),
+        lambda m, t, c: _when(
+            c.etp > 1 or c.dispatcher is not Dispatcher.ALLTOALL,
+            "torchtitan launch files are written with whole experts and its default all-to-all "
+            "dispatch (expert tensor parallelism and DeepEP are not emitted for it)",
+        ),
+    ),
 )
 
 
@@ -418,6 +473,7 @@ def rules_within(groups: frozenset[Group], framework: Framework) -> tuple[Rule, 
     )
 
 
+@by_fields_read(4)  # the space asks once per table row; most rows share the fields the rules read
 def reasons_within(
     groups: frozenset[Group], framework: Framework, model: ModelSpec, training: TrainingSpec, config: Any
 ) -> list[str]:

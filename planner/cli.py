@@ -42,7 +42,7 @@ from planner.plan import Request, run
 from planner.quoting import escaped
 from planner.report import RUNNERS_UP, plan_report
 from planner.space import Pins
-from planner.specs import Framework, Recompute, ZeroStage
+from planner.specs import Dispatcher, Framework, Recompute, ZeroStage
 
 
 def render_table(doc: dict[str, Any]) -> str:
@@ -200,6 +200,7 @@ def main() -> None:
 )
 @click.option("--zero", type=click.IntRange(0, 3), help=pin_help("zero_stage"))
 @click.option("--recompute", type=click.Choice([r.value for r in Recompute]), help=pin_help("recompute"))
+@click.option("--dispatcher", type=click.Choice([d.value for d in Dispatcher]), help=pin_help("dispatcher"))
 @training_options
 @click.option(
     "--sequence-parallel/--no-sequence-parallel",
@@ -259,6 +260,7 @@ def train(
     allow_offload: bool,
     zero: int | None,
     recompute: str | None,
+    dispatcher: str | None,
     seq_len: int | None,
     global_batch: int | None,
     precision: str,
@@ -266,6 +268,9 @@ def train(
     flash_attention: bool,
     reserve: str,
     moe_capacity_factor: float | None,
+    overlap_grad_reduce: bool,
+    overlap_param_gather: bool,
+    tp_comm_overlap: bool,
     sequence_parallel: bool | None,
     allow_inter_node_tp: bool,
     top: int,
@@ -283,8 +288,8 @@ def train(
 
     MODEL is a Hugging Face config.json (or the same keys in YAML) or the name of a bundled
     example (llama2-13b, llama3-70b, ...). Every dimension not pinned (--tp, --pp, --dp, --cp,
-    --vpp, --ep, --zero, --recompute, --mbs) is searched by CP-SAT for the shortest step time whose
-    memory fits.
+    --vpp, --ep, --etp, --dispatcher, --zero, --recompute, --mbs) is searched by CP-SAT for the
+    shortest step time whose memory fits.
     Exit status: 0 a plan fits, 1 nothing fits (the closest plan and the smallest fix are
     printed), 2 bad input.
 
@@ -306,7 +311,17 @@ def train(
         ("--time-limit", time_limit),
     )
     training = build_training(
-        spec, seq_len, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
+        spec,
+        seq_len,
+        global_batch,
+        precision,
+        framework,
+        flash_attention,
+        reserve,
+        moe_capacity_factor,
+        overlap_grad_reduce,
+        overlap_param_gather,
+        tp_comm_overlap,
     )
     if sequence_parallel is None and training.framework is Framework.DEEPSPEED:
         sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism
@@ -317,6 +332,7 @@ def train(
         allow_offload=allow_offload,
         zero_stage=None if zero is None else ZeroStage(zero),
         recompute=None if recompute is None else Recompute(recompute),
+        dispatcher=None if dispatcher is None else Dispatcher(dispatcher),
         sequence_parallel=sequence_parallel,
         max_tp=gpus if allow_inter_node_tp else None,
     )

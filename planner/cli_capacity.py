@@ -147,6 +147,9 @@ def sweep_command(
     flash_attention: bool,
     reserve: str,
     moe_capacity_factor: float | None,
+    overlap_grad_reduce: bool,
+    overlap_param_gather: bool,
+    tp_comm_overlap: bool,
     tokens: str | None,
     price_per_gpu_hour: float | None,
     prices: tuple[str, ...],
@@ -178,7 +181,17 @@ def sweep_command(
     price_table = parse_prices(prices, price_per_gpu_hour)
     trainings = [
         build_training(
-            spec, seq, global_batch, precision, framework, flash_attention, reserve, moe_capacity_factor
+            spec,
+            seq,
+            global_batch,
+            precision,
+            framework,
+            flash_attention,
+            reserve,
+            moe_capacity_factor,
+            overlap_grad_reduce,
+            overlap_param_gather,
+            tp_comm_overlap,
         )
         for seq in parse_seq_lens(seq_len)
     ]

@@ -86,6 +86,24 @@ def training_options(f: Callable | None = None, *, many_seq_lens: bool = False) 
                 type=float,
                 help="MoE expert capacity as a multiple of the average load (drops, pads); default dropless.",
             ),
+            click.option(
+                "--overlap-grad-reduce/--no-overlap-grad-reduce",
+                default=True,
+                show_default=True,
+                help="Gradient reduction overlapped with the backward (priced and emitted).",
+            ),
+            click.option(
+                "--overlap-param-gather/--no-overlap-param-gather",
+                default=True,
+                show_default=True,
+                help="Sharded optimizer: parameter all-gather overlapped with the forward.",
+            ),
+            click.option(
+                "--tp-comm-overlap/--no-tp-comm-overlap",
+                default=False,
+                show_default=True,
+                help="TP collectives overlapped with GEMMs (Transformer Engine userbuffers; needs SP).",
+            ),
         ]
     ):
         f = option(f)
@@ -116,6 +134,9 @@ def build_training(
     flash_attention: bool,
     reserve: str,
     moe_capacity_factor: float | None = None,
+    overlap_grad_reduce: bool = True,
+    overlap_param_gather: bool = True,
+    tp_comm_overlap: bool = False,
 ) -> TrainingSpec:
     """The training run, with the documented defaults (the global batch: ~4M tokens, which
     ``planner.defaults.default_global_batch`` adjusts to the GPU count when it is not given)."""
@@ -135,6 +156,9 @@ def build_training(
         reserve_fraction=share,
         reserve_fixed_bytes=fixed,
         moe_capacity_factor=moe_capacity_factor,
+        overlap_grad_reduce=overlap_grad_reduce,
+        overlap_param_gather=overlap_param_gather and overlap_grad_reduce,
+        tp_comm_overlap=tp_comm_overlap,
     )
 
 

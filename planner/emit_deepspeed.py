@@ -77,7 +77,7 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
     zero: dict[str, Any] = {"stage": int(config.zero_stage)}
     if config.zero_stage in (ZeroStage.OPTIMIZER, ZeroStage.GRADIENTS):
         zero |= {
-            "overlap_comm": True,
+            "overlap_comm": training.overlap_grad_reduce,
             "contiguous_gradients": True,
             "reduce_scatter": True,
             "reduce_bucket_size": DS_BUCKET_ELEMENTS,
@@ -85,7 +85,7 @@ def deepspeed_config(model: ModelSpec, training: TrainingSpec, config: ParallelC
         }
     elif config.zero_stage is ZeroStage.WEIGHTS:
         zero |= {
-            "overlap_comm": True,
+            "overlap_comm": training.overlap_grad_reduce,
             "contiguous_gradients": True,
             "reduce_bucket_size": DS_BUCKET_ELEMENTS,
             "stage3_prefetch_bucket_size": DS_PREFETCH_ELEMENTS,

@@ -23,6 +23,7 @@ from planner.emit import (
 )
 from planner.emit_shell import flag_pairs
 from planner.specs import (
+    Dispatcher,
     Framework,
     ModelSpec,
     NormType,
@@ -40,11 +41,11 @@ MOCK_DATA_ARGS = ["--mock-data"]
 DATA_SPLIT = "99,1,0"
 
 
-def run_args(config: ParallelConfig, save_interval: int) -> list[str]:
-    """Checkpointing (Megatron distributed checkpoint at ``--save``), logging and evaluation, and
-    the overlap and fusion the step-time model assumes: gradient reduce-scatter/all-reduce and (with
-    a sharded optimizer) parameter all-gather overlapped with compute (``dp_overlap`` in
-    ``planner/calibration.py``), fused cross entropy (the memory model's 4-byte logits)."""
+def run_args(training: TrainingSpec, config: ParallelConfig, save_interval: int) -> list[str]:
+    """Checkpointing (Megatron distributed checkpoint at ``--save``), logging and evaluation, the
+    communication overlap the step-time model prices (``TrainingSpec.overlap_grad_reduce``,
+    ``overlap_param_gather`` with a sharded optimizer, ``tp_comm_overlap`` with sequence
+    parallelism: Megatron asserts it), fused cross entropy (the memory model's 4-byte logits)."""
     a = [
         "--save",
         DEFAULT_CHECKPOINT_DIR,
@@ -58,10 +59,14 @@ def run_args(config: ParallelConfig, save_interval: int) -> list[str]:
         str(DEFAULT_EVAL_INTERVAL),
         "--eval-iters",
         str(DEFAULT_EVAL_ITERS),
-        "--overlap-grad-reduce",
     ]
-    if config.zero_stage >= ZeroStage.OPTIMIZER:  # Megatron gathers parameters only when sharded
-        a += ["--overlap-param-gather"]
+    if training.overlap_grad_reduce:
+        a += ["--overlap-grad-reduce"]
+        # Megatron gathers parameters only when sharded
+        if training.overlap_param_gather and config.zero_stage >= ZeroStage.OPTIMIZER:
+            a += ["--overlap-param-gather"]
+    if training.tp_comm_overlap and config.sequence_parallel:
+        a += ["--tp-comm-overlap"]
     return a + ["--cross-entropy-loss-fusion"]
 
 
@@ -174,8 +179,17 @@ def position_and_norm_args(model: ModelSpec, training: TrainingSpec) -> Args:
     return a, []
 
 
-def moe_args(model: ModelSpec, training: TrainingSpec) -> Args:
-    """Experts, routing and capacity of a mixture-of-experts model (none for a dense one)."""
+def dispatcher_args(config: ParallelConfig) -> list[str]:
+    """The token dispatcher: all-to-all, or flex with the DeepEP backend (Megatron-Core
+    ``TransformerConfig.moe_flex_dispatcher_backend``; the older ``--moe-enable-deepep`` is
+    deprecated at the fixture's commit)."""
+    if config.dispatcher is Dispatcher.FLEX:
+        return ["--moe-token-dispatcher-type", "flex", "--moe-flex-dispatcher-backend", "deepep"]
+    return ["--moe-token-dispatcher-type", "alltoall"]
+
+
+def moe_args(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> Args:
+    """Experts, routing, dispatcher and capacity of a mixture-of-experts model (none for a dense one)."""
     notes: list[str] = []
     a: list[str] = []
     if model.is_moe:
@@ -186,8 +200,7 @@ def moe_args(model: ModelSpec, training: TrainingSpec) -> Args:
             str(model.num_experts_per_token),
             "--moe-ffn-hidden-size",
             str(model.expert_ffn),
-            "--moe-token-dispatcher-type",
-            "alltoall",
+            *dispatcher_args(config),
         ]
         if model.shared_expert_ffn_hidden_size:
             a += ["--moe-shared-expert-intermediate-size", str(model.shared_expert_ffn_hidden_size)]
@@ -253,10 +266,8 @@ def parallel_args(model: ModelSpec, training: TrainingSpec, config: ParallelConf
         a += ["--context-parallel-size", str(config.cp), "--cp-comm-type", "p2p"]
     if config.ep > 1:
         a += ["--expert-model-parallel-size", str(config.ep)]
-    if (
-        model.is_moe
-    ):  # every expert whole, as the memory model counts it; left out, Megatron splits them over tp
-        a += ["--expert-tensor-parallel-size", "1"]
+    if model.is_moe:  # always: left out, Megatron splits the experts over tp
+        a += ["--expert-tensor-parallel-size", str(config.etp)]
     if config.sequence_parallel:
         a += ["--sequence-parallel"]
     a += [
@@ -315,7 +326,9 @@ def precision_and_sharding_args(model: ModelSpec, training: TrainingSpec, config
     return a, notes
 
 
-def data_and_schedule_args(model: ModelSpec, config: ParallelConfig, save_interval: int) -> Args:
+def data_and_schedule_args(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, save_interval: int
+) -> Args:
     """Data and tokenizer placeholders, the optimizer schedule, checkpointing and logging."""
     notes: list[str] = []
     a: list[str] = []
@@ -345,7 +358,7 @@ def data_and_schedule_args(model: ModelSpec, config: ParallelConfig, save_interv
         format_number(ADAM_BETAS[1]),
         "--init-method-std",
         format_number(INIT_METHOD_STD),
-        *run_args(config, save_interval),
+        *run_args(training, config, save_interval),
     ]
     notes.append(
         "data and tokenizer default to --mock-data and NullTokenizer: set DATA_PATH and "
@@ -368,11 +381,11 @@ def megatron_args(
     for group, group_notes in (
         attention_args(model),
         position_and_norm_args(model, training),
-        moe_args(model, training),
+        moe_args(model, training, config),
         bias_and_dropout_args(model, training),
         parallel_args(model, training, config),
         precision_and_sharding_args(model, training, config),
-        data_and_schedule_args(model, config, save_interval),
+        data_and_schedule_args(model, training, config, save_interval),
     ):
         args += group
         notes += group_notes

@@ -44,6 +44,10 @@ MEGATRON_SWITCH_FLAGS = {
         "OVERLAP_PARAM_GATHER",
         "overlap the sharded parameter all-gather with forward (needs OVERLAP_GRAD_REDUCE)",
     ),
+    "--tp-comm-overlap": (
+        "TP_COMM_OVERLAP",
+        "overlap TP collectives with GEMMs (TE userbuffers; the step time assumes tp_overlap)",
+    ),
     "--cross-entropy-loss-fusion": (
         "CROSS_ENTROPY_FUSION",
         "fused cross entropy (the memory plan assumes its 4-byte logits)",

@@ -29,8 +29,6 @@ from planner.specs import (
     TrainingSpec,
 )
 
-EXPERT_TP = 1  # experts stay whole on a rank (Megatron-Core MoE recipes: --expert-tensor-parallel-size 1)
-
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StageParams:
@@ -106,7 +104,7 @@ def layer_params_per_rank(model: ModelSpec, config: ParallelConfig) -> tuple[flo
         gated=model.gated_mlp,
         bias=model.mlp_bias,
         ep=config.ep,
-        etp=EXPERT_TP,
+        etp=config.etp,
     )
     return dense, moe, experts
 
@@ -166,8 +164,10 @@ def layer_activation_bytes(
         )
         mlp_width = max(mlp_width if model.num_dense_layers else 0, routed)
         if recompute is not Recompute.FULL:
+            # expert tensor parallelism gathers the dispatched copies of the etp ranks' tokens
+            copies = model.num_experts_per_token * config.etp
             dispatch = A.moe_dispatch_bytes(
-                s, b, h, model.num_experts_per_token, model.num_experts, t=t, sequence_parallel=sp, e=e
+                s, b, h, copies, model.num_experts, t=t, sequence_parallel=sp, e=e
             )
     return dispatch + A.layer_activation_bytes(
         s,
@@ -225,10 +225,11 @@ def stage_activation_bytes(
     return parts
 
 
-def stage_memory(
-    model: ModelSpec, hardware: HardwareSpec, training: TrainingSpec, config: ParallelConfig, stage: int
-) -> MemoryBreakdown:
-    """Memory of one rank of pipeline stage ``stage``."""
+@by_fields_read(2)  # the rows of one layout and ZeRO stage share it whatever their vpp (planner.memo)
+def stage_states_bytes(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int
+) -> tuple[float, float, float]:
+    """Weights, gradients and optimizer states (bytes) on one rank of pipeline stage ``stage``."""
     held = stage_params(model, training, config, stage)
     prec, fw, zero, dp = training.precision, training.framework, config.zero_stage, config.shard_group
     unit, stage_total = held.largest_unit, held.params
@@ -241,18 +242,30 @@ def stage_memory(
     gradients = sum(M.gradients_bytes(n, prec, fw, zero, g) for n, g in groups) + M.unsharded_unit_bytes(
         unit, stage_total, dp, M.grad_bytes_per_param(prec, fw), zero >= M.ZeroStage.GRADIENTS
     )
+    optimizer = sum(M.optimizer_bytes(n, prec, zero, g, config.optimizer_offload) for n, g in groups)
+    return weights, gradients, optimizer
+
+
+def stage_memory(
+    model: ModelSpec, hardware: HardwareSpec, training: TrainingSpec, config: ParallelConfig, stage: int
+) -> MemoryBreakdown:
+    """Memory of one rank of pipeline stage ``stage``."""
+    weights, gradients, optimizer = stage_states_bytes(model, training, config, stage)
     acts = stage_activation_bytes(model, training, config, stage)
     return MemoryBreakdown(
         weights=weights,
         gradients=gradients,
-        optimizer=sum(M.optimizer_bytes(n, prec, zero, g, config.optimizer_offload) for n, g in groups),
+        optimizer=optimizer,
         activations=sum(acts.values()),
         reserve=M.reserve_bytes(
             hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes
         ),
         capacity=hardware.memory_bytes,
         stage=stage,
-        detail={"params_on_gpu": held.params, **{f"activations_{k}": v for k, v in acts.items()}},
+        detail={
+            "params_on_gpu": stage_params(model, training, config, stage).params,
+            **{f"activations_{k}": v for k, v in acts.items()},
+        },
     )
 
 

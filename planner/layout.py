@@ -1,7 +1,8 @@
 """The parallel layout: one record whose fields are the registry of every dimension.
 
 ``ParallelConfig``'s field order is the search's tie-break order (lower ZeRO stage, no optimizer
-offload, less recompute, no activation offload, smaller tp, cp, pp, vpp, ep, smaller micro-batch);
+offload, less recompute, no activation offload, smaller tp, cp, pp, vpp, ep, etp, the all-to-all
+dispatcher, even stages, smaller micro-batch);
 each field carries a ``Dimension`` (its CLI pin option, document key and position, help text, and
 which candidate table of the search it belongs to). The space, the solver's tie-break, the pins,
 the CLI pin options, the document's ``parallelism`` block, the one-line summaries (table, sweep,
@@ -14,7 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum, IntEnum
 from typing import Any
 
-from constraints.units import Recompute, ZeroStage
+from constraints.units import Dispatcher, Recompute, ZeroStage
 from planner.errors import PlannerError
 
 
@@ -147,8 +148,33 @@ class ParallelConfig:
         quiet=True,
         help="Pin expert-parallel size (MoE models).",
     )
-    """Expert-parallel size: ranks that split the routed experts, each expert whole (expert tensor
-    parallelism 1, as Megatron-Core MoE recipes run); carved out of ``tp * cp * dp``."""
+    """Expert-parallel size: ranks that split the routed experts; with ``etp`` carved out of
+    ``tp * cp * dp`` (Megatron-Core ``parallel_state``: the expert groups re-split each pipeline
+    stage's ranks as etp x ep x expert-dp)."""
+    etp: int = _dim(
+        1,
+        group=Group.LAYOUT,
+        document_position=15,
+        label="etp",
+        option="--etp",
+        tie_break="etp",
+        quiet=True,
+        help="Pin expert tensor-parallel size (MoE models; Megatron --expert-tensor-parallel-size).",
+    )
+    """Expert tensor-parallel size: ranks that split each routed expert's FFN width (Megatron-Core
+    ``--expert-tensor-parallel-size``; 1 keeps every expert whole on a rank, as most MoE recipes
+    run). Searched among 1 and ``tp``."""
+    dispatcher: Dispatcher = _dim(
+        Dispatcher.ALLTOALL,
+        group=Group.LAYOUT,
+        document_position=16,
+        label="dispatcher",
+        option="--dispatcher",
+        tie_break="all-to-all dispatcher",
+        quiet=True,
+        help="Pin the MoE token dispatcher: alltoall, or flex (DeepEP hierarchical dispatch).",
+    )
+    """How MoE layers move tokens to their experts (``constraints.units.Dispatcher``)."""
     first_stage_layers: int = _dim(
         0,
         group=Group.LAYOUT,
@@ -189,7 +215,7 @@ class ParallelConfig:
     """Megatron sequence parallelism (needs ``tp > 1``)."""
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "dp", "micro_batch_size", "vpp", "cp", "ep"):
+        for name in ("tp", "pp", "dp", "micro_batch_size", "vpp", "cp", "ep", "etp"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise PlannerError(f"{name} must be a positive integer, got {value!r}")
@@ -201,8 +227,10 @@ class ParallelConfig:
             raise PlannerError("--first-stage-layers and --last-stage-layers are set together")
         if self.uneven_stages and self.pp == 1:
             raise PlannerError("uneven pipeline stages (--first-stage-layers) need --pp above 1")
-        if (self.tp * self.dp * self.cp) % self.ep:
-            raise PlannerError(f"--ep {self.ep} must divide tp*cp*dp = {self.tp * self.dp * self.cp}")
+        if (self.tp * self.dp * self.cp) % (self.ep * self.etp):
+            raise PlannerError(
+                f"--ep {self.ep} x --etp {self.etp} must divide tp*cp*dp = {self.tp * self.dp * self.cp}"
+            )
         if self.sequence_parallel and self.tp == 1:
             raise PlannerError("sequence parallel needs --tp above 1; use --no-sequence-parallel")
         if self.vpp > 1 and self.pp == 1:
@@ -226,9 +254,16 @@ class ParallelConfig:
 
     @property
     def expert_shard_group(self) -> int:
-        """Ranks that hold the same experts and shard their ZeRO states: ``tp * cp * dp / ep``
-        (Megatron-Core's expert-data-parallel group with expert tensor parallelism 1)."""
-        return self.tp * self.dp * self.cp // self.ep
+        """Ranks that hold the same expert shards and shard their ZeRO states: expert data
+        parallelism ``tp * cp * dp / (etp * ep)`` (Megatron-Core ``parallel_state``,
+        ``expert_data_parallel_size``)."""
+        return self.tp * self.dp * self.cp // (self.ep * self.etp)
+
+    @property
+    def expert_dispatch_ranks(self) -> int:
+        """Consecutive ranks one MoE dispatch spans: ``etp * ep`` (expert ranks ordered etp, ep,
+        expert-dp; Megatron-Core's ``tp_ep`` group)."""
+        return self.ep * self.etp
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,7 +406,8 @@ def summary(parallelism: dict[str, Any], style: str = "table") -> str:
             else:
                 words.append(f"{dim.label}={'on' if value else 'off'}")
             continue
-        if dim.quiet and at_default and (style != "comment" or value == 0):  # 0: not set (even stages)
+        # comments name every mesh size, not a default that is no size (even stages, a dispatcher)
+        if dim.quiet and at_default and (style != "comment" or not isinstance(value, int) or value == 0):
             continue
         words.append(f"{dim.label}={value}")
     return " ".join(words)

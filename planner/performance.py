@@ -17,9 +17,10 @@ from dataclasses import dataclass, replace
 
 from constraints import flops as F
 from constraints import memory as M
+from constraints import moe_comm as MC
 from constraints import params as P
 from constraints import throughput as T
-from constraints.units import Recompute, ZeroStage
+from constraints.units import Dispatcher, Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.counts import attention_params
 from planner.evaluate import (
@@ -102,7 +103,7 @@ def tensor_parallel_comm_s(
 ) -> float:
     """Exposed TP collectives of one micro-batch over ``num_layers`` layers: two all-reduces (or
     all-gather/reduce-scatter pairs with sequence parallelism, the same bytes) forward, two backward,
-    two more under full recompute; ``tp_overlap`` of them hidden behind the GEMMs."""
+    two more under full recompute (``tp_hidden_share`` of them hidden behind the GEMMs)."""
     t = config.tp
     message = rank_seq_len(training, config) * config.micro_batch_size * model.hidden_size
     message *= training.precision.activation_bytes
@@ -115,17 +116,37 @@ def tensor_parallel_comm_s(
 def expert_parallel_comm_s(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates, num_layers: float
 ) -> float:
-    """All-to-all dispatch and combine of one micro-batch, forward and backward (twice more under full
-    recompute), over the ``ep`` contiguous ranks: each TP rank sends its ``1/t`` of the tokens, ``k``
-    copies each (Megatron-Core's alltoall dispatcher)."""
-    if not model.is_moe or config.ep == 1:
+    """Token dispatch and combine of one micro-batch, forward and backward (twice more under full
+    recompute), over the ``etp * ep`` consecutive ranks of a dispatch group; each TP rank sends its
+    ``1/t`` of the tokens. The all-to-all dispatcher sends ``k`` copies of each over the ``ep``
+    ranks and, with ``etp > 1``, all-gathers them over the expert's ``etp`` ranks (reduce-scatter
+    after); the flex (DeepEP) dispatcher sends each token once per rank and once per other NVLink
+    domain that holds one of its experts (``constraints/moe_comm.py``)."""
+    if not model.is_moe or config.expert_dispatch_ranks == 1:
         return 0.0
-    s, b = rank_seq_len(training, config), config.micro_batch_size
-    routed = s * b / config.tp * model.num_experts_per_token * model.hidden_size
-    routed *= training.precision.activation_bytes
+    s, b, k = rank_seq_len(training, config), config.micro_batch_size, model.num_experts_per_token
+    tokens = s * b / config.tp * model.hidden_size * training.precision.activation_bytes
+    span, domain = config.expert_dispatch_ranks, rates.hardware.nvlink_domain_gpus
+    if config.dispatcher is Dispatcher.FLEX:
+        one = MC.hierarchical_dispatch_s(
+            tokens,
+            k,
+            model.num_experts,
+            config.ep,
+            config.etp,
+            domain,
+            rates.bus_bandwidth("all_to_all", min(span, domain), tokens),
+            rates.bus_bandwidth("all_to_all", span, tokens),
+        )
+    else:
+        one = rates.all_to_all_s(tokens * k, config.ep, span)
+        if config.etp > 1:
+            one += rates.all_gather_s(
+                MC.expert_tp_gather_bytes(tokens, k, config.etp), config.etp, config.etp
+            )
     passes = EP_ALL_TO_ALL_PER_LAYER + (2 if config.recompute is Recompute.FULL else 0)
     moe_layers = num_layers * model.num_moe_layers / model.num_layers
-    return moe_layers * passes * rates.all_to_all_s(routed, config.ep, config.ep)
+    return moe_layers * passes * one
 
 
 def context_parallel_comm_s(
@@ -173,18 +194,19 @@ def pipeline_time(
     rates = Rates(hardware, c)
     m = num_microbatches(training, config)
     counts = stage_layers(model, config)
+    tp_hidden = tp_hidden_share(training, config, c)
     slowest = max(
         (
             _stage_microbatch(model, hardware, training, config, c, rates, counts[st], st == config.pp - 1)
             for st in sorted(set(loaded_stages(config)))
         ),
-        key=lambda terms: sum(terms.values()) - terms["tp"] * c.tp_overlap,
+        key=lambda terms: sum(terms.values()) - terms["tp"] * tp_hidden,
     )
     microbatch, tp, cp = slowest["compute"], slowest["tp"], slowest["cp"]
     return {
         "compute": m * microbatch,
         "bubble": T.pipeline_bubble_fraction(config.pp, m, config.vpp) * m * (microbatch + tp + cp),
-        "tp_comm": m * tp * (1 - c.tp_overlap),
+        "tp_comm": m * tp * (1 - tp_hidden),
         "cp_comm": m * cp,
         "ep_comm": m * slowest["ep"],
         "pp_comm": pipeline_comm_s(model, training, config, rates),
@@ -219,15 +241,15 @@ def _stage_microbatch(
     }
 
 
-def data_parallel_comm_s(
+def data_parallel_comm_parts_s(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates
-) -> float:
-    """Gradient and parameter communication of one step over the data-parallel groups: non-expert
-    parameters over ``dp*cp``, routed experts over ``dp*cp/ep``. ZeRO-0 all-reduces gradients;
-    ZeRO-1/2 (Megatron's distributed optimizer) reduce-scatter them and all-gather the updated
-    weights; ZeRO-3 keeps weights sharded and gathers them for the forward and again for the
-    backward, nothing after the step: 3x the parameter volume against the all-reduce's 2x (Rajbhandari
-    et al. 2020, ZeRO, Section 7.2.2)."""
+) -> tuple[float, float]:
+    """(gradient, parameter) communication of one step over the data-parallel groups: non-expert
+    parameters over ``dp*cp``, routed experts over their expert-data-parallel group. ZeRO-0
+    all-reduces gradients; ZeRO-1/2 (Megatron's distributed optimizer) reduce-scatter them and
+    all-gather the updated weights; ZeRO-3 keeps weights sharded and gathers them for the forward
+    and again for the backward, nothing after the step: 3x the parameter volume against the
+    all-reduce's 2x (Rajbhandari et al. 2020, ZeRO, Section 7.2.2)."""
     held = max(
         (stage_params(model, training, config, st) for st in set(loaded_stages(config))),
         key=lambda x: x.params,
@@ -235,19 +257,32 @@ def data_parallel_comm_s(
     prec, zero = training.precision, config.zero_stage
     w = M.gathered_weight_bytes_per_param(prec, training.fp8_param_gather)
     g = M.grad_bytes_per_param(prec, training.framework)
-    span, comm = config.num_gpus, 0.0
+    span, grads, weights = config.num_gpus, 0.0, 0.0
     for params, dp in (
         (held.params - held.expert_params, config.shard_group),
         (held.expert_params, config.expert_shard_group),
     ):
         if zero is ZeroStage.NONE:
-            comm += rates.all_reduce_s(params * g, dp, span)
+            grads += rates.all_reduce_s(params * g, dp, span)
         else:
             gathers = ZERO3_WEIGHT_GATHERS if zero is ZeroStage.WEIGHTS else 1
-            comm += rates.all_gather_s(params * g, dp, span) + gathers * rates.all_gather_s(
-                params * w, dp, span
-            )
-    return comm
+            grads += rates.all_gather_s(params * g, dp, span)
+            weights += gathers * rates.all_gather_s(params * w, dp, span)
+    return grads, weights
+
+
+def data_parallel_comm_s(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates
+) -> float:
+    """Gradient and parameter communication of one step (``data_parallel_comm_parts_s``)."""
+    return sum(data_parallel_comm_parts_s(model, training, config, rates))
+
+
+def tp_hidden_share(training: TrainingSpec, config: ParallelConfig, c: StepTimeConstants) -> float:
+    """Share of TP collectives hidden behind GEMMs: ``tp_overlap`` with Transformer Engine's
+    userbuffer overlap (``TrainingSpec.tp_comm_overlap``, which Megatron runs only with sequence
+    parallelism), none without it."""
+    return c.tp_overlap if training.tp_comm_overlap and config.sequence_parallel else 0.0
 
 
 def data_parallel_time(
@@ -266,11 +301,13 @@ def data_parallel_time(
     as the solver's table requires."""
     c = c or hardware.step_constants
     rates = Rates(hardware, c)
-    comm = data_parallel_comm_s(model, training, config, rates)
+    grads, weights = data_parallel_comm_parts_s(model, training, config, rates)
+    # What the framework overlaps (TrainingSpec.overlap_*) hides behind compute; the rest is exposed.
+    hidden = grads * training.overlap_grad_reduce + weights * training.overlap_param_gather
     plain = replace(config, micro_batch_size=1, recompute=Recompute.NONE)
     per_sequence = microbatch_compute_s(model, hardware, training, plain, c, model.num_layers / config.pp)
     window = training.global_batch_size / config.dp * sum(per_sequence.values())
-    exposed = max(comm * (1 - c.dp_overlap), comm - window)
+    exposed = max(hidden * (1 - c.dp_overlap), hidden - window) + (grads + weights - hidden)
     held = max(
         (stage_params(model, training, config, st) for st in set(loaded_stages(config))),
         key=lambda x: x.params,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 
 from planner.calibration import StepTimeConstants
 from planner.evaluate import memory, num_microbatches
-from planner.known_accuracy import ACCURACY_TARGET, KnownAccuracy, accuracy_for, accuracy_of_gpu
+from planner.known_accuracy import KnownAccuracy, accuracy_for, accuracy_of_gpu, target_of
 from planner.performance import performance
 from planner.rules import nvlink_tp_reason
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Recompute, TrainingSpec
@@ -129,7 +129,7 @@ def _weak(accuracy: KnownAccuracy, what: str) -> PlanWarning:
     return PlanWarning(
         code="step_time_model_weak",
         message=f"{what}: the step-time model's median error is {accuracy.median_abs_error:.1%} on "
-        f"{accuracy.num_entries} published runs ({accuracy.regime}; target {ACCURACY_TARGET:.0%}, "
+        f"{accuracy.num_entries} published runs ({accuracy.regime}; target {target_of(accuracy):.0%}, "
         "README 'Accuracy'): treat the step time and the ranking of close plans as rough",
     )
 
@@ -138,10 +138,10 @@ def weak_regimes(model: ModelSpec, hardware: HardwareSpec, training: TrainingSpe
     """The regimes of ``planner.known_accuracy`` this plan falls in whose figure misses the target."""
     out = []
     regime = accuracy_for(model.is_moe, training.precision)
-    if regime.median_abs_error > ACCURACY_TARGET:
+    if regime.median_abs_error > target_of(regime):
         out.append(_weak(regime, "mixture-of-experts model" if model.is_moe else regime.regime))
     gpu = accuracy_of_gpu(hardware.name)
-    if gpu is not None and gpu.median_abs_error > ACCURACY_TARGET:
+    if gpu is not None and gpu.median_abs_error > target_of(gpu):
         out.append(_weak(gpu, f"GPU {hardware.name}"))
     return out
 

@@ -101,6 +101,9 @@ def training_summary(training: Any) -> dict[str, Any]:
         "flash_attention": training.flash_attention,
         "reserve_fraction": training.reserve_fraction,
         "reserve_fixed_gib": training.reserve_fixed_bytes / 2**30,
+        "overlap_grad_reduce": training.overlap_grad_reduce,
+        "overlap_param_gather": training.overlap_param_gather,
+        "tp_comm_overlap": training.tp_comm_overlap,
     }
 
 
@@ -111,12 +114,24 @@ def _assumptions(training: dict[str, Any]) -> list[str]:
         if training.get("reserve_fraction")
         else f"{training.get('reserve_fixed_gib', 0):.1f} GiB per GPU"
     )
+    overlapped = [
+        name
+        for key, name in (
+            ("overlap_grad_reduce", "gradient reduce"),
+            ("overlap_param_gather", "parameter gather"),
+        )
+        if training.get(key, True)
+    ]
+    dp_hidden = f"{c.dp_overlap:.0%} hidden ({', '.join(overlapped)} overlapped)" if overlapped else "exposed"
+    tp_hidden = (
+        f"{c.tp_overlap:.0%} hidden (--tp-comm-overlap)" if training.get("tp_comm_overlap") else "exposed"
+    )
     return [
         f"{training['framework']} memory conventions, {training['precision']}, "
         f"FlashAttention {'on' if training['flash_attention'] else 'off'}, fused kernels and cross entropy.",
         f"Memory kept free for the CUDA context, NCCL buffers and fragmentation: {reserve}.",
-        f"Data-parallel communication {c.dp_overlap:.0%} hidden behind backward, ring attention "
-        f"{c.cp_overlap:.0%} hidden, tensor-parallel collectives {c.tp_overlap:.0%} hidden; collectives at "
+        f"Data-parallel communication {dp_hidden} behind backward, ring attention "
+        f"{c.cp_overlap:.0%} hidden, tensor-parallel collectives {tp_hidden}; collectives at "
         f"{c.comm_efficiency:.0%} of link bandwidth; large GEMMs at most {c.gemm_max_efficiency:.0%} of peak "
         "(planner/calibration.py, fitted on published runs).",
         "Pipeline stages hold equal layer counts, or first and last stages up to two layers lighter "

@@ -1,6 +1,7 @@
 """Which layouts a model admits: divisibility rules with messages that say what would work."""
 
 from constraints.pipeline import end_stage_splits
+from constraints.units import Dispatcher
 from planner.specs import ModelSpec
 
 
@@ -30,8 +31,8 @@ def tensor_parallel_reasons(model: ModelSpec, tp: int) -> list[str]:
       ``megatron/core/tensor_parallel/layers.py``; for an MoE model only its dense layers have it;
     - the shared expert's width: ``SharedExpertMLP`` is an ``MLP`` over the tensor-parallel group.
 
-    The routed experts split over the expert tensor-parallel group, 1 here (the launch files pass
-    ``--expert-tensor-parallel-size 1``: every expert whole, as the memory model counts them).
+    The routed experts split over the expert tensor-parallel group instead (``--etp``:
+    ``planner.capability.expert_width_reasons``).
     """
     reasons = _split(model.num_heads, tp, "attention heads") + _split(model.num_kv_heads, tp, "KV heads")
     if not model.is_moe or model.num_dense_layers:
@@ -103,3 +104,32 @@ def valid_vpp(model: ModelSpec, pp: int) -> list[int]:
 def valid_ep(model: ModelSpec) -> list[int]:
     """Expert-parallel sizes: divisors of the routed experts (1 for a dense model)."""
     return divisors(model.num_experts) if model.is_moe else [1]
+
+
+def expert_tensor_parallel_reasons(model: ModelSpec, etp: int) -> list[str]:
+    """Why ``etp`` expert tensor-parallel ranks cannot split this model's routed experts (each
+    reason reads ``does not divide the ...``): Megatron-Core's experts build ``linear_fc1`` and
+    ``linear_fc2`` of width ``moe_ffn_hidden_size`` with ``is_expert=True``, column- and row-parallel
+    over the expert-TP group (``pg_collection.expt_tp``; ``megatron/core/transformer/moe/experts.py``
+    at d98e8a64), whose layers divide the width as the dense ones divide theirs over tp. The one
+    place that takes the expert TP degree."""
+    if not model.is_moe or model.expert_ffn % etp == 0:
+        return []
+    return [f"does not divide the {model.expert_ffn} expert FFN width"]
+
+
+def valid_etp(model: ModelSpec, tp: int, pinned: int | None = None) -> list[int]:
+    """Expert tensor-parallel sizes searched with ``tp``: 1 (every expert whole) and ``tp`` (the
+    experts split like the dense layers), what Megatron-Core MoE recipes use; a pinned size as
+    given (``capability`` says whether the framework can run it). 1 for a dense model."""
+    if not model.is_moe:
+        return [1]
+    if pinned is not None:
+        return [pinned]
+    return sorted({1, tp})
+
+
+def valid_dispatchers(model: ModelSpec) -> list[Dispatcher]:
+    """MoE token dispatchers searched: all of them for an MoE model (``capability`` leaves out
+    what a layout or framework cannot run), the default for a dense one."""
+    return list(Dispatcher) if model.is_moe else [Dispatcher.ALLTOALL]

@@ -42,6 +42,15 @@ class SolveResult:
     or the first may be unproven)."""
 
 
+def load():
+    """OR-Tools' CP-SAT module, imported on first use: it takes a quarter of a second (it loads
+    pandas), which only a search pays, not ``plan --help``, ``serve``, ``compare`` or
+    ``--exhaustive``; a timed search imports it first."""
+    from ortools.sat.python import cp_model
+
+    return cp_model
+
+
 def solve(
     space: Space,
     terms: Terms,
@@ -57,9 +66,7 @@ def solve(
     range (``planner.scaling``), and a model CP-SAT refuses is an error, never "infeasible". No solve
     starts after the ``deadline`` and none runs past it.
     """
-    # OR-Tools takes a quarter of a second to import (it loads pandas): only a search pays for it,
-    # not ``plan --help``, ``serve``, ``compare`` or ``--exhaustive``.
-    from ortools.sat.python import cp_model
+    cp_model = load()
 
     # Data: the rows that can be part of a ``top``-best plan (``planner.presolve``: over capacity,
     # dominated, or costlier than ``top`` plans found greedily are left out; the best ``top`` plans

@@ -12,22 +12,27 @@ the same plan.
 
 import math
 from dataclasses import dataclass, field, make_dataclass
+from enum import Enum
 from itertools import product
 
+from constraints import memory as M
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
-from planner.evaluate import loaded_stages, stage_activation_bytes, stage_memory
+from planner.evaluate import loaded_stages, stage_activation_bytes, stage_states_bytes
 from planner.layout import DIMENSIONS, Group, group_fields
-from planner.performance import data_parallel_time, pipeline_time
+from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
+from planner.rates import Rates
 from planner.rules import (
     divisors,
     nvlink_tp_reason,
     pipeline_sizes,
     pipeline_splits,
     valid_cp,
+    valid_dispatchers,
     valid_ep,
+    valid_etp,
     valid_tp,
 )
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
@@ -70,7 +75,8 @@ class Space:
     """Domains of each searched dimension, in tie-break order."""
 
     layouts: tuple[tuple[int, ...], ...]
-    """Values of the ``LAYOUT_FIELDS`` (tp, cp, pp, vpp, ep), sorted: the tie-break prefers the earlier."""
+    """Values of the ``LAYOUT_FIELDS`` (tp, cp, pp, vpp, ep, etp, dispatcher, first and last stage
+    layers), sorted: the tie-break prefers the earlier."""
     zero_stages: tuple[tuple[ZeroStage, bool], ...]
     """Values of the ``STATES_FIELDS`` (ZeRO stage, optimizer offloaded to the CPU)."""
     recomputes: tuple[tuple[Recompute, bool], ...]
@@ -163,8 +169,12 @@ def build_space(
         stage_ranks = gpus // p  # ranks of one stage (tp * cp * dp): the experts spread over them
         eps = [e for e in valid_ep(model) if stage_ranks % e == 0 and pins.ep in (None, e)]
         vpps = [1] if p == 1 else range(1, max(MAX_VPP, pins.vpp or 1) + 1)
-        for v, e in product(vpps, eps):
+        etps = [x for x in valid_etp(model, t, pins.etp) if pins.etp in (None, x)]
+        dispatchers = [d for d in valid_dispatchers(model) if pins.dispatcher in (None, d)]
+        for v, e, x, d in product(vpps, eps, etps, dispatchers):
             if v != pins.vpp and (pins.vpp is not None or v > MAX_VPP):
+                continue
+            if stage_ranks % (e * x):
                 continue
             for first, last in pipeline_splits(model, p, v):
                 if pins.first_stage_layers not in (None, first) or pins.last_stage_layers not in (None, last):
@@ -175,6 +185,8 @@ def build_space(
                     pp=p,
                     vpp=v,
                     ep=e,
+                    etp=x,
+                    dispatcher=d,
                     dp=gpus // (t * c * p),
                     first_stage_layers=first,
                     last_stage_layers=last,
@@ -200,13 +212,18 @@ def build_space(
     else:
         mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
     return Space(
-        layouts=tuple(sorted(layouts)),
+        layouts=tuple(sorted(layouts, key=_order)),
         zero_stages=tuple(zeros),
         recomputes=tuple(recomputes),
         micro_batches=tuple(mbs),
         gpus=gpus,
         sequence_parallel=pins.sequence_parallel,
     )
+
+
+def _order(values: tuple) -> tuple[int, ...]:
+    """Sort key of a domain value: numbers by size, enum members in their definition order."""
+    return tuple(list(type(v)).index(v) if isinstance(v, Enum) else v for v in values)
 
 
 def _finite(value: float, what: str) -> float:
@@ -253,28 +270,35 @@ def compile_terms(
     *,
     times: bool = True,
 ) -> Terms:
-    """Evaluate every term over only the dimensions it depends on; with ``times`` False only the
-    memory tables (the time tables stay empty: whether anything fits needs no step time, and the
-    step time is most of the work)."""
+    """Evaluate every term over only the dimensions it depends on (not for layouts whose token
+    dispatcher ``slower_dispatchers`` rules out); with ``times`` False only the memory tables (the
+    time tables stay empty: whether anything fits needs no step time, and the step time is most of
+    the work)."""
     states, acts, pipe, dpt = {}, {}, {}, {}
     framework = training.framework
     constants = constants or hardware.step_constants  # once: a profile's are rebuilt on each access
+    # the dispatcher changes no memory: a memory-only probe keeps every layout
+    slower = slower_dispatchers(space, model, hardware, training, constants) if times else frozenset()
     for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
         config = space.config(p, z, 0, 0)
-        if reasons_within(STATES_TABLE, framework, model, training, config):
+        if p in slower or reasons_within(STATES_TABLE, framework, model, training, config):
             continue
-        per_stage = []
-        for st in loaded_stages(config):
-            mem = stage_memory(model, hardware, training, config, st)
-            per_stage.append(bytes_up(mem.model_states) + bytes_up(mem.reserve))
-        states[p, z] = tuple(per_stage)
+        reserve = bytes_up(
+            M.reserve_bytes(hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes)
+        )
+        states[p, z] = tuple(
+            bytes_up(sum(stage_states_bytes(model, training, config, st))) + reserve
+            for st in loaded_stages(config)
+        )
         if times:
             dpt[p, z] = time_units(
                 sum(data_parallel_time(model, hardware, training, config, constants).values())
             )
     for p, r in product(range(len(space.layouts)), range(len(space.recomputes))):
         fitting = [
-            u for u in range(len(space.micro_batches)) if space.mbs_fits(p, u, training.global_batch_size)
+            u
+            for u in range(len(space.micro_batches))
+            if p not in slower and space.mbs_fits(p, u, training.global_batch_size)
         ]
         configs = {u: space.config(p, 0, r, u) for u in fitting}
         if not configs or reasons_within(ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]):
@@ -289,6 +313,33 @@ def compile_terms(
                     sum(pipeline_time(model, hardware, training, config, constants).values())
                 )
     return Terms(states, acts, pipe, dpt)
+
+
+def slower_dispatchers(
+    space: Space,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    constants: StepTimeConstants | None = None,
+) -> frozenset[int]:
+    """Layouts that another layout beats by its token dispatcher alone: the dispatcher changes only
+    the dispatch time (``performance.expert_parallel_comm_s``, linear in the micro-batch and the
+    same multiple under recompute), not memory or anything else, so of layouts alike but for it only
+    the fastest can be chosen (the all-to-all on a tie, as the tie-break orders them)."""
+    position = LAYOUT_FIELDS.index("dispatcher")
+    twins: dict[tuple, list[int]] = {}
+    for p, layout in enumerate(space.layouts):
+        twins.setdefault(layout[:position] + layout[position + 1 :], []).append(p)
+    rates = Rates(hardware, constants or hardware.step_constants)
+    slower: set[int] = set()
+    for group in (g for g in twins.values() if len(g) > 1):
+        seconds = {
+            p: expert_parallel_comm_s(model, training, space.config(p, 0, 0, 0), rates, model.num_layers)
+            for p in group
+        }
+        fastest = min(group, key=lambda p: (seconds[p], p))
+        slower.update(p for p in group if p != fastest)
+    return frozenset(slower)
 
 
 def capacity_units(hardware: HardwareSpec) -> int:

@@ -9,6 +9,7 @@ from typing import Any
 
 from constraints.units import (
     BYTES_PER_GIB,
+    Dispatcher,
     Framework,
     NormType,
     PositionEncoding,
@@ -24,6 +25,7 @@ from planner.profile import HardwareProfile
 from planner.quoting import check_printable
 
 __all__ = [
+    "Dispatcher",
     "Framework",
     "Precision",
     "Recompute",
@@ -317,8 +319,24 @@ class TrainingSpec:
     ``--fp8-param-gather``, on in NVIDIA's FP8 recipes); False keeps bf16 weights and Transformer
     Engine's cached FP8 casts beside them."""
 
+    overlap_grad_reduce: bool = True
+    """Data-parallel gradient reduction runs during the backward, bucket by bucket (Megatron
+    ``--overlap-grad-reduce``, DeepSpeed ``overlap_comm``, FSDP's default); False: after it, exposed."""
+    overlap_param_gather: bool = True
+    """With a sharded optimizer, the updated weights' all-gather runs during the next forward
+    (Megatron ``--overlap-param-gather``, which needs ``overlap_grad_reduce``); False: exposed."""
+    tp_comm_overlap: bool = False
+    """Tensor-parallel collectives overlapped with the GEMMs by Transformer Engine's userbuffers
+    (Megatron ``--tp-comm-overlap``; needs sequence parallelism, so only layouts with tp > 1 and SP
+    gain). Off by default: it needs TE built with userbuffers and its bootstrap on the cluster."""
+
     def __post_init__(self) -> None:
         _positive(self, "seq_len", "global_batch_size")
+        if self.overlap_param_gather and not self.overlap_grad_reduce:
+            raise PlannerError(
+                "--overlap-param-gather needs --overlap-grad-reduce (Megatron asserts it); "
+                "add --no-overlap-param-gather"
+            )
         if self.fp8_param_gather and self.precision is not Precision.FP8:
             raise PlannerError("fp8_param_gather needs --precision fp8")
         if self.moe_capacity_factor is not None and self.moe_capacity_factor <= 0:

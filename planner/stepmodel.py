@@ -92,17 +92,18 @@ def _experts(
     tokens: float,
     fp8: bool,
 ) -> OpTime:
-    """The router and this rank's ``E/ep`` experts as grouped GEMMs. Each of the ``ep`` ranks
-    dispatches its ``T/t`` (sequence-parallel) tokens, ``k`` copies each, so an expert sees
-    ``ep*T*k/(t*E)`` tokens (times the capacity factor when padded): few tokens per expert make the
-    products narrow and memory-bound on the expert weights. ``moe_layer_overhead_s`` adds what the
-    GEMMs do not account for, a third of it forward."""
-    h, t, ep = model.hidden_size, config.tp, config.ep
+    """The router and this rank's ``E/ep`` experts as grouped GEMMs, each expert's width split
+    over ``etp`` ranks. Each of the ``ep*etp`` ranks of a dispatch group sends its ``T/t``
+    (sequence-parallel) tokens, ``k`` copies each, so an expert shard sees ``ep*etp*T*k/(t*E)``
+    tokens (times the capacity factor when padded): few tokens per expert make the products narrow
+    and memory-bound on the expert weights. ``moe_layer_overhead_s`` adds what the GEMMs do not
+    account for, a third of it forward."""
+    h, t, ep, etp = model.hidden_size, config.tp, config.ep, config.etp
     local = tokens / t
     router = _linear(rates, local, model.num_experts, h, False)
     capacity = training.moe_capacity_factor or 1.0
-    per_expert = ep * local * model.num_experts_per_token * capacity / model.num_experts
-    expert = _mlp(rates, h, model.expert_ffn, model.gated_mlp, per_expert, 1, fp8)
+    per_expert = ep * etp * local * model.num_experts_per_token * capacity / model.num_experts
+    expert = _mlp(rates, h, model.expert_ffn, model.gated_mlp, per_expert, etp, fp8)
     grouped = _sum(expert, scale=model.num_experts / ep)
     overhead = c.moe_layer_overhead_s
     ops = [router, grouped, OpTime(forward_s=overhead / 3, backward_s=2 * overhead / 3)]

@@ -3,12 +3,12 @@ and what would work."""
 
 from dataclasses import MISSING
 from types import SimpleNamespace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from constraints.pipeline import MAX_END_STAGE_TRIM, end_stage_split_is_whole, end_stage_splits
 from planner.capability import problems_within
 from planner.errors import PlannerError
-from planner.layout import DIMENSIONS, Group
+from planner.layout import DIMENSIONS, Group, document_value
 from planner.rules import (
     divisors,
     nvlink_tp_reason,
@@ -19,7 +19,7 @@ from planner.rules import (
     valid_ep,
     valid_tp,
 )
-from planner.specs import Precision
+from planner.specs import Dispatcher, Precision
 
 if TYPE_CHECKING:
     from planner.plan import Request
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 MESH_ONLY = frozenset({Group.LAYOUT})
 
 
-def raise_first_reason(req: "Request", name: str, value: int, **others: int) -> None:
+def raise_first_reason(req: "Request", name: str, value: Any, **others: int) -> None:
     """Raise the framework's first reason it cannot run the mesh size ``name=value`` (every other
     dimension at its default, or as in ``others``), if any."""
     defaults = {e.name: 1 if e.default is MISSING else e.default for e in DIMENSIONS}
@@ -38,7 +38,7 @@ def raise_first_reason(req: "Request", name: str, value: int, **others: int) -> 
     if problems:
         option = next(e.dimension.option for e in DIMENSIONS if e.name == name)
         reason, fix = problems[0]
-        raise PlannerError(f"{option} {value}: {reason}; {fix}")
+        raise PlannerError(f"{option} {document_value(value)}: {reason}; {fix}")
 
 
 def validate_split(req: "Request") -> None:
@@ -136,5 +136,11 @@ def validate_pins(req: "Request") -> None:
         )
     if pins.ep is not None and pins.ep > 1:
         raise_first_reason(req, "ep", pins.ep)
+    if pins.etp is not None and pins.etp > 1:
+        raise_first_reason(req, "etp", pins.etp)
+    if pins.dispatcher is Dispatcher.FLEX:  # with the largest ep unless pinned: is any layout possible?
+        raise_first_reason(
+            req, "dispatcher", pins.dispatcher, ep=pins.ep or max(valid_ep(model)), etp=pins.etp or 1
+        )
     if pins.sequence_parallel and pins.tp == 1:
         raise PlannerError("--sequence-parallel needs --tp above 1")

@@ -14,7 +14,7 @@ from planner.hardware import preset
 from planner.io import load_model
 from planner.plan import Request, run
 from planner.space import Pins
-from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
+from planner.specs import Dispatcher, Framework, Precision, Recompute, TrainingSpec, ZeroStage
 
 CASES = [
     {
@@ -641,6 +641,60 @@ CASES += [
 ]
 
 CASES += [
+    # MoE: expert tensor parallelism (etp = tp) with the flex (DeepEP) dispatcher and TP overlap;
+    # whole experts with flex across nodes and no DP overlap; etp = tp = 4 with all-to-all.
+    {
+        "model": "qwen3-30b-a3b",
+        "gpus": 64,
+        "seq_len": 4096,
+        "global_batch": 256,
+        "tp": 2,
+        "cp": 1,
+        "pp": 1,
+        "vpp": 1,
+        "ep": 8,
+        "etp": 2,
+        "dispatcher": "flex",
+        "zero": 1,
+        "recompute": "selective",
+        "mbs": 1,
+        "tp_comm_overlap": True,
+    },
+    {
+        "model": "mixtral-8x7b",
+        "gpus": 64,
+        "seq_len": 4096,
+        "global_batch": 256,
+        "tp": 2,
+        "cp": 1,
+        "pp": 2,
+        "vpp": 1,
+        "ep": 8,
+        "dispatcher": "flex",
+        "zero": 1,
+        "recompute": "full",
+        "mbs": 1,
+        "overlap_grad_reduce": False,
+        "overlap_param_gather": False,
+    },
+    {
+        "model": "qwen3-235b-a22b",
+        "gpus": 128,
+        "seq_len": 4096,
+        "global_batch": 512,
+        "tp": 4,
+        "cp": 1,
+        "pp": 2,
+        "vpp": 1,
+        "ep": 8,
+        "etp": 4,
+        "zero": 1,
+        "recompute": "full",
+        "mbs": 1,
+    },
+]
+
+CASES += [
     # issue 10: 100 GPUs on 8-GPU nodes (12 full nodes and one of 4): the layout plan picks
     # (`plan --gpus 100 llama2-13b`, every dimension pinned) and one with tp 4 on the partial node
     {
@@ -823,6 +877,9 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         framework=framework,
         flash_attention=case.get("flash", True),
         moe_capacity_factor=case.get("capacity"),
+        overlap_grad_reduce=case.get("overlap_grad_reduce", True),
+        overlap_param_gather=case.get("overlap_param_gather", True),
+        tp_comm_overlap=case.get("tp_comm_overlap", False),
     )
     pins = Pins(
         tp=case.get("tp"),
@@ -830,6 +887,8 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         cp=case.get("cp"),
         vpp=case.get("vpp"),
         ep=case.get("ep"),
+        etp=case.get("etp", 1),  # every dimension pinned: whole experts, all-to-all unless said
+        dispatcher=Dispatcher(case.get("dispatcher", "alltoall")),
         optimizer_offload=case.get("optimizer_offload"),
         activation_offload=case.get("activation_offload"),
         zero_stage=None if case.get("zero") is None else ZeroStage(case["zero"]),

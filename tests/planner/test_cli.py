@@ -151,6 +151,18 @@ def test_top_k_gives_distinct_alternatives():
             ["--gpus", "64", "--tp", "1", "--sequence-parallel", "llama2-13b"],
             "--sequence-parallel needs --tp",
         ),
+        (["--gpus", "64", "--etp", "3", "mixtral-8x7b"], "--etp 3: expert tensor parallelism 3 does not"),
+        (["--gpus", "64", "--etp", "2", "llama2-13b"], "--etp 2: --etp above 1 splits routed experts"),
+        (["--gpus", "64", "--dispatcher", "flex", "llama2-13b"], "--dispatcher flex: the flex (DeepEP)"),
+        (["--gpus", "64", "--dispatcher", "deepep", "mixtral-8x7b"], "'deepep' is not one of 'alltoall'"),
+        (
+            ["--gpus", "64", "--dispatcher", "flex", "--moe-capacity-factor", "1.25", "mixtral-8x7b"],
+            "does not pad experts to capacity",
+        ),
+        (
+            ["--gpus", "64", "--dispatcher", "flex", "--framework", "deepspeed", "mixtral-8x7b"],
+            "Megatron-Core's; use --framework megatron",
+        ),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, fragment):
@@ -290,3 +302,19 @@ def test_usage_errors_are_one_line_on_stderr_and_exit_2(args, fragment):
     assert "Traceback" not in result.output and result.exit_code == 2, result.output
     assert result.stdout == "" and result.stderr.startswith("Error: ") and result.stderr.count("\n") == 1
     assert fragment in result.stderr, result.stderr
+
+
+def test_moe_pins_reach_the_plan_and_the_megatron_arguments(tmp_path):
+    result = invoke(
+        "--gpus", "64", "--seq-len", "4096", "--tp", "2", "--etp", "2", "--ep", "8", "--dispatcher", "flex",
+        "--no-overlap-grad-reduce", "--tp-comm-overlap", "--format", "json", "-o", tmp_path, "qwen3-30b-a3b",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["parallelism"]["etp"], doc["parallelism"]["dispatcher"]) == (2, "flex")
+    assert doc["training"]["overlap_grad_reduce"] is False and doc["training"]["tp_comm_overlap"] is True
+    args = (tmp_path / "megatron_args.txt").read_text().split()
+    assert args[args.index("--expert-tensor-parallel-size") + 1] == "2"
+    assert args[args.index("--moe-token-dispatcher-type") + 1] == "flex"
+    assert "--overlap-grad-reduce" not in args and "--overlap-param-gather" not in args
+    assert "--tp-comm-overlap" in args

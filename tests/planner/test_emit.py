@@ -84,6 +84,18 @@ def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -
         assert int(a["--seq-length"]) % (2 * cp) == 0
     if "--sequence-parallel" in a:
         assert tp > 1, "sequence parallelism needs tp > 1"
+    if "--tp-comm-overlap" in a:
+        assert "--sequence-parallel" in a, "TP overlap can happen only with sequence parallelism"
+    if "--overlap-param-gather" in a:  # distributed optimizer or Megatron-FSDP, and the grad overlap
+        assert "--overlap-grad-reduce" in a
+        assert "--use-distributed-optimizer" in a or "--use-megatron-fsdp" in a
+    if "--num-experts" in a:  # parallel_state: etp x ep re-split each stage's tp x cp x dp ranks
+        ep, etp = int(a.get("--expert-model-parallel-size", 1)), int(a["--expert-tensor-parallel-size"])
+        assert int(a["--num-experts"]) % ep == 0 and (tp * cp * dp) % (ep * etp) == 0
+        assert int(a["--moe-ffn-hidden-size"]) % etp == 0
+        if a["--moe-token-dispatcher-type"] == "flex":  # MoEFlexTokenDispatcher: TPxEP > 1
+            assert ep * etp > 1 and a["--moe-flex-dispatcher-backend"] == "deepep"
+            assert "--moe-pad-expert-input-to-capacity" not in a
     assert int(a["--global-batch-size"]) % (int(a["--micro-batch-size"]) * dp) == 0
     assert int(a["--num-attention-heads"]) % tp == 0
     assert int(a.get("--num-query-groups", a["--num-attention-heads"])) % tp == 0
@@ -124,6 +136,11 @@ def test_the_golden_set_covers_every_zero_stage_and_recompute():
     assert any("--fp16" in a for a in args) and any("--group-query-attention" in a for a in args)
     assert any("--context-parallel-size" in a for a in args)
     assert any("--num-virtual-stages-per-pipeline-rank" in a for a in args)
+    # MoE layouts and overlap: expert TP above 1, both dispatchers, each overlap switch on and off
+    assert any(a[a.index("--expert-tensor-parallel-size") + 1] != "1" for a in args if "--num-experts" in a)
+    assert any("flex" in a for a in args) and any("alltoall" in a for a in args)
+    assert any("--tp-comm-overlap" in a for a in args)
+    assert any("--overlap-grad-reduce" not in a for a in args)
 
 
 @st.composite
@@ -150,6 +167,9 @@ def layouts(draw):
         global_batch_size=dp * mbs * 8 * pp,  # micro-batches divisible by pp (interleaving)
         precision=draw(st.sampled_from(list(Precision))),
         flash_attention=flash,
+        overlap_grad_reduce=(grads := draw(st.booleans())),
+        overlap_param_gather=grads and draw(st.booleans()),
+        tp_comm_overlap=draw(st.booleans()),
     )
     config = ParallelConfig(
         tp=tp,
@@ -231,6 +251,7 @@ def test_layer_parameters_per_rank_equal_the_layers_megatron_built(case):
         dp=case["data_parallel_size"],
         cp=case.get("cp") or 1,
         ep=case.get("ep") or 1,
+        etp=case.get("etp") or 1,
     )
     dense, moe, experts = layer_params_per_rank(model, config)
     built = case["built_layer_params"]

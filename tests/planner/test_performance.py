@@ -11,7 +11,7 @@ from planner.hardware import hardware_from_mapping, hardware_to_mapping, preset
 from planner.performance import data_parallel_comm_s, performance
 from planner.rates import Rates
 from planner.space import Pins, build_space
-from planner.specs import Framework, ParallelConfig, Precision, TrainingSpec, ZeroStage
+from planner.specs import Dispatcher, Framework, ParallelConfig, Precision, TrainingSpec, ZeroStage
 from planner.stepmodel import layer_operations
 
 from conftest import example
@@ -110,3 +110,54 @@ def test_zero3_moves_three_times_the_parameters_against_the_all_reduce_two(llama
     plain = data_parallel_comm_s(llama13b, deepspeed, base, rates)
     zero3 = data_parallel_comm_s(llama13b, deepspeed, replace(base, zero_stage=ZeroStage.WEIGHTS), rates)
     assert zero3 / plain == pytest.approx(1.5)
+
+
+def _qwen3_235b_on_h100(**layout):
+    """Megatron-Core's Qwen3-235B H100 layout (tp 2, pp 8, ep 32 over 4 nodes, dp 16)."""
+    model, hardware = example("qwen3-235b-a22b"), preset("h100-80gb")
+    training = TrainingSpec(seq_len=4096, global_batch_size=2048)
+    config = ParallelConfig(tp=2, pp=8, dp=16, ep=32, vpp=4, sequence_parallel=True, **layout)
+    return model, hardware, training, config
+
+
+def test_flex_dispatch_sends_less_than_all_to_all_across_nodes():
+    model, hardware, training, alltoall = _qwen3_235b_on_h100()
+    flex = replace(alltoall, dispatcher=Dispatcher.FLEX)
+    across = performance(model, hardware, training, alltoall).breakdown["ep_comm"]
+    deduplicated = performance(model, hardware, training, flex).breakdown["ep_comm"]
+    assert 0 < deduplicated < across / 2  # ~3 remote nodes per token instead of 6 of its 8 copies
+
+
+def test_expert_tp_shards_expert_weights_and_gathers_tokens():
+    model, hardware, training, layout = _qwen3_235b_on_h100()
+    whole = replace(layout, ep=16)
+    split = replace(whole, etp=2)  # each expert over 2 ranks: half the expert weights per rank
+    assert (whole.expert_shard_group, split.expert_shard_group) == (2, 1)
+    assert memory(model, hardware, training, split).weights < memory(model, hardware, training, whole).weights
+    with_gathers = performance(model, hardware, training, split).breakdown["ep_comm"]
+    without = performance(model, hardware, training, whole).breakdown["ep_comm"]
+    assert with_gathers > without  # the all-to-all over 16 ranks, and the gathers over each expert's 2
+
+
+def test_overlap_switches_expose_what_they_turn_off(llama13b, training):
+    config = ParallelConfig(tp=2, pp=1, dp=32, zero_stage=ZeroStage.OPTIMIZER, sequence_parallel=True)
+    hardware = preset("h100-80gb")
+    rates = Rates(hardware, hardware.step_constants)
+    overlapped = performance(llama13b, hardware, training, config).breakdown
+    exposed = replace(training, overlap_grad_reduce=False, overlap_param_gather=False)
+    assert performance(llama13b, hardware, exposed, config).breakdown["dp_comm"] == pytest.approx(
+        data_parallel_comm_s(llama13b, exposed, config, rates)
+    )
+    assert overlapped["dp_comm"] < data_parallel_comm_s(llama13b, training, config, rates)
+    tp_overlap = replace(training, tp_comm_overlap=True)
+    assert performance(llama13b, hardware, tp_overlap, config).breakdown["tp_comm"] < overlapped["tp_comm"]
+    no_sp = replace(config, sequence_parallel=False)  # Megatron overlaps TP only with SP
+    assert (
+        performance(llama13b, hardware, tp_overlap, no_sp).breakdown["tp_comm"]
+        == performance(llama13b, hardware, training, no_sp).breakdown["tp_comm"]
+    )
+
+
+def test_param_gather_overlap_needs_grad_reduce_overlap():
+    with pytest.raises(PlannerError, match="--overlap-param-gather needs --overlap-grad-reduce"):
+        TrainingSpec(seq_len=4096, global_batch_size=256, overlap_grad_reduce=False)

@@ -1,6 +1,7 @@
 """The CP-SAT optimum equals brute-force enumeration; plans are reproducible."""
 
 from dataclasses import replace
+from enum import Enum
 
 import pytest
 from hypothesis import given, settings
@@ -12,8 +13,8 @@ from planner.layout import DIMENSIONS, Group
 from planner.plan import Request, run
 from planner.search import brute_force
 from planner.solver import solve
-from planner.space import Pins, build_space, capacity_units, compile_terms
-from planner.specs import Recompute, TrainingSpec, ZeroStage
+from planner.space import LAYOUT_FIELDS, Pins, build_space, capacity_units, compile_terms
+from planner.specs import Dispatcher, Recompute, TrainingSpec, ZeroStage
 
 from strategies import models, trainings
 
@@ -155,6 +156,8 @@ def test_moe_search_equals_brute_force_and_uses_expert_parallelism(name, gpus):
     training = TrainingSpec(seq_len=4096, global_batch_size=1024)
     space = build_space(model, training, gpus, Pins(), hardware.nvlink_domain_gpus)
     assert any(layout[4] > 1 for layout in space.layouts)  # ep is searched for MoE models
+    searched = dict(zip(LAYOUT_FIELDS, zip(*space.layouts, strict=True), strict=True))
+    assert max(searched["etp"]) > 1 and set(searched["dispatcher"]) == set(Dispatcher)  # so are these
     terms = compile_terms(space, model, hardware, training)
     expected = brute_force(space, terms, capacity_units(hardware), 2)
     result = solve(space, terms, capacity_units(hardware), 2)
@@ -164,16 +167,15 @@ def test_moe_search_equals_brute_force_and_uses_expert_parallelism(name, gpus):
 def test_tie_break_follows_the_layout_records_field_order(llama13b):
     """The tie-break rank orders candidates exactly as ``ParallelConfig``'s searched fields do,
     compared in field order (lower ZeRO stage, no offload, less recompute, smaller tp, cp, pp, vpp,
-    ep, smaller micro-batch): the registry's order is the search's."""
+    ep, etp, the all-to-all dispatcher, smaller micro-batch): the registry's order is the search's."""
     training = TrainingSpec(seq_len=4096, global_batch_size=64)
     space = build_space(llama13b, training, 16, Pins(allow_offload=True), 8)
     searched = [e.name for e in DIMENSIONS if e.dimension.group is not Group.DERIVED]
 
     def field_order(indices):
         config = space.config(*indices)
-        return tuple(
-            getattr(config, n).level if n == "recompute" else int(getattr(config, n)) for n in searched
-        )
+        values = [getattr(config, n) for n in searched]  # enums in their definition order
+        return tuple(list(type(v)).index(v) if isinstance(v, Enum) else int(v) for v in values)
 
     grid = [
         (p, z, r, u)

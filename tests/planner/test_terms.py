@@ -18,7 +18,7 @@ from planner.io import load_model
 from planner.performance import performance
 from planner.search import enumerate_candidates
 from planner.space import Pins, build_space, compile_terms, time_units
-from planner.specs import Framework, Precision, TrainingSpec
+from planner.specs import Dispatcher, Framework, Precision, TrainingSpec, ZeroStage
 
 SAMPLES_PER_SPACE = 150
 SEED = 9
@@ -37,6 +37,18 @@ SPACES = [
         Pins(sequence_parallel=False, allow_offload=True),
     ),
     ("qwen3-8b", 32, TrainingSpec(seq_len=16384, global_batch_size=64, precision=Precision.FP8), Pins()),
+    (  # expert TP, both dispatchers across nodes; overlap switched the other way
+        "qwen3-30b-a3b",
+        64,
+        TrainingSpec(
+            seq_len=4096,
+            global_batch_size=256,
+            overlap_grad_reduce=False,
+            overlap_param_gather=False,
+            tp_comm_overlap=True,
+        ),
+        Pins(zero_stage=ZeroStage.OPTIMIZER),
+    ),
 ]
 
 
@@ -50,7 +62,12 @@ def test_tables_reproduce_the_evaluator(name, gpus, training, pins):
     assert len(candidates) > 10  # the space is not trivial
     sample = random.Random(SEED).sample(candidates, min(SAMPLES_PER_SPACE, len(candidates)))
     searched = {(c.indices[1], c.indices[2]) for c in sample}
-    assert len(searched) > 1  # more than one ZeRO / recompute choice is exercised
+    assert len(searched) > 1 or pins.zero_stage is not None  # more than one ZeRO / recompute choice
+    if model.is_moe:  # the expert layout's choices are exercised too
+        configs = [space.config(*c.indices) for c in sample]
+        assert {c.etp > 1 for c in configs} == {True, False}
+        assert {c.dispatcher for c in configs} == set(Dispatcher)
+        assert any(c.expert_dispatch_ranks > hardware.nvlink_domain_gpus for c in configs)
     for c in sample:
         config = space.config(*c.indices)
         tabulated_time = c.objective // space.tie_break_range
