@@ -433,8 +433,9 @@ RULES: tuple[Rule, ...] = (
         frozenset({Group.LAYOUT}),
         lambda m, t, c: _when(
             c.etp > 1 or c.dispatcher is not Dispatcher.ALLTOALL,
-            "torchtitan launch files are written with whole experts and its default all-to-all "
-            "dispatch (expert tensor parallelism and DeepEP are not emitted for it)",
+            f"torchtitan {TORCHTITAN_VERSION} splits no expert over tp (its ParallelismConfig has "
+            "expert_parallel_degree only) and picks its DeepEP token dispatcher in the model's "
+            "config, not on the command line: plan with --etp 1 --dispatcher alltoall",
         ),
     ),
 )

@@ -7,8 +7,8 @@ tables; ``tests/planner/test_presolve.py`` and the solver's brute-force agreemen
 - capacity: a row whose own memory exceeds the capacity on some stage is in no plan that fits;
 - dominance (``undominated``): a row that ``top`` better rows of its layout beat while needing no
   more memory on any stage;
-- bound (``within_bound``): a row whose cheapest completion already costs more than ``top`` known
-  plans that fit (``incumbents``).
+- bound (``within_bound``): a row with no partner that fits beside it for at most the cost of
+  ``top`` known plans that fit (``incumbents``).
 
 The incumbents also seed the search (``planner.solver`` hints the best of them). Nothing here
 imports OR-Tools: brute force and the tests use it without the solver.
@@ -63,7 +63,7 @@ def reduce_rows(
     act_cost = {key: act_cost(key) for key, _ in acts}.__getitem__
     known = incumbents(states, acts, state_cost, act_cost, capacity, top)
     cutoff = known[top - 1].objective if len(known) >= top else None
-    states, acts = within_bound(states, acts, state_cost, act_cost, cutoff)
+    states, acts = within_bound(states, acts, state_cost, act_cost, cutoff, capacity)
     states = undominated(states, state_cost, top)
     acts = undominated(acts, act_cost, top)
     return Reduced(states=states, activations=acts, known=known)
@@ -140,34 +140,49 @@ def within_bound(
     state_cost: Callable[[tuple[int, ...]], int],
     act_cost: Callable[[tuple[int, ...]], int],
     bound: int | None,
+    capacity: int,
 ) -> tuple[list[Row], list[Row]]:
-    """The rows whose cheapest completion costs at most ``bound`` (None: every row).
+    """The rows that are part of some plan that fits and costs at most ``bound`` (None: every row
+    of a layout that has rows in both tables), in their input order.
 
     Why this is exact: let ``bound`` be the objective of the ``top``-th best of ``top`` distinct
     plans known to fit (``incumbents``). Then the ``top``-th best plan of the whole space costs at
-    most ``bound``. Any plan using a row costs at least the row's cost plus the cheapest row of the
-    other table on the same layout, fitting or not. When that sum exceeds ``bound``, every plan
-    through the row is worse than the ``top``-th best plan, so no ``top``-best plan uses it, and
-    leaving it out changes neither those plans nor their order. A layout that lacks a row in either
-    table has no plan at all and loses its rows too.
+    most ``bound``. A row kept has a partner on its layout, of the other table, that fits beside it
+    with the two costing at most ``bound``; a row left out has none, so every plan through it is
+    worse than the ``top``-th best plan and no ``top``-best plan uses it: leaving it out changes
+    neither those plans nor their order.
+
+    Each row's partners are scanned cheapest first, and the scan stops at the first that fits or
+    at the first too costly to stay within ``bound``: the work is the pairs cheaper than ``bound``,
+    few when the greedy plans are good (a pass over the rows when they are the best).
     """
-    cheapest_states = {p: state_cost(rows[0][0]) for p, rows in by_layout(states_rows, state_cost).items()}
-    cheapest_acts = {p: act_cost(rows[0][0]) for p, rows in by_layout(act_rows, act_cost).items()}
-    layouts = cheapest_states.keys() & cheapest_acts.keys()
+    states_by_layout = by_layout(states_rows, state_cost)
+    acts_by_layout = by_layout(act_rows, act_cost)
+    layouts = states_by_layout.keys() & acts_by_layout.keys()
     if bound is None:
         return (
             [row for row in states_rows if row[0][0] in layouts],
             [row for row in act_rows if row[0][0] in layouts],
         )
-    kept_states = [
-        row
-        for row in states_rows
-        if row[0][0] in layouts and state_cost(row[0]) + cheapest_acts[row[0][0]] <= bound
-    ]
-    kept_acts = [
-        row
-        for row in act_rows
-        if row[0][0] in layouts and act_cost(row[0]) + cheapest_states[row[0][0]] <= bound
-    ]
-    both = {row[0][0] for row in kept_states} & {row[0][0] for row in kept_acts}
-    return [row for row in kept_states if row[0][0] in both], [row for row in kept_acts if row[0][0] in both]
+
+    def completed(rows: list[Row], cost, partners: list[Row], partner_cost) -> set[tuple[int, ...]]:
+        """Keys of ``rows`` (cheapest first) with a partner that fits within ``bound``."""
+        kept = set()
+        for key, mem in rows:
+            budget = bound - cost(key)
+            if partner_cost(partners[0][0]) > budget:
+                break  # the rows after it cost more still
+            for other, other_mem in partners:
+                if partner_cost(other) > budget:
+                    break
+                if fits_together(mem, other_mem, capacity):
+                    kept.add(key)
+                    break
+        return kept
+
+    kept = set()
+    for p in layouts:
+        states, acts = states_by_layout[p], acts_by_layout[p]
+        kept |= completed(states, state_cost, acts, act_cost)
+        kept |= completed(acts, act_cost, states, state_cost)
+    return [row for row in states_rows if row[0] in kept], [row for row in act_rows if row[0] in kept]

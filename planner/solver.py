@@ -1,7 +1,8 @@
 """The CP-SAT model: data, variables, constraints, objective, solve -- in that order.
 
 Nothing here restates a formula: every coefficient comes from ``planner.space.compile_terms``,
-tables over only the dimensions each term depends on, linked by linear sums over row selectors.
+tables over only the dimensions each term depends on, linked by linear sums over row selectors. The
+rows are first reduced to those that can be part of a ``top``-best plan (``planner.presolve``).
 """
 
 import time
@@ -17,8 +18,8 @@ MIN_SOLVE_S = 0.01  # CP-SAT needs a positive limit; below this the deadline has
 
 NUM_WORKERS = 2  # this is a 2-core planning machine; the tie-break makes the optimum unique
 SMALL_MODEL_ROWS = 1000  # up to this many rows one worker: starting a second thread costs more than
-# it searches (a few hundred rows: 0.2 ms per solve with one worker, 1.5 ms with two, measured on
-# the 2-core development machine); the presolve leaves most requests well below it
+# it searches (a few hundred rows: 0.2 ms per solve with one worker, 0.6 to 2 ms with two, measured
+# on the 2-core development machine); the presolve leaves most requests well below it
 RANDOM_SEED = 0
 
 
@@ -58,7 +59,8 @@ def solve(
     top: int = 1,
     deadline: Deadline = NO_DEADLINE,
 ) -> SolveResult:
-    """Find the ``top`` best feasible candidates; ``optimal`` only when CP-SAT proves it.
+    """Find the ``top`` best feasible candidates; ``optimal`` only when CP-SAT proves it on the rows
+    the presolve keeps (which hold every ``top``-best plan: ``planner.presolve``).
 
     Each table is a set of rows; one boolean per row selects it (exactly one per table), and the
     two selected rows belong to the one selected layout, the only dimension the tables share. The

@@ -332,12 +332,17 @@ def slower_dispatchers(
         twins.setdefault(layout[:position] + layout[position + 1 :], []).append(p)
     rates = Rates(hardware, constants or hardware.step_constants)
     slower: set[int] = set()
+    dispatch: dict[tuple, float] = {}  # by the fields the dispatch time reads: pp, vpp, ends share it
+
+    def seconds(p: int) -> float:
+        c = space.config(p, 0, 0, 0)
+        key = (c.tp, c.cp, c.ep, c.etp, c.dispatcher)
+        if key not in dispatch:
+            dispatch[key] = expert_parallel_comm_s(model, training, c, rates, model.num_layers)
+        return dispatch[key]
+
     for group in (g for g in twins.values() if len(g) > 1):
-        seconds = {
-            p: expert_parallel_comm_s(model, training, space.config(p, 0, 0, 0), rates, model.num_layers)
-            for p in group
-        }
-        fastest = min(group, key=lambda p: (seconds[p], p))
+        fastest = min(group, key=lambda p: (seconds(p), p))
         slower.update(p for p in group if p != fastest)
     return frozenset(slower)
 

@@ -87,10 +87,21 @@ def test_a_layout_that_cannot_beat_a_known_plan_is_left_out():
     assert len(both.states) == 2 and len(both.activations) == 2
 
 
+def test_a_row_whose_cheap_partners_do_not_fit_beside_it_is_left_out():
+    """The light states row (0, 1) is costly; the cheap heavy one (0, 0) fits only beside the
+    costly activations row. Known plan: (0, 1) + (0, 0, 0) = 11. The cheap activations row
+    (0, 0, 0) also fits beside (0, 1) only, so (0, 0) + (0, 0, 0) is not a plan, and (0, 0) +
+    (0, 0, 1) = 21 exceeds 11: both costly rows, and (0, 0), go."""
+    states = [((0, 0), (3,)), ((0, 1), (1,))]
+    acts = [((0, 0, 0), (2,)), ((0, 0, 1), (1,))]
+    cost = {(0, 0): 1, (0, 1): 10, (0, 0, 0): 1, (0, 0, 1): 20}.__getitem__
+    assert within_bound(states, acts, cost, cost, 11, capacity=4) == ([((0, 1), (1,))], [((0, 0, 0), (2,))])
+
+
 def test_without_enough_known_plans_nothing_is_cut_by_the_bound():
     states = [((0, 0), (1,)), ((1, 0), (1,))]
     acts = [((0, 0, 0), (1,)), ((1, 0, 0), (1,))]
     cost = {(0, 0): 1, (1, 0): 50, (0, 0, 0): 2, (1, 0, 0): 50}.__getitem__
-    assert within_bound(states, acts, cost, cost, None) == (states, acts)
+    assert within_bound(states, acts, cost, cost, None, capacity=2) == (states, acts)
     # A dominated row: same layout, costlier and no lighter than a kept one.
     assert undominated([((0, 0), (1,)), ((0, 1), (2,))], lambda key: key[1], 1) == [((0, 0), (1,))]
