@@ -24,11 +24,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from calibrate import fit, predicted_s  # noqa: E402
 
 from planner.evaluate import memory  # noqa: E402
-from planner.specs import Precision  # noqa: E402
+from planner.specs import ParallelConfig, Precision  # noqa: E402
 
 from published import DEFAULT_PATH, Row, load_or_exit  # noqa: E402
 
 TARGETS = {"leave-one-family-out": 0.10, "each GPU generation": 0.10, "FP8 rows": 0.15, "MoE rows": 0.15}
+
+
+def recompute_text(config: ParallelConfig) -> str:
+    """``full``, ``full(3 layers)``, ``selective``, ``selective(layernorm,moe_act)``."""
+    if config.recompute_num_layers:
+        return f"{config.recompute.value}({config.recompute_num_layers} layers)"
+    if config.recompute_modules:
+        return f"{config.recompute.value}({','.join(m.value for m in config.recompute_modules)})"
+    return config.recompute.value
 
 
 def median_abs(errors: list[float]) -> float:
@@ -98,7 +107,7 @@ def main() -> None:
         print(
             f"{row.id[:62]:<62} {pred:8.2f} {pub} {err_s} {mem.total / 2**30:8.1f} "
             f"{'yes' if mem.fits else 'NO':>5} {'oom' if row.oom else 'ran':>5} "
-            f"{row.config.recompute.value}{'*' if row.recompute_inferred else ''}"
+            f"{recompute_text(row.config)}{'*' if row.recompute_inferred else ''}"
         )
         table.append(
             {

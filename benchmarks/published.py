@@ -33,9 +33,18 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   7, 8 x 14, 7), the two ends as even as they can be, the first the heavier on a tie; a row with
   no such split, or one Megatron cannot build with its vpp (``megatron_split_form``), is skipped as
   not representable;
-- ``selective (norm, act)`` recompute (Megatron-Core's per-module ``--recompute-modules``) is read
-  as the planner's ``selective`` until per-module recompute exists: both keep the layer's GEMM
-  inputs and recompute only cheap, memory-bound parts.
+- ``selective (norm, act)`` recompute lists Megatron-Core's ``--recompute-modules`` in the
+  Megatron-Bridge table's words: ``norm`` is ``layernorm``, ``act`` ``moe_act``, ``shared_expert``
+  ``shared_experts`` (the table's own note: "norm, act" = layernorm + moe_act); a bare ``selective``
+  is Megatron's default module, ``core_attn``; ``full`` every layer.
+- an unstated recompute is inferred among the choices the planner searches
+  (``planner.space.recompute_choices``: none, Megatron's default selective module ``core_attn``,
+  the searched module sets, full recompute of every layer or of the first N layers of each model
+  chunk): the one with the fewest recomputed FLOPs under which the configuration fits (the first
+  rule above), what a recipe tuned for throughput sets; where the row gives its peak memory, only
+  choices that need no more than that reading (reserve excluded: BLOOM's nvidia-smi readings rule
+  out the partial choices for most of its rows, whose notes say the final run checkpointed every
+  layer), so the memory comparison stays a test of the memory model.
 """
 
 import re
@@ -46,11 +55,13 @@ from pathlib import Path
 import yaml
 
 from constraints.pipeline import megatron_split_form
-from planner.evaluate import memory
+from planner.evaluate import memory, stage_layers
 from planner.hardware import preset
 from planner.io import bundled_models, load_model
-from planner.performance import step_flops_per_token
+from planner.layout import parse_modules
+from planner.performance import model_recomputed_share, step_flops_per_token
 from planner.rules import pipeline_splits
+from planner.space import Pins, recompute_choices
 from planner.specs import (
     Dispatcher,
     Framework,
@@ -277,12 +288,9 @@ def row_of(entry: dict) -> Row:
     )
     inferred = p.get("recompute") is None
     if inferred:
-        for recompute in Recompute:
-            config = replace(config, recompute=recompute)
-            if memory(model, hardware, training, config).fits:
-                break
+        config = inferred_recompute(model, hardware, training, config, meas.get("peak_mem_gb"))
     else:
-        config = replace(config, recompute=Recompute(str(p["recompute"]).split(" ")[0]))
+        config = replace(config, **stated_recompute(str(p["recompute"])))
     return Row(
         id=entry["id"],
         family=entry["id"].split("-")[0],
@@ -299,6 +307,46 @@ def row_of(entry: dict) -> Row:
     )
 
 
+def inferred_recompute(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    peak_mem_gb: float | None = None,
+) -> ParallelConfig:
+    """``config`` with the least recompute, in recomputed FLOPs, under which it fits and, when
+    ``peak_mem_gb`` is given, needs no more than the run held, among the planner's searched choices
+    (every block-method layer count of its largest chunk); full recompute of every layer when none
+    does."""
+    chunk = max(stage_layers(model, config)) // config.vpp
+    fitting = []
+    for order, (mode, layers, modules) in enumerate(recompute_choices(model, Pins(), list(range(1, chunk)))):
+        trial = replace(config, recompute=mode, recompute_num_layers=layers, recompute_modules=modules)
+        mem = memory(model, hardware, training, trial)
+        if mem.fits:
+            share = model_recomputed_share(model, trial)
+            flops = step_flops_per_token(model, training.seq_len, mode, share, modules).hardware
+            if peak_mem_gb and mem.total - mem.reserve > peak_mem_gb * 1e9:
+                continue  # the run held less than this choice needs
+            fitting.append((flops, order, trial))
+    if not fitting:
+        return replace(config, recompute=Recompute.FULL, recompute_num_layers=0, recompute_modules=())
+    return min(fitting, key=lambda f: f[:2])[2]
+
+
+MODULE_WORDS = {"norm": "layernorm", "act": "moe_act", "shared_expert": "shared_experts"}
+"""The Megatron-Bridge performance table's names of ``--recompute-modules`` choices."""
+
+
+def stated_recompute(text: str) -> dict:
+    """``full``, ``none``, ``selective`` or ``selective (norm, act, ...)`` as layout fields."""
+    mode, _, listed = text.partition("(")
+    recompute = Recompute(mode.strip())
+    words = [w.strip() for w in listed.rstrip(")").split(",") if w.strip()]
+    modules = parse_modules([MODULE_WORDS.get(w, w) for w in words], f"recompute {text!r}")
+    return {"recompute": recompute, "recompute_modules": modules}
+
+
 def measured_step_s(
     entry: dict, model: ModelSpec, training: TrainingSpec, config: ParallelConfig
 ) -> float | None:
@@ -311,7 +359,13 @@ def measured_step_s(
     tps = meas.get("tokens_per_s_per_gpu") or derived.get("tokens_per_s_per_gpu")
     if tps:
         return tokens / (tps * gpus)
-    flops = step_flops_per_token(model, training.seq_len, config.recompute)
+    flops = step_flops_per_token(
+        model,
+        training.seq_len,
+        config.recompute,
+        model_recomputed_share(model, config),
+        config.recompute_modules,
+    )
     if meas.get("tflops_per_gpu"):
         per_token = flops.hardware if meas.get("tflops_basis") == "hardware" else flops.model
         return per_token * tokens / (meas["tflops_per_gpu"] * 1e12 * gpus)

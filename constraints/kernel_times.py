@@ -102,3 +102,9 @@ def elementwise_bytes(tokens: float, width: float, passes: float, bytes_per_widt
 def _maximum(x: float, y: float) -> float:
     """``max`` that also works element-wise on numpy arrays."""
     return x + (y - x) * (y > x)
+
+
+def rerun_forward_bytes(elements_in: float, elements_out: float, element_bytes: float) -> float:
+    """Traffic of rerunning one memory-bound forward op (a norm, an activation function) in
+    backward: it reads its ``elements_in`` inputs and writes its ``elements_out`` outputs once."""
+    return (elements_in + elements_out) * element_bytes

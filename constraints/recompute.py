@@ -1,55 +1,106 @@
-"""Partial activation recomputation: some layers of a stage, or some modules of every layer.
+"""Partial activation recomputation: some layers of a model chunk, or some modules of every layer.
 
 Block method (Megatron-LM ``--recompute-granularity full --recompute-method block
---recompute-num-layers N``): in each model chunk the first ``N`` layers keep only their input and
-rerun their forward in backward; the other layers keep everything (``megatron/core/recompute.py``,
-the ``block`` branch of the checkpointed forward, at commit d98e8a64). FSDP recipes that checkpoint
-every k-th block keep the same memory as ``N = chunk_layers / k``.
+--recompute-num-layers N``): in each model chunk (the layers of one pipeline rank, or of one of its
+virtual stages: ``TransformerBlock.num_layers_per_pipeline_rank = len(self.layers)``) the first
+``N`` layers keep only their input and rerun their forward in backward; the other layers keep
+everything (Megatron-LM ``megatron/core/recompute.py`` ``checkpointed_forward``, the ``block``
+branch, at commit d98e8a64ddf34856e74b24714e3bedb2f5a39553).
+FSDP recipes that checkpoint every k-th block keep the same memory as ``N = chunk_layers / k``.
 
-Modules (``--recompute-granularity selective --recompute-modules ...``): each module named keeps
-only its input (``core_attn``, ``mlp``, ``moe``, ``shared_experts``: normal checkpointing) or drops
-its output and rebuilds it before backward (``layernorm``, ``moe_act``: output-discarding
-checkpointing); ``TransformerConfig.recompute_modules`` documents both. The bytes each module
-frees are the terms of ``activations.layer_activation_bytes`` it owns; the legend is that module's.
+Modules (``--recompute-granularity selective --recompute-modules ...``, ``TransformerConfig.
+recompute_modules`` at the same commit; default ``core_attn``): ``core_attn``, ``mlp``, ``moe`` and
+``shared_experts`` keep their input and rerun their forward (normal checkpointing); ``layernorm`` and
+``moe_act`` drop their output and rebuild it before backward (output-discarding checkpointing).
+``layernorm`` only acts on norms that are modules of their own: Transformer Engine's layer spec
+fuses the attention input norm into the QKV projection and, on dense layers, the pre-MLP norm into
+fc1 (``TELayerNormColumnParallelLinear``; the layer's norm is then an ``IdentityOp`` and
+``TransformerLayer.__init__`` leaves ``recompute_input_layernorm`` off), so it acts on the pre-MLP
+norm of MoE layers (the router's input) and on the input norm of MLA attention
+(``megatron/core/models/gpt/gpt_layer_specs.py``). ``mlp`` acts on dense layers only, ``moe_act``
+needs grouped GEMMs (``TransformerConfig.__post_init__``).
+
+The bytes each module frees are the terms of ``activations.layer_activation_bytes`` it owns
+(Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
+Section 4.1, term by term); ``tests/fixtures/saved_tensors_recompute.json`` measures them on a
+Megatron-like layer with PyTorch's own checkpointing.
+
+Legend: ``s`` sequence length (this rank's), ``b`` micro-batch, ``h`` hidden size, ``a`` attention
+heads, ``t`` tensor-parallel size, ``e`` bytes of one activation element, ``f_*`` MLP widths.
 """
 
+from collections.abc import Iterable
 from enum import Enum
+from functools import cache
 
 from constraints.activations import Kernels, mlp_saved_bytes_per_f, score_saved_bytes_per_element
 
 
 class RecomputeModule(Enum):
-    """Megatron-LM's ``--recompute-modules`` choices the planner models (``mla_up_proj`` and the
-    linear-attention ones are not)."""
+    """Megatron-LM's ``--recompute-modules`` choices the planner models (``mla_up_proj``, ``mhc``
+    and the linear-attention ones are not), in the order plans list them."""
 
     CORE_ATTN = "core_attn"
     """Softmax(QK^T)V: the attention scores (nothing with FlashAttention, which keeps none)."""
     LAYERNORM = "layernorm"
-    """The two norms' outputs, i.e. the inputs of the QKV and fc1 (or router) projections."""
+    """The outputs of the norms that are modules of their own (see the module docstring)."""
     MLP = "mlp"
-    """A dense MLP's internals: fc1 output and activation."""
+    """A dense MLP's internals: its fused norm's output (the fc1 input), fc1 output, activation."""
     MOE_ACT = "moe_act"
     """The routed experts' activation output (their fc2 input)."""
     MOE = "moe"
-    """A whole MoE layer: the routed experts' internals and the dispatched token copies."""
+    """A whole MoE layer: the routed and shared experts' internals and the dispatched token copies."""
     SHARED_EXPERTS = "shared_experts"
     """The shared experts' internals."""
+
+
+MEGATRON_DEFAULT_MODULES = (RecomputeModule.CORE_ATTN,)
+"""What ``--recompute-granularity selective`` recomputes without ``--recompute-modules``
+(``TransformerConfig.recompute_modules`` default)."""
+
+
+def block_recompute_share(chunk_layers: float, recompute_layers: int) -> float:
+    """Share of a chunk's layers whose forward runs twice under the block method (their memory is
+    the layer input only; their recompute FLOPs and TP collectives are paid again); more layers
+    than the chunk has recomputes all of them."""
+    return min(recompute_layers, chunk_layers) / chunk_layers
 
 
 def block_recompute_chunk_bytes(
     chunk_layers: int, recompute_layers: int, recomputed_layer_bytes: float, kept_layer_bytes: float
 ) -> float:
     """Bytes one model chunk keeps for one micro-batch when its first ``recompute_layers`` layers
-    are fully recomputed (Megatron-LM block method; ``recompute_layers`` above the chunk's layers
-    recomputes all of them)."""
-    n = min(recompute_layers, chunk_layers)
-    return n * recomputed_layer_bytes + (chunk_layers - n) * kept_layer_bytes
+    are fully recomputed (Megatron-LM block method)."""
+    share = block_recompute_share(chunk_layers, recompute_layers)
+    return chunk_layers * (share * recomputed_layer_bytes + (1 - share) * kept_layer_bytes)
 
 
-def block_recompute_share(chunk_layers: int, recompute_layers: int) -> float:
-    """Share of a chunk's layers whose forward runs twice under the block method (their recompute
-    FLOPs and TP collectives)."""
-    return min(recompute_layers, chunk_layers) / chunk_layers
+def block_recompute_working_bytes(
+    chunk_layers: float, recompute_layers: int, recomputed_layer_bytes: float, kept_layer_bytes: float
+) -> float:
+    """Bytes one chunk's backward needs beyond what its micro-batch stored, for rebuilding a
+    recomputed layer: backward runs the chunk's layers last to first, so the layers the block
+    method keeps whole (the last ones) are freed before the first recomputed one is rebuilt; only
+    when every layer is recomputed does the rebuilt layer come on top of the stored inputs
+    (``activations.recompute_working_bytes``)."""
+    if recompute_layers < chunk_layers:
+        return 0.0
+    return kept_layer_bytes - recomputed_layer_bytes
+
+
+def effective_modules(modules: Iterable[RecomputeModule]) -> tuple[RecomputeModule, ...]:
+    """The modules whose savings count, once: Megatron's default (``core_attn``) when none is named,
+    and ``moe_act`` and ``shared_experts`` left out beside ``moe``, whose checkpoint (the whole
+    ``MoELayer``) already covers them."""
+    return _effective(frozenset(modules))
+
+
+@cache  # a handful of distinct sets, asked for on every row of the search's tables
+def _effective(modules: frozenset[RecomputeModule]) -> tuple[RecomputeModule, ...]:
+    chosen = set(modules) or set(MEGATRON_DEFAULT_MODULES)
+    if RecomputeModule.MOE in chosen:
+        chosen -= {RecomputeModule.MOE_ACT, RecomputeModule.SHARED_EXPERTS}
+    return tuple(m for m in RecomputeModule if m in chosen)
 
 
 def module_recompute_freed_bytes(
@@ -63,6 +114,7 @@ def module_recompute_freed_bytes(
     f_routed: float,
     f_shared: float,
     dispatch_bytes: float,
+    separate_norms: int,
     gated: bool,
     t: int,
     sequence_parallel: bool,
@@ -77,22 +129,51 @@ def module_recompute_freed_bytes(
     ``f_dense``: a dense MLP's intermediate size (0 on MoE layers); ``f_routed``: the routed
     experts' intermediate size summed over the ``k`` a token visits (times the capacity factor);
     ``f_shared``: the shared experts'; ``dispatch_bytes``: the MoE layer's dispatched token copies
-    and router probabilities (``activations.moe_dispatch_bytes``). The terms are those of
-    ``activations.layer_activation_bytes`` (Korthikanti et al. 2022, Section 4.1, term by term).
+    and router probabilities (``activations.moe_dispatch_bytes``); ``separate_norms``: the layer's
+    norms that are modules of their own (0 on a dense layer of Transformer Engine's spec, 1 on an
+    MoE layer, one more with MLA). Terms outside the TP regions are split by ``t`` only under
+    sequence parallelism, as in ``activations.layer_activation_bytes``. With FlashAttention
+    ``core_attn`` frees only its 4-byte log-sum-exp per row and head, which the layer formula does
+    not count either.
     """
     li = e if linear_input_bytes is None else linear_input_bytes
-    sb = s * b
+    sb, shard = s * b, (t if sequence_parallel else 1)
     if module is RecomputeModule.CORE_ATTN:
         if flash:
             return 0.0
         return score_saved_bytes_per_element(kernels, dropout, e) * a * s * sb / t
     if module is RecomputeModule.LAYERNORM:
-        return 2 * li * sb * h / (t if sequence_parallel else 1)
+        return separate_norms * li * sb * h / shard
     per_f = mlp_saved_bytes_per_f(kernels, gated, e, li)
     if module is RecomputeModule.MLP:
-        return per_f * sb * f_dense / t
+        fused_norm_output = li * sb * h / shard if f_dense else 0.0
+        return fused_norm_output + per_f * sb * f_dense / t
     if module is RecomputeModule.MOE_ACT:
         return li * sb * f_routed / t
     if module is RecomputeModule.MOE:
-        return per_f * sb * f_routed / t + dispatch_bytes
+        return per_f * sb * (f_routed + f_shared) / t + dispatch_bytes
     return per_f * sb * f_shared / t  # SHARED_EXPERTS
+
+
+def modules_recompute_forward_s(
+    modules: Iterable[RecomputeModule],
+    *,
+    attention_core_s: float,
+    norms_s: float,
+    dense_mlp_s: float,
+    expert_activation_s: float,
+    moe_s: float,
+    shared_experts_s: float,
+) -> float:
+    """Seconds of forward work one layer repeats for ``modules`` (``effective_modules``): each
+    module's own forward; ``norms_s`` is that of its separate norms, ``moe_s`` the whole MoE layer
+    (router, experts, shared experts) and ``expert_activation_s`` the experts' activation function."""
+    seconds = {
+        RecomputeModule.CORE_ATTN: attention_core_s,
+        RecomputeModule.LAYERNORM: norms_s,
+        RecomputeModule.MLP: dense_mlp_s,
+        RecomputeModule.MOE_ACT: expert_activation_s,
+        RecomputeModule.MOE: moe_s,
+        RecomputeModule.SHARED_EXPERTS: shared_experts_s,
+    }
+    return sum(seconds[m] for m in effective_modules(modules))

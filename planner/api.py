@@ -32,10 +32,10 @@ from planner.specs import (
     Dispatcher,
     HardwareSpec,
     Precision,
-    Recompute,
     TrainingSpec,
     ZeroStage,
 )
+from planner.validate import recompute_pins
 
 __all__ = ["PlannerError", "plan", "serve", "sweep"]
 
@@ -60,6 +60,8 @@ def plan(
     reserve: str | None = None,
     zero: int | None = None,
     recompute: str | None = None,
+    recompute_layers: int | None = None,
+    recompute_modules: str | list[str] | None = None,
     dispatcher: str | None = None,
     top: int = 1,
     exhaustive: bool = False,
@@ -67,7 +69,9 @@ def plan(
     **sizes: int,
 ) -> dict[str, Any]:
     """The plan document of ``plan --gpus GPUS MODEL`` (``sizes``: tp, pp, dp, cp, vpp, ep, etp, mbs
-    pins as in ``--tp`` ...; ``dispatcher``: ``alltoall`` or ``flex`` as ``--dispatcher``)."""
+    pins as in ``--tp`` ...; ``dispatcher``: ``alltoall`` or ``flex`` as ``--dispatcher``;
+    ``recompute_layers`` and ``recompute_modules`` as ``--recompute-layers`` and
+    ``--recompute-modules``, the modules as a list or ``"a,b"``)."""
     spec = load_model(model)
     hardware = _hardware(gpu, mem)
     unknown = sorted(set(sizes) - {"tp", "pp", "dp", "cp", "vpp", "ep", "etp", "mbs"})
@@ -87,7 +91,7 @@ def plan(
     pins = Pins(
         **{("micro_batch_size" if k == "mbs" else k): v for k, v in sizes.items()},
         zero_stage=None if zero is None else ZeroStage(zero),
-        recompute=None if recompute is None else Recompute(recompute),
+        **recompute_pins(recompute, recompute_layers, recompute_modules),
         dispatcher=None if dispatcher is None else Dispatcher(dispatcher),
     )
     note = None

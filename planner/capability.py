@@ -17,6 +17,7 @@ from functools import cache
 from typing import Any
 
 from constraints.pipeline import megatron_split_form, stage_layer_counts
+from constraints.recompute import RecomputeModule
 from planner.layout import Group
 from planner.memo import by_fields_read
 from planner.rules import expert_tensor_parallel_reasons
@@ -92,6 +93,40 @@ def run_lengths(counts: tuple[int, ...]) -> str:
         else:
             parts.append(str(n))
     return ",".join(parts)
+
+
+MOE_MODULES = (RecomputeModule.MOE_ACT, RecomputeModule.MOE, RecomputeModule.SHARED_EXPERTS)
+OUTPUT_DISCARDING = (RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT)
+
+
+def _module_names(modules: Iterable[RecomputeModule]) -> str:
+    return ",".join(m.value for m in modules)
+
+
+def _megatron_modules(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    """Megatron-Core ``TransformerConfig``/``TransformerLayer``: MoE modules need MoE layers (and
+    ``moe_act`` grouped GEMMs, which the launch files then turn on); ``layernorm`` and ``moe_act``
+    refuse FP8 delayed scaling, the recipe the launch files set."""
+    modules = config.recompute_modules
+    reasons = []
+    moe_named = [m for m in modules if m in MOE_MODULES]
+    if moe_named and not model.is_moe:
+        reasons.append(
+            f"--recompute-modules {_module_names(moe_named)} recompute MoE layers; this model has none"
+        )
+    if RecomputeModule.SHARED_EXPERTS in modules and model.is_moe and not model.shared_expert_ffn_hidden_size:
+        reasons.append("--recompute-modules shared_experts: this model has no shared experts")
+    if RecomputeModule.MLP in modules and model.is_moe and not model.num_dense_layers:
+        reasons.append(
+            "--recompute-modules mlp recomputes dense MLPs; every layer of this model is MoE (use moe)"
+        )
+    discarding = [m for m in modules if m in OUTPUT_DISCARDING]
+    if discarding and training.precision is Precision.FP8:
+        reasons.append(
+            f"Megatron-Core refuses {_module_names(discarding)} recompute under FP8 delayed scaling, "
+            "the FP8 recipe of the launch files"
+        )
+    return reasons
 
 
 def _megatron_rope(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
@@ -241,6 +276,7 @@ RULES: tuple[Rule, ...] = (
             "Megatron-Core activation offloading runs without pipelining and instead of full recompute",
         ),
     ),
+    Rule(MEGATRON, frozenset({Group.ACTIVATIONS}), _megatron_modules),
     # Megatron-Core TransformerConfig / get_num_layers_to_build: the layer split and its chunks.
     Rule(
         MEGATRON,
@@ -355,6 +391,28 @@ RULES: tuple[Rule, ...] = (
             "selective (core-attention) recompute is Megatron-only",
         ),
     ),
+    # DeepSpeed checkpoints whole layers: every layer (the model's checkpointed blocks,
+    # activation_checkpointing) or every k-th (PipelineModule activation_checkpoint_interval).
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.ACTIVATIONS}),
+        lambda m, t, c: _when(
+            c.recompute_num_layers > 0,
+            "DeepSpeed checkpoints every layer (or every k-th, activation_checkpoint_interval), not "
+            "the first N of each stage (--recompute-layers is Megatron-LM's block method)",
+        ),
+        USE_MEGATRON,
+    ),
+    Rule(
+        DEEPSPEED,
+        frozenset({Group.ACTIVATIONS}),
+        lambda m, t, c: _when(
+            bool(c.recompute_modules),
+            "per-module recompute (--recompute-modules) is Megatron-Core's; DeepSpeed checkpoints "
+            "whole layers",
+        ),
+        USE_MEGATRON,
+    ),
     # Ring attention runs with FlashAttention / fused attention only.
     Rule(
         BOTH,
@@ -428,6 +486,26 @@ RULES: tuple[Rule, ...] = (
         ),
     ),
     Rule(TORCHTITAN, frozenset({Group.LAYOUT, Group.DERIVED}), _torchtitan_sequence),
+    # torchtitan/distributed/activation_checkpoint.py: FullAC wraps every block, SelectiveAC is
+    # per op (every second matmul), MemoryBudgetAC needs compile; no per-layer or per-module choice.
+    Rule(
+        TORCHTITAN,
+        frozenset({Group.ACTIVATIONS}),
+        lambda m, t, c: _when(
+            c.recompute_num_layers > 0,
+            f"torchtitan {TORCHTITAN_VERSION} checkpoints every transformer block "
+            "(activation_checkpoint:full), not the first N of each stage",
+        ),
+    ),
+    Rule(
+        TORCHTITAN,
+        frozenset({Group.ACTIVATIONS}),
+        lambda m, t, c: _when(
+            bool(c.recompute_modules),
+            f"torchtitan {TORCHTITAN_VERSION}'s selective checkpointing is per op, not per module "
+            "(--recompute-modules)",
+        ),
+    ),
     Rule(
         TORCHTITAN,
         frozenset({Group.LAYOUT}),

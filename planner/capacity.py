@@ -240,7 +240,8 @@ def check_plan_document(doc: Any, source: str) -> dict[str, Any]:
     """``doc`` if it is a plan document ``compare`` can read: the sections it compares are
     mappings of scalars (text, true/false, finite numbers); else a one-line error naming
     ``source`` and the key (``parallelism.layers_per_stage``, a list of whole numbers, is read and
-    left out of the comparison)."""
+    left out of the comparison; ``parallelism.recompute_modules``, a list of names, is compared as
+    ``layernorm,moe_act``)."""
     if not isinstance(doc, dict) or any(key not in doc for key in REQUIRED_SECTIONS):
         raise PlannerError(
             f"{source}: not a plan document (no memory_gib / parallelism); write one with plan ... -o DIR"
@@ -258,6 +259,8 @@ def check_plan_document(doc: Any, source: str) -> dict[str, Any]:
                 continue
             if (section, term) == ("parallelism", "layers_per_stage") and _whole_numbers(value):
                 continue  # shown, not compared
+            if (section, term) == ("parallelism", "recompute_modules") and _texts(value):
+                continue  # compared as one comma-separated text
             if not isinstance(value, (int, float)) or not math.isfinite(value):
                 raise PlannerError(
                     f"{source}: key '{section}.{term}' must be text or a finite number, got {value!r:.40}"
@@ -272,7 +275,7 @@ def compare(a: dict[str, Any], b: dict[str, Any]) -> list[dict[str, Any]]:
     for section in COMPARED_SECTIONS:
         left, right = _section(a, section), _section(b, section)
         for term in list(left) + [t for t in right if t not in left]:
-            va, vb = left.get(term), right.get(term)
+            va, vb = (",".join(v) if _texts(v) else v for v in (left.get(term), right.get(term)))
             if isinstance(va, (dict, list)) or isinstance(vb, (dict, list)):
                 continue
             row = {"section": section, "term": term, "a": va, "b": vb, "differs": va != vb}
@@ -290,6 +293,10 @@ def differing_context(rows: list[dict[str, Any]]) -> list[str]:
 
 def _whole_numbers(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+
+
+def _texts(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _number(value: Any) -> bool:

@@ -43,6 +43,7 @@ from planner.quoting import escaped
 from planner.report import RUNNERS_UP, plan_report
 from planner.space import Pins
 from planner.specs import Dispatcher, Framework, Recompute, ZeroStage
+from planner.validate import recompute_pins
 
 
 def render_table(doc: dict[str, Any]) -> str:
@@ -200,6 +201,7 @@ def main() -> None:
 )
 @click.option("--zero", type=click.IntRange(0, 3), help=pin_help("zero_stage"))
 @click.option("--recompute", type=click.Choice([r.value for r in Recompute]), help=pin_help("recompute"))
+@click.option("--recompute-modules", help=pin_help("recompute_modules"))
 @click.option("--dispatcher", type=click.Choice([d.value for d in Dispatcher]), help=pin_help("dispatcher"))
 @training_options
 @click.option(
@@ -260,6 +262,7 @@ def train(
     allow_offload: bool,
     zero: int | None,
     recompute: str | None,
+    recompute_modules: str | None,
     dispatcher: str | None,
     seq_len: int | None,
     global_batch: int | None,
@@ -288,8 +291,8 @@ def train(
 
     MODEL is a Hugging Face config.json (or the same keys in YAML) or the name of a bundled
     example (llama2-13b, llama3-70b, ...). Every dimension not pinned (--tp, --pp, --dp, --cp,
-    --vpp, --ep, --etp, --dispatcher, --zero, --recompute, --mbs) is searched by CP-SAT for the
-    shortest step time whose memory fits.
+    --vpp, --ep, --etp, --dispatcher, --zero, --recompute, --recompute-layers, --recompute-modules,
+    --mbs) is searched by CP-SAT for the shortest step time whose memory fits.
     Exit status: 0 a plan fits, 1 nothing fits (the closest plan and the smallest fix are
     printed), 2 bad input.
 
@@ -326,12 +329,11 @@ def train(
     if sequence_parallel is None and training.framework is Framework.DEEPSPEED:
         sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism
     pins = Pins(
-        **sizes,
+        **(sizes | recompute_pins(recompute, sizes["recompute_num_layers"], recompute_modules)),
         optimizer_offload=None if offload is None else offload in ("optimizer", "both"),
         activation_offload=None if offload is None else offload in ("activations", "both"),
         allow_offload=allow_offload,
         zero_stage=None if zero is None else ZeroStage(zero),
-        recompute=None if recompute is None else Recompute(recompute),
         dispatcher=None if dispatcher is None else Dispatcher(dispatcher),
         sequence_parallel=sequence_parallel,
         max_tp=gpus if allow_inter_node_tp else None,

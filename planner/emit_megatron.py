@@ -31,6 +31,7 @@ from planner.specs import (
     PositionEncoding,
     Precision,
     Recompute,
+    RecomputeModule,
     TrainingSpec,
     ZeroStage,
 )
@@ -312,18 +313,34 @@ def precision_and_sharding_args(model: ModelSpec, training: TrainingSpec, config
         a += ["--optimizer-cpu-offload", "--use-precision-aware-optimizer", "--overlap-cpu-optimizer-d2h-h2d"]
     if config.activation_offload:
         a += ["--cpu-offloading-num-layers", str(model.num_layers - 1)]
+    a += recompute_args(config)
+    return a, notes
+
+
+def recompute_args(config: ParallelConfig) -> list[str]:
+    """Activation recomputation: selective with Megatron's default module (``core_attn``) or the
+    plan's ``--recompute-modules`` (``moe_act`` needs grouped GEMMs); full for every layer
+    (``uniform`` over chunks of one layer) or the block method's first N layers of each chunk."""
     if config.recompute is Recompute.SELECTIVE:
-        a += ["--recompute-granularity", "selective"]
-    elif config.recompute is Recompute.FULL:
-        a += [
+        a = ["--recompute-granularity", "selective"]
+        if config.recompute_modules:
+            a += ["--recompute-modules", *(m.value for m in config.recompute_modules)]
+        if RecomputeModule.MOE_ACT in config.recompute_modules:
+            a += ["--moe-grouped-gemm"]
+        return a
+    if config.recompute is Recompute.FULL:
+        method, layers = (
+            ("block", config.recompute_num_layers) if config.recompute_num_layers else ("uniform", 1)
+        )
+        return [
             "--recompute-granularity",
             "full",
             "--recompute-method",
-            "uniform",
+            method,
             "--recompute-num-layers",
-            "1",
+            str(layers),
         ]
-    return a, notes
+    return []
 
 
 def data_and_schedule_args(

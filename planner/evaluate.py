@@ -18,6 +18,7 @@ from constraints import activations as A
 from constraints import memory as M
 from constraints import params as P
 from constraints import pipeline as S
+from constraints import recompute as R
 from constraints.units import Framework, Recompute
 from planner.memo import by_fields_read
 from planner.specs import (
@@ -144,11 +145,23 @@ def stage_params(model: ModelSpec, training: TrainingSpec, config: ParallelConfi
     return StageParams(params=params, expert_params=n_moe * experts, largest_unit=unit)
 
 
+def _moe_widths(model: ModelSpec, training: TrainingSpec) -> tuple[float, float]:
+    """(routed, shared) MLP widths a token of an MoE layer passes through: the ``k`` experts it
+    visits (times the capacity factor when padded to capacity) and the shared experts."""
+    capacity = training.moe_capacity_factor or 1.0  # padded to capacity, or the average (dropless)
+    routed = capacity * model.num_experts_per_token * model.expert_ffn
+    return routed, float(model.shared_expert_ffn_hidden_size)
+
+
 @by_fields_read(2)  # the same layer for many rows of the tables (planner.memo)
 def layer_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, recompute: Recompute
 ) -> float:
-    """Bytes one layer keeps for one micro-batch on one rank under ``recompute``."""
+    """Bytes one layer keeps for one micro-batch on one rank under ``recompute`` (selective: the
+    modules of ``config.recompute_modules``, ``selective_freed_bytes``)."""
+    if recompute is Recompute.SELECTIVE:
+        kept = layer_activation_bytes(model, training, config, Recompute.NONE)
+        return kept - selective_freed_bytes(model, training, config)
     # Context parallelism gives each rank s/cp tokens of every sequence (FlashAttention only, so
     # no score matrix spans ranks: ``rules.framework_allows_layout``).
     s, b, h, t = rank_seq_len(training, config), config.micro_batch_size, model.hidden_size, config.tp
@@ -158,17 +171,10 @@ def layer_activation_bytes(
     # dense layers of DeepSeek-style models are no wider).
     mlp_width, dispatch = model.ffn_hidden_size, 0.0
     if model.is_moe:
-        capacity = training.moe_capacity_factor or 1.0  # padded to capacity, or the average (dropless)
-        routed = (
-            capacity * model.num_experts_per_token * model.expert_ffn + model.shared_expert_ffn_hidden_size
-        )
-        mlp_width = max(mlp_width if model.num_dense_layers else 0, routed)
+        routed, shared = _moe_widths(model, training)
+        mlp_width = max(mlp_width if model.num_dense_layers else 0, routed + shared)
         if recompute is not Recompute.FULL:
-            # expert tensor parallelism gathers the dispatched copies of the etp ranks' tokens
-            copies = model.num_experts_per_token * config.etp
-            dispatch = A.moe_dispatch_bytes(
-                s, b, h, copies, model.num_experts, t=t, sequence_parallel=sp, e=e
-            )
+            dispatch = _dispatch_bytes(model, training, config)
     return dispatch + A.layer_activation_bytes(
         s,
         b,
@@ -187,6 +193,77 @@ def layer_activation_bytes(
         kernels=A.Kernels.FUSED,
         linear_input_bytes=training.precision.gemm_input_bytes,
     )
+
+
+def _dispatch_bytes(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> float:
+    """An MoE layer's dispatched token copies and router probabilities (expert tensor parallelism
+    gathers the dispatched copies of the etp ranks' tokens)."""
+    s, b, h = rank_seq_len(training, config), config.micro_batch_size, model.hidden_size
+    return A.moe_dispatch_bytes(
+        s,
+        b,
+        h,
+        model.num_experts_per_token * config.etp,
+        model.num_experts,
+        t=config.tp,
+        sequence_parallel=config.sequence_parallel,
+        e=training.precision.activation_bytes,
+    )
+
+
+def separate_norms(model: ModelSpec) -> int:
+    """Norms of a layer that are modules of their own in Megatron-Core's Transformer Engine spec
+    (the rest are fused into the next linear layer): the pre-MLP norm of an MoE layer (the router's
+    input) and the input norm of MLA attention (``constraints.recompute``)."""
+    return int(model.is_moe) + int(model.is_mla)
+
+
+def selective_freed_bytes(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> float:
+    """Bytes of one layer, one micro-batch, one rank that selective recompute of
+    ``config.recompute_modules`` frees (``constraints.recompute``; Megatron's default ``core_attn``
+    when none is named). An MoE model's layers are taken as MoE layers, as in
+    ``layer_activation_bytes``."""
+    routed, shared = _moe_widths(model, training) if model.is_moe else (0.0, 0.0)
+    return sum(
+        R.module_recompute_freed_bytes(
+            module,
+            rank_seq_len(training, config),
+            config.micro_batch_size,
+            model.hidden_size,
+            model.num_heads,
+            f_dense=0.0 if model.is_moe else model.ffn_hidden_size,
+            f_routed=routed,
+            f_shared=shared,
+            dispatch_bytes=_dispatch_bytes(model, training, config) if model.is_moe else 0.0,
+            separate_norms=separate_norms(model),
+            gated=model.gated_mlp,
+            t=config.tp,
+            sequence_parallel=config.sequence_parallel,
+            flash=training.flash_attention,
+            dropout=model.dropout_enabled,
+            e=training.precision.activation_bytes,
+            kernels=A.Kernels.FUSED,
+            linear_input_bytes=training.precision.gemm_input_bytes,
+        )
+        for module in R.effective_modules(config.recompute_modules)
+    )
+
+
+def recomputed_layer_share(model: ModelSpec, config: ParallelConfig, stage: int) -> float:
+    """Share of stage ``stage``'s layers whose whole forward is recomputed: 1 under full recompute
+    of every layer, the block method's ``N`` of each model chunk of ``layers / vpp`` layers, 0 under
+    none or selective recompute."""
+    return chunk_recompute_share(config, stage_layers(model, config)[stage] / config.vpp)
+
+
+def chunk_recompute_share(config: ParallelConfig, chunk_layers: float) -> float:
+    """Share of a model chunk of ``chunk_layers`` layers that full recompute reruns: all of them
+    (``recompute_num_layers`` 0), or the block method's first ``recompute_num_layers``."""
+    if config.recompute is not Recompute.FULL:
+        return 0.0
+    if config.recompute_num_layers == 0:
+        return 1.0
+    return R.block_recompute_share(chunk_layers, config.recompute_num_layers)
 
 
 @by_fields_read(2)  # the states rows ask again for each ZeRO stage (planner.memo)
@@ -208,9 +285,19 @@ def stage_activation_bytes(
         ),
         config.activation_offload,
     )
+    share, kept = recomputed_layer_share(model, config, stage), layer(Recompute.NONE)
+    if config.recompute is Recompute.FULL:  # the block method keeps the other layers whole
+        recomputed = layer(Recompute.FULL)
+        stored = share * recomputed + (1 - share) * kept
+        chunk = stage_layers(model, config)[stage] / config.vpp
+        layers = config.recompute_num_layers or chunk  # 0: every layer
+        working = R.block_recompute_working_bytes(chunk, layers, recomputed, kept)
+    else:
+        stored = layer(config.recompute)
+        working = A.recompute_working_bytes(kept, stored)
     parts = {
-        "layers": layer(config.recompute) * layer_microbatches,
-        "recompute_working": A.recompute_working_bytes(layer(Recompute.NONE), layer(config.recompute)),
+        "layers": stored * layer_microbatches,
+        "recompute_working": working,
         "embedding": 0.0,
         "output": 0.0,
     }

@@ -15,6 +15,7 @@ from dataclasses import MISSING, dataclass, field, fields
 from enum import Enum, IntEnum
 from typing import Any
 
+from constraints.recompute import RecomputeModule
 from constraints.units import Dispatcher, Recompute, ZeroStage
 from planner.errors import PlannerError
 
@@ -92,7 +93,33 @@ class ParallelConfig:
         tie_break="less recompute",
         help="Pin activation recomputation.",
     )
-    """Activation recomputation."""
+    """Activation recomputation: none, selective (the modules of ``recompute_modules``) or full (the
+    layers of ``recompute_num_layers``)."""
+    recompute_num_layers: int = _dim(
+        0,
+        group=Group.ACTIVATIONS,
+        document_position=17,
+        label="recompute_layers",
+        option="--recompute-layers",
+        quiet=True,
+        help="Pin full recompute of the first N layers of each model chunk (Megatron's block method).",
+    )
+    """With ``recompute`` full: layers of each model chunk (a pipeline rank's layers, or one virtual
+    stage's) that keep only their input and rerun their forward, the first ones (Megatron-LM
+    ``--recompute-method block --recompute-num-layers N``); 0: every layer."""
+    recompute_modules: tuple[RecomputeModule, ...] = _dim(
+        (),
+        group=Group.ACTIVATIONS,
+        document_position=18,
+        label="recompute_modules",
+        option="--recompute-modules",
+        quiet=True,
+        help="Pin selective recompute of these modules (comma-separated: "
+        + ",".join(m.value for m in RecomputeModule)
+        + ").",
+    )
+    """With ``recompute`` selective: the modules every layer recomputes, in ``RecomputeModule``
+    order (Megatron-LM ``--recompute-modules``); empty: Megatron's default, ``core_attn``."""
     activation_offload: bool = _dim(
         False, group=Group.ACTIVATIONS, document_position=7, label="activation_offload", quiet=True
     )
@@ -223,6 +250,27 @@ class ParallelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise PlannerError(f"{name} must be a positive integer (0: an even split), got {value!r}")
+        if (
+            not isinstance(self.recompute_num_layers, int)
+            or isinstance(self.recompute_num_layers, bool)
+            or self.recompute_num_layers < 0
+        ):
+            raise PlannerError(
+                "recompute_num_layers must be a whole number (0: every layer), "
+                f"got {self.recompute_num_layers!r}"
+            )
+        if self.recompute_num_layers and self.recompute is not Recompute.FULL:
+            raise PlannerError("--recompute-layers (recompute_num_layers) needs --recompute full")
+        if not isinstance(self.recompute_modules, tuple) or not all(
+            isinstance(m, RecomputeModule) for m in self.recompute_modules
+        ):
+            raise PlannerError(
+                f"recompute_modules must be a tuple of RecomputeModule, got {self.recompute_modules!r}"
+            )
+        if self.recompute_modules and self.recompute_modules != canonical_modules(self.recompute_modules):
+            raise PlannerError("recompute_modules must be distinct and in RecomputeModule order")
+        if self.recompute_modules and self.recompute is not Recompute.SELECTIVE:
+            raise PlannerError("--recompute-modules (recompute_modules) needs --recompute selective")
         if (self.first_stage_layers == 0) != (self.last_stage_layers == 0):
             raise PlannerError("--first-stage-layers and --last-stage-layers are set together")
         if self.uneven_stages and self.pp == 1:
@@ -266,6 +314,42 @@ class ParallelConfig:
         return self.ep * self.etp
 
 
+def canonical_modules(modules: Any) -> tuple[RecomputeModule, ...]:
+    """Modules once each, in ``RecomputeModule`` order (how plans and flags list them)."""
+    chosen = set(modules)
+    return tuple(m for m in RecomputeModule if m in chosen)
+
+
+def parse_modules(text: Any, where: str) -> tuple[RecomputeModule, ...]:
+    """``core_attn,mlp`` (or a list of names) as modules in canonical order; an empty string or
+    list is Megatron's default set. Unknown names are an error naming ``where`` and the choices."""
+    names = text.split(",") if isinstance(text, str) else text
+    if not isinstance(names, list | tuple) or not all(isinstance(n, str) for n in names):
+        raise PlannerError(
+            f"{where} must be a list of module names such as [layernorm, moe_act], got {text!r}"
+        )
+    names = [n.strip() for n in names if n.strip()]
+    valid = [m.value for m in RecomputeModule]
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise PlannerError(f"{where}: unknown module(s) {', '.join(unknown)}; use {', '.join(valid)}")
+    return canonical_modules(RecomputeModule(n) for n in names)
+
+
+def tie_break_value(name: str, value: Any) -> Any:
+    """A field's value as the tie-break compares it (smaller first): enums in their definition
+    order, ``recompute_num_layers`` with 0 (every layer) after every partial count, module sets by
+    size then by their modules' order, numbers by size."""
+    if name == "recompute_num_layers":
+        return value or float("inf")
+    if name == "recompute_modules":
+        order = list(RecomputeModule)
+        return (len(value), tuple(order.index(m) for m in value))
+    if isinstance(value, Enum):
+        return list(type(value)).index(value)
+    return int(value)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One registered dimension: the field's name, type and default with its ``Dimension``."""
@@ -303,6 +387,8 @@ def document_value(value: Any) -> Any:
     """A field's value as the document writes it: ZeRO stage as an int, other enums by value."""
     if isinstance(value, IntEnum):
         return int(value)
+    if isinstance(value, tuple):
+        return [document_value(v) for v in value]
     return value.value if isinstance(value, Enum) else value
 
 
@@ -337,6 +423,8 @@ def config_from_block(block: Any, where: str) -> ParallelConfig:
 def _typed(kind: Any, value: Any, where: str, zero_ok: bool = False) -> Any:
     """``value`` as a field of type ``kind``: an enum member by value, a bool, a positive int (or 0
     where ``zero_ok``: a field whose 0 means unset, as the first/last stage layers of an even split)."""
+    if kind == tuple[RecomputeModule, ...]:
+        return parse_modules(value, where)
     if isinstance(kind, type) and issubclass(kind, Enum):
         allowed = [document_value(member) for member in kind]
         if value not in allowed or isinstance(value, bool):
@@ -373,9 +461,17 @@ def columns() -> tuple[tuple[str, str], ...]:
 
 
 def column_values(parallelism: dict[str, Any]) -> dict[str, Any]:
-    """Label -> value of ``columns()`` for one ``parallelism`` block; quiet switches only when on."""
-    quiet = {e.name for e in DIMENSIONS if e.dimension.quiet and isinstance(e.default, bool)}
-    return {label: parallelism[key] for key, label in columns() if key not in quiet or parallelism[key]}
+    """Label -> value of ``columns()`` for one ``parallelism`` block; quiet switches and quiet
+    settings whose default means unset (0, empty) only when set; module lists comma-separated."""
+    quiet = {
+        e.name for e in DIMENSIONS if e.dimension.quiet and (isinstance(e.default, bool) or not e.default)
+    }
+    shown = {}
+    for key, label in columns():
+        value = parallelism[key]
+        if key not in quiet or value:
+            shown[label] = ",".join(value) if isinstance(value, list) else value
+    return shown
 
 
 def summary(parallelism: dict[str, Any], style: str = "table") -> str:
@@ -398,6 +494,10 @@ def summary(parallelism: dict[str, Any], style: str = "table") -> str:
         if style == "brief" and dim.group is Group.DERIVED and isinstance(value, bool):
             continue  # follows from the rest (sequence parallelism)
         at_default = value == document_value(entry.default)
+        if isinstance(value, list):  # recompute modules: only when named
+            if value:
+                words.append(f"{dim.label}={','.join(map(str, value))}")
+            continue
         if isinstance(value, bool):
             if dim.quiet and not value:
                 continue

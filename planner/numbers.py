@@ -54,6 +54,7 @@ RANGES: dict[str, Range] = {
     "--dp": Range(low=1, high=MAX_GPUS),
     "--cp": Range(low=1, high=MAX_GPUS),
     "--vpp": Range(low=1, high=1024),
+    "--recompute-layers": Range(low=1, high=4096),  # at most a model's layers (model files: 4,096)
     "--ep": Range(low=1, high=MAX_GPUS),
     "--mbs": Range(low=1, high=MAX_SEQUENCES),
     "--gpus-per-node": Range(low=1, high=4096),

@@ -19,15 +19,18 @@ from constraints import flops as F
 from constraints import memory as M
 from constraints import moe_comm as MC
 from constraints import params as P
+from constraints import recompute as R
 from constraints import throughput as T
 from constraints.units import Dispatcher, Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.counts import attention_params
 from planner.evaluate import (
+    chunk_recompute_share,
     layer_activation_bytes,
     loaded_stages,
     num_microbatches,
     rank_seq_len,
+    recomputed_layer_share,
     stage_layers,
     stage_params,
 )
@@ -37,6 +40,9 @@ from planner.stepmodel import microbatch_compute_s
 
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
 TP_COLLECTIVES_PER_RECOMPUTE = 2  # the repeated forward of full recompute
+TP_COLLECTIVES_PER_MLP_RECOMPUTE = 1  # an MLP or MoE module's repeated forward: its half of the layer's
+EP_ALL_TO_ALL_PER_RECOMPUTE = 2  # dispatch and combine again in a recomputed MoE forward
+RECOMPUTED_MLP_MODULES = frozenset({R.RecomputeModule.MLP, R.RecomputeModule.MOE})
 P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward (per model chunk)
 EP_ALL_TO_ALL_PER_LAYER = 4  # dispatch and combine, forward and backward (Megatron-Core alltoall dispatcher)
 ZERO3_WEIGHT_GATHERS = 2  # forward and backward (ZeRO Section 7.2.2); no gather after the step
@@ -79,23 +85,81 @@ def layer_matmul_params(model: ModelSpec, capacity_factor: float | None = None) 
 
 
 def _layer_flops(
-    model: ModelSpec, seq_len: int, recompute: Recompute, capacity_factor: float | None = None
+    model: ModelSpec,
+    seq_len: int,
+    recompute: Recompute,
+    capacity_factor: float | None = None,
+    modules: tuple[R.RecomputeModule, ...] = (),
 ) -> tuple[float, float]:
     """(forward, recompute) FLOPs of one layer per token (with MoE padding when a capacity factor
-    pads experts: executed, not model, FLOPs)."""
+    pads experts: executed, not model, FLOPs). Selective recompute repeats the attention scores of
+    ``core_attn`` and the MLP's (or MoE layer's) products of ``mlp`` / ``moe`` / ``shared_experts``;
+    norms and activation functions have no matrix FLOPs."""
     forward = F.layer_forward_flops_per_token(
         layer_matmul_params(model, capacity_factor), seq_len, model.q_dim
     )
-    score = F.attention_score_forward_flops_per_token(seq_len, model.q_dim)
-    return forward, F.recompute_flops_per_token(forward, score, recompute)
+    chosen = R.effective_modules(modules)
+    repeated = F.attention_score_forward_flops_per_token(seq_len, model.q_dim) * (
+        R.RecomputeModule.CORE_ATTN in chosen
+    )
+    h = model.hidden_size
+    if model.is_moe:
+        moe_share = model.num_moe_layers / model.num_layers
+        routed = (capacity_factor or 1.0) * model.num_experts_per_token
+        shared = P.mlp_params(h, model.shared_expert_ffn_hidden_size, model.gated_mlp, False)
+        if R.RecomputeModule.MOE in chosen:
+            expert = P.mlp_params(h, model.expert_ffn, model.gated_mlp, False)
+            repeated += F.FLOPS_PER_MAC * moe_share * (routed * expert + shared)
+        elif R.RecomputeModule.SHARED_EXPERTS in chosen:
+            repeated += F.FLOPS_PER_MAC * moe_share * shared
+    if R.RecomputeModule.MLP in chosen and not (model.is_moe and model.num_dense_layers == 0):
+        dense_share = 1 - model.num_moe_layers / model.num_layers if model.is_moe else 1.0
+        repeated += (
+            F.FLOPS_PER_MAC * dense_share * P.mlp_params(h, model.ffn_hidden_size, model.gated_mlp, False)
+        )
+    return forward, F.recompute_flops_per_token(forward, repeated, recompute)
 
 
-def step_flops_per_token(model: ModelSpec, seq_len: int, recompute: Recompute) -> StepFlops:
-    """Model and hardware FLOPs per token of a training step."""
-    forward, extra = _layer_flops(model, seq_len, recompute)
+def step_flops_per_token(
+    model: ModelSpec,
+    seq_len: int,
+    recompute: Recompute,
+    recomputed_share: float = 1.0,
+    modules: tuple[R.RecomputeModule, ...] = (),
+) -> StepFlops:
+    """Model and hardware FLOPs per token of a training step; ``recomputed_share`` of the layers
+    rerun their forward under full recompute (the block method), ``modules`` are those selective
+    recompute reruns."""
+    forward, extra = _layer_flops(model, seq_len, recompute, modules=modules)
+    if recompute is Recompute.FULL:
+        extra *= recomputed_share
     head = F.head_forward_flops_per_token(model.hidden_size, model.vocab_size)
     useful = F.training_flops_per_token(model.num_layers * forward + head)
     return StepFlops(model=useful, hardware=useful + model.num_layers * extra)
+
+
+def model_recomputed_share(model: ModelSpec, config: ParallelConfig) -> float:
+    """Share of all the model's layers whose forward full recompute repeats (1 without the block
+    method): each stage's ``evaluate.recomputed_layer_share`` weighted by its layers."""
+    counts = stage_layers(model, config)
+    return sum(n * recomputed_layer_share(model, config, st) for st, n in enumerate(counts)) / sum(counts)
+
+
+def _recomputed_collectives(config: ParallelConfig, num_layers: float) -> tuple[float, float]:
+    """(TP collectives, all-to-alls) one layer of a stage of ``num_layers`` layers repeats in its
+    recomputed forward, on average: full recompute the layer's two TP collectives and the MoE
+    dispatch and combine (on the block method's share of each chunk); selective recompute of an MLP
+    or MoE module that module's (Megatron-Core reruns the checkpointed module's forward,
+    communication included)."""
+    if config.recompute is Recompute.FULL:
+        share = chunk_recompute_share(config, num_layers / config.vpp)
+        return TP_COLLECTIVES_PER_RECOMPUTE * share, EP_ALL_TO_ALL_PER_RECOMPUTE * share
+    if config.recompute is Recompute.SELECTIVE:
+        chosen = set(R.effective_modules(config.recompute_modules))
+        mlp = bool(chosen & RECOMPUTED_MLP_MODULES)
+        moe = R.RecomputeModule.MOE in chosen
+        return TP_COLLECTIVES_PER_MLP_RECOMPUTE * mlp, EP_ALL_TO_ALL_PER_RECOMPUTE * moe
+    return 0.0, 0.0
 
 
 def tensor_parallel_comm_s(
@@ -103,25 +167,25 @@ def tensor_parallel_comm_s(
 ) -> float:
     """Exposed TP collectives of one micro-batch over ``num_layers`` layers: two all-reduces (or
     all-gather/reduce-scatter pairs with sequence parallelism, the same bytes) forward, two backward,
-    two more under full recompute (``tp_hidden_share`` of them hidden behind the GEMMs)."""
+    more for what recompute repeats (``_recomputed_collectives``; ``tp_hidden_share`` of them
+    hidden behind the GEMMs)."""
     t = config.tp
     message = rank_seq_len(training, config) * config.micro_batch_size * model.hidden_size
     message *= training.precision.activation_bytes
-    collectives = TP_COLLECTIVES_PER_LAYER + (
-        TP_COLLECTIVES_PER_RECOMPUTE if config.recompute is Recompute.FULL else 0
-    )
+    collectives = TP_COLLECTIVES_PER_LAYER + _recomputed_collectives(config, num_layers)[0]
     return num_layers * collectives * rates.all_reduce_s(message, t, t)
 
 
 def expert_parallel_comm_s(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates, num_layers: float
 ) -> float:
-    """Token dispatch and combine of one micro-batch, forward and backward (twice more under full
-    recompute), over the ``etp * ep`` consecutive ranks of a dispatch group; each TP rank sends its
-    ``1/t`` of the tokens. The all-to-all dispatcher sends ``k`` copies of each over the ``ep``
-    ranks and, with ``etp > 1``, all-gathers them over the expert's ``etp`` ranks (reduce-scatter
-    after); the flex (DeepEP) dispatcher sends each token once per rank and once per other NVLink
-    domain that holds one of its experts (``constraints/moe_comm.py``)."""
+    """Token dispatch and combine of one micro-batch, forward and backward (twice more where
+    recompute repeats the MoE forward: ``_recomputed_collectives``), over the ``etp * ep``
+    consecutive ranks of a dispatch group; each TP rank sends its ``1/t`` of the tokens. The
+    all-to-all dispatcher sends ``k`` copies of each over the ``ep`` ranks and, with ``etp > 1``,
+    all-gathers them over the expert's ``etp`` ranks (reduce-scatter after); the flex (DeepEP)
+    dispatcher sends each token once per rank and once per other NVLink domain that holds one of
+    its experts (``constraints/moe_comm.py``)."""
     if not model.is_moe or config.expert_dispatch_ranks == 1:
         return 0.0
     s, b, k = rank_seq_len(training, config), config.micro_batch_size, model.num_experts_per_token
@@ -144,7 +208,7 @@ def expert_parallel_comm_s(
             one += rates.all_gather_s(
                 MC.expert_tp_gather_bytes(tokens, k, config.etp), config.etp, config.etp
             )
-    passes = EP_ALL_TO_ALL_PER_LAYER + (2 if config.recompute is Recompute.FULL else 0)
+    passes = EP_ALL_TO_ALL_PER_LAYER + _recomputed_collectives(config, num_layers)[1]
     moe_layers = num_layers * model.num_moe_layers / model.num_layers
     return moe_layers * passes * one
 
@@ -304,7 +368,9 @@ def data_parallel_time(
     grads, weights = data_parallel_comm_parts_s(model, training, config, rates)
     # What the framework overlaps (TrainingSpec.overlap_*) hides behind compute; the rest is exposed.
     hidden = grads * training.overlap_grad_reduce + weights * training.overlap_param_gather
-    plain = replace(config, micro_batch_size=1, recompute=Recompute.NONE)
+    plain = replace(
+        config, micro_batch_size=1, recompute=Recompute.NONE, recompute_num_layers=0, recompute_modules=()
+    )
     per_sequence = microbatch_compute_s(model, hardware, training, plain, c, model.num_layers / config.pp)
     window = training.global_batch_size / config.dp * sum(per_sequence.values())
     exposed = max(hidden * (1 - c.dp_overlap), hidden - window) + (grads + weights - hidden)
@@ -364,7 +430,13 @@ def performance(
     )
     step = sum(terms.values())
     tokens = training.global_batch_size * training.seq_len
-    work = step_flops_per_token(model, training.seq_len, config.recompute)
+    work = step_flops_per_token(
+        model,
+        training.seq_len,
+        config.recompute,
+        model_recomputed_share(model, config),
+        config.recompute_modules,
+    )
     per_gpu = tokens / step / config.num_gpus
     return Performance(
         step_time_s=step,

@@ -11,17 +11,20 @@ the same plan.
 """
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, make_dataclass
 from enum import Enum
+from functools import partial
 from itertools import product
 
 from constraints import memory as M
+from constraints.recompute import RecomputeModule
 from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
-from planner.evaluate import loaded_stages, stage_activation_bytes, stage_states_bytes
-from planner.layout import DIMENSIONS, Group, group_fields
+from planner.evaluate import loaded_stages, stage_activation_bytes, stage_layers, stage_states_bytes
+from planner.layout import DIMENSIONS, Group, group_fields, tie_break_value
 from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
 from planner.rates import Rates
 from planner.rules import (
@@ -42,6 +45,17 @@ MEMORY_SCALE_PER_BYTE = 1  # memory resolution: bytes, rounded up
 MAX_MICRO_BATCH = 64
 MIN_TOKENS_PER_CP_RANK = 4096  # below this, ring-attention hops are no longer hidden (not searched)
 MAX_VPP = 8  # virtual stages per rank searched (recipes: Llama 3.1 405B uses 8); pin --vpp for more
+DENSE_MODULE_SETS = ((RecomputeModule.MLP,),)
+"""Selective module sets searched on dense models beside Megatron's default (``core_attn``): with
+Transformer Engine's spec their norms are fused into the linear layers, leaving the MLP."""
+MOE_MODULE_SETS = (
+    (RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT),
+    (RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT, RecomputeModule.SHARED_EXPERTS),
+)
+"""Selective module sets searched on MoE models beside the default: NVIDIA's MoE recipes'
+``layernorm,moe_act`` (with ``shared_experts`` where there are any). The whole MoE layer (``moe``)
+is left to a pin: it reruns the experts' GEMMs and the dispatch, as the block method reruns whole
+layers, and searching it too grew the MoE tables by a third."""
 
 
 Pins = make_dataclass(
@@ -79,11 +93,28 @@ class Space:
     layers), sorted: the tie-break prefers the earlier."""
     zero_stages: tuple[tuple[ZeroStage, bool], ...]
     """Values of the ``STATES_FIELDS`` (ZeRO stage, optimizer offloaded to the CPU)."""
-    recomputes: tuple[tuple[Recompute, bool], ...]
-    """Values of the ``ACTIVATIONS_FIELDS`` (recompute mode, activations offloaded to the CPU)."""
+    recomputes: tuple[tuple[Recompute, int, tuple[RecomputeModule, ...], bool], ...]
+    """Values of the ``ACTIVATIONS_FIELDS`` (recompute mode, layers of the block method, modules,
+    activations offloaded to the CPU), in tie-break order."""
     micro_batches: tuple[int, ...]
     gpus: int
     sequence_parallel: bool | None
+    block_layers: tuple[frozenset[int], ...] = ()
+    """Per layout, the block-method layer counts (``recompute_num_layers`` above 0) it may take:
+    every count below its largest model chunk's layers, or the pinned count where some chunk is
+    that large."""
+    optional_recomputes: frozenset[int] = frozenset()
+    """Indices of the searched ``recomputes`` beyond the three modes (block method, module sets),
+    tabulated on a layout and micro-batch only where they can be part of a best plan
+    (``compile_terms``): where no recompute does not fit beside some states row that full
+    recompute fits beside, and then, of the block method, only the fewest layers that fit beside
+    each such states row."""
+
+    def allows(self, layout: int, recompute: int) -> bool:
+        """Whether the table has rows for this recompute choice on this layout (block-method layer
+        counts are the layout's own)."""
+        n = self.recomputes[recompute][1]
+        return n == 0 or n in self.block_layers[layout]
 
     def config(self, layout: int, zero: int, recompute: int, mbs: int) -> ParallelConfig:
         """The parallel layout at these domain indices."""
@@ -202,23 +233,90 @@ def build_space(
         for z in ([pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage))
         for o in offload_options(pins.optimizer_offload)
     ]
-    recomputes = [
-        (r, o)
-        for r in ([pins.recompute] if pins.recompute is not None else list(Recompute))
-        for o in offload_options(pins.activation_offload)
-    ]
+    sorted_layouts = tuple(sorted(layouts, key=_order))
+    block_layers = tuple(block_layer_counts(model, layout, pins) for layout in sorted_layouts)
+    choices = recompute_choices(model, pins, sorted(set().union(*block_layers)))
+    optional = {c for c in choices if _optional(c, pins)}
+    recomputes = sorted(
+        ((*c, o) for c in choices for o in offload_options(pins.activation_offload)),
+        key=lambda v: tuple(tie_break_value(n, x) for n, x in zip(ACTIVATIONS_FIELDS, v, strict=True)),
+    )
     if pins.micro_batch_size is not None:
         mbs = [pins.micro_batch_size]
     else:
         mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
     return Space(
-        layouts=tuple(sorted(layouts, key=_order)),
+        layouts=sorted_layouts,
         zero_stages=tuple(zeros),
         recomputes=tuple(recomputes),
         micro_batches=tuple(mbs),
         gpus=gpus,
         sequence_parallel=pins.sequence_parallel,
+        block_layers=block_layers,
+        optional_recomputes=frozenset(i for i, v in enumerate(recomputes) if v[:3] in optional),
     )
+
+
+def recompute_choices(
+    model: ModelSpec, pins: Pins, block_layers: list[int]
+) -> list[tuple[Recompute, int, tuple[RecomputeModule, ...]]]:
+    """(recompute, block-method layers, modules) searched under the pins. A pinned ``--recompute
+    full`` or ``selective`` means what it always meant (every layer; Megatron's default module)
+    unless ``--recompute-layers`` or ``--recompute-modules`` is pinned too, which imply their mode."""
+    mode = pins.recompute
+    if mode is None and pins.recompute_num_layers:
+        mode = Recompute.FULL
+    if mode is None and pins.recompute_modules is not None:
+        mode = Recompute.SELECTIVE
+    choices: list[tuple[Recompute, int, tuple[RecomputeModule, ...]]] = []
+    if mode in (None, Recompute.NONE):
+        choices.append((Recompute.NONE, 0, ()))
+    if mode in (None, Recompute.SELECTIVE):
+        if pins.recompute_modules is not None:
+            choices.append((Recompute.SELECTIVE, 0, pins.recompute_modules))
+        else:
+            choices.append((Recompute.SELECTIVE, 0, ()))
+            if mode is None:
+                choices += [(Recompute.SELECTIVE, 0, m) for m in module_sets(model)]
+    if mode in (None, Recompute.FULL):
+        if pins.recompute_num_layers is not None:
+            choices.append((Recompute.FULL, pins.recompute_num_layers, ()))
+        else:
+            choices.append((Recompute.FULL, 0, ()))
+            if mode is None:
+                choices += [(Recompute.FULL, n, ()) for n in block_layers]
+    return choices
+
+
+def module_sets(model: ModelSpec) -> tuple[tuple[RecomputeModule, ...], ...]:
+    """The selective module sets searched for this model besides Megatron's default."""
+    if not model.is_moe:
+        return DENSE_MODULE_SETS
+    return tuple(
+        m
+        for m in MOE_MODULE_SETS
+        if RecomputeModule.SHARED_EXPERTS not in m or model.shared_expert_ffn_hidden_size
+    )
+
+
+def _optional(choice: tuple[Recompute, int, tuple[RecomputeModule, ...]], pins: Pins) -> bool:
+    """A searched choice beyond the three modes: the block method or a named module set."""
+    recompute, layers, modules = choice
+    pinned = pins.recompute_num_layers is not None or pins.recompute_modules is not None
+    return not pinned and (layers > 0 or bool(modules))
+
+
+def block_layer_counts(model: ModelSpec, layout: tuple[int, ...], pins: Pins) -> frozenset[int]:
+    """Block-method layer counts for one layout: the pinned count where its largest model chunk
+    has at least that many layers, else every count below that chunk's layers (``compile_terms``
+    tabulates only the smallest that fits beside each states row)."""
+    mesh = dict(zip(LAYOUT_FIELDS, layout, strict=True))
+    config = ParallelConfig(**mesh, dp=mesh["ep"] * mesh["etp"])  # dp does not change the split
+    chunk = max(stage_layers(model, config)) // config.vpp
+    if pins.recompute_num_layers is not None:
+        n = pins.recompute_num_layers
+        return frozenset({n} if 0 < n <= chunk else ())
+    return frozenset(range(1, chunk))
 
 
 def _order(values: tuple) -> tuple[int, ...]:
@@ -294,25 +392,153 @@ def compile_terms(
             dpt[p, z] = time_units(
                 sum(data_parallel_time(model, hardware, training, config, constants).values())
             )
-    for p, r in product(range(len(space.layouts)), range(len(space.recomputes))):
+    capacity = capacity_units(hardware)
+    plain = {v[:3]: i for i, v in enumerate(space.recomputes) if not v[3]}  # without offload
+    none_row, full_row = plain.get((Recompute.NONE, 0, ())), plain.get((Recompute.FULL, 0, ()))
+    optional = space.optional_recomputes
+    block = {v[1]: r for r, v in enumerate(space.recomputes) if r in optional and v[1] and not v[3]}
+    modules = [r for r in sorted(optional) if not space.recomputes[r][1]]
+    base = [r for r in range(len(space.recomputes)) if r not in optional]
+
+    def tabulate(p: int, r: int, u: int, config: ParallelConfig, row: tuple[int, ...] | None = None) -> None:
+        acts[p, r, u] = row or activation_row(model, training, config)
+        if times:
+            pipe[p, r, u] = time_units(
+                sum(pipeline_time(model, hardware, training, config, constants).values())
+            )
+
+    states_of: dict[int, list[tuple[int, ...]]] = {}
+    for (p, _), row in states.items():
+        states_of.setdefault(p, []).append(row)
+    for p in range(len(space.layouts)):
         fitting = [
             u
             for u in range(len(space.micro_batches))
             if p not in slower and space.mbs_fits(p, u, training.global_batch_size)
         ]
-        configs = {u: space.config(p, 0, r, u) for u in fitting}
-        if not configs or reasons_within(ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]):
+        if not fitting:
             continue
-        for u, config in configs.items():
-            acts[p, r, u] = tuple(
-                bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
-                for st in loaded_stages(config)
-            )
-            if times:
-                pipe[p, r, u] = time_units(
-                    sum(pipeline_time(model, hardware, training, config, constants).values())
+        for r in base + modules:
+            if not space.allows(p, r):
+                continue
+            configs = {u: space.config(p, 0, r, u) for u in fitting}
+            if reasons_within(ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]):
+                continue
+            for u, config in configs.items():
+                if r not in optional:
+                    tabulate(p, r, u, config)
+                    continue
+                partners = _partners(
+                    acts.get((p, none_row, u)), acts.get((p, full_row, u)), states_of.get(p, []), capacity
                 )
+                if not partners:
+                    continue
+                row = activation_row(model, training, config)
+                if any(_fits(row, s, capacity) for s in partners):  # else never in a plan that fits
+                    tabulate(p, r, u, config, row)
+        counts = sorted(n for n in block if space.allows(p, block[n]))
+        if not counts or reasons_within(
+            ACTIVATIONS_TABLE, framework, model, training, space.config(p, 0, block[counts[0]], fitting[0])
+        ):
+            continue
+        for u in fitting:
+            partners = _partners(
+                acts.get((p, none_row, u)), acts.get((p, full_row, u)), states_of.get(p, []), capacity
+            )
+            indices, rows = [block[n] for n in counts], {}
+            row_at = partial(_memo_row, model, training, space, p, u, indices, rows)
+            found: dict[tuple[int, ...], int] = {}  # states row -> fewest layers that fit beside it
+            for states_row in sorted(set(partners), key=sum):
+                # beside a states row no lighter on any stage, no fewer layers fit
+                lo = max((i for row, i in found.items() if all(map(int.__le__, row, states_row))), default=0)
+                fewest = _fewest_that_fit(row_at, lo, len(counts), states_row, capacity)
+                if fewest is not None:
+                    found[states_row] = fewest
+            for i in sorted(set(found.values())):
+                tabulate(p, block[counts[i]], u, space.config(p, 0, block[counts[i]], u), row_at(i))
     return Terms(states, acts, pipe, dpt)
+
+
+def activation_row(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> tuple[int, ...]:
+    """Activation memory of ``config`` on each of ``evaluate.loaded_stages``, integer bytes."""
+    return tuple(
+        bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
+        for st in loaded_stages(config)
+    )
+
+
+def _partners(
+    none: tuple[int, ...] | None,
+    full: tuple[int, ...] | None,
+    states_rows: list[tuple[int, ...]],
+    capacity: int,
+) -> list[tuple[int, ...]]:
+    """The states rows of a layout beside which a block-method or module-set row of one micro-batch
+    can be part of a best plan: those full recompute of every layer fits beside (a partial
+    recompute keeps at least as much) and no recompute does not (beside the others no recompute
+    is faster: recompute only adds time, and the tie-break prefers less)."""
+    return [
+        row
+        for row in states_rows
+        if (full is None or _fits(full, row, capacity)) and (none is None or not _fits(none, row, capacity))
+    ]
+
+
+def _memo_row(
+    model: ModelSpec,
+    training: TrainingSpec,
+    space: Space,
+    p: int,
+    u: int,
+    indices: list[int],
+    rows: dict[int, tuple[int, ...]],
+    i: int,
+) -> tuple[int, ...]:
+    """The activations row of recompute choice ``indices[i]`` on layout ``p``, micro-batch ``u``,
+    computed once into ``rows``."""
+    if i not in rows:
+        rows[i] = activation_row(model, training, space.config(p, 0, indices[i], u))
+    return rows[i]
+
+
+def _fewest_that_fit(
+    row_at: Callable[[int], tuple[int, ...]], lo: int, count: int, states_row: tuple[int, ...], capacity: int
+) -> int | None:
+    """Index (from ``lo``) of the fewest block-method layers (``row_at(i)``: the activations of the
+    ``i``-th count, falling as ``i`` grows) that fit beside ``states_row``; None if even the most do
+    not. A stage's activations fall linearly with the layers recomputed while each chunk keeps some
+    whole, so the straight line through the two ends guesses the index, which is then checked and,
+    where the line misses (lighter end stages recompute all their layers earlier; rounding), found
+    by bisection between the checked bounds."""
+    hi = count - 1
+    if not _fits(row_at(hi), states_row, capacity):
+        return None
+    if lo >= hi or _fits(row_at(lo), states_row, capacity):
+        return min(lo, hi)
+    first, last = row_at(0), row_at(hi)
+    guess = lo + 1
+    for most, fewest, held in zip(first, last, states_row, strict=True):
+        if most + held > capacity and most > fewest:  # this stage must fall by most + held - capacity
+            guess = max(guess, math.ceil((most + held - capacity) * hi / (most - fewest)))
+    guess = min(guess, hi)
+    if _fits(row_at(guess), states_row, capacity):
+        if not _fits(row_at(guess - 1), states_row, capacity):
+            return guess
+        hi = guess - 1
+    else:
+        lo = guess + 1
+    while lo < hi:  # invariant: row_at(hi) fits, row_at(lo - 1) does not
+        mid = (lo + hi) // 2
+        if _fits(row_at(mid), states_row, capacity):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _fits(acts: tuple[int, ...], states_row: tuple[int, ...], capacity: int) -> bool:
+    """Whether an activations row and a states row fit together on every stage."""
+    return all(a + s <= capacity for a, s in zip(acts, states_row, strict=True))
 
 
 def slower_dispatchers(

@@ -7,6 +7,7 @@ Every value is a frozen dataclass validated in ``__post_init__``; invalid values
 from dataclasses import dataclass, field
 from typing import Any
 
+from constraints.recompute import RecomputeModule
 from constraints.units import (
     BYTES_PER_GIB,
     Dispatcher,
@@ -29,6 +30,7 @@ __all__ = [
     "Framework",
     "Precision",
     "Recompute",
+    "RecomputeModule",
     "ZeroStage",
     "NormType",
     "PositionEncoding",

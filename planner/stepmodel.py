@@ -15,11 +15,13 @@ parallel, ``E`` experts, ``k`` experts per token.
 from dataclasses import dataclass
 
 from constraints import kernel_times as K
+from constraints import recompute as R
 from constraints.flops import BACKWARD_TO_FORWARD
 from constraints.kernels import ATTENTION_BACKWARD_TO_FORWARD, attention_forward_flops
 from constraints.units import Recompute
 from planner.calibration import StepTimeConstants
 from planner.counts import attention_params
+from planner.evaluate import chunk_recompute_share, separate_norms
 from planner.memo import by_fields_read
 from planner.rates import Rates
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
@@ -35,8 +37,6 @@ class OpTime:
     """Forward pass."""
     backward_s: float
     """Backward pass (gradients with respect to inputs and weights)."""
-    recomputed: bool = False
-    """Selective recompute repeats its forward (the attention core)."""
 
 
 def _linear(rates: Rates, m: float, n: float, k: float, fp8: bool) -> OpTime:
@@ -69,12 +69,12 @@ def _attention_core(rates: Rates, model: ModelSpec, training: TrainingSpec, conf
     if training.flash_attention:  # each CP rank: s/cp queries against the whole (load-balanced) sequence
         flops = attention_forward_flops(b, heads, s / cp, s, width, causal=True)
         forward = rates.attention_s(flops, s)
-        return OpTime(forward_s=forward, backward_s=ATTENTION_BACKWARD_TO_FORWARD * forward, recomputed=True)
+        return OpTime(forward_s=forward, backward_s=ATTENTION_BACKWARD_TO_FORWARD * forward)
     batch = b * heads
     products = 2 * batch * rates.gemm_s(s, s, width, False)  # Q K^T and P V, every score computed
     softmax = rates.memory_s(K.unfused_softmax_bytes(b, heads, s, s))
     forward = products + softmax
-    return OpTime(forward_s=forward, backward_s=BACKWARD_TO_FORWARD * forward, recomputed=True)
+    return OpTime(forward_s=forward, backward_s=BACKWARD_TO_FORWARD * forward)
 
 
 def _mlp(rates: Rates, h: float, ffn: float, gated: bool, tokens: float, t: float, fp8: bool) -> OpTime:
@@ -169,6 +169,47 @@ def head_operations(
     }
 
 
+@by_fields_read(3)  # the same layer for many rows of the tables (planner.memo)
+def selective_recompute_s(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+) -> float:
+    """Forward seconds one layer repeats for one micro-batch under selective recompute of
+    ``config.recompute_modules`` (``constraints.recompute``): the attention core, the separate
+    norms and the experts' activation function (memory-bound reruns), the dense MLP, the whole MoE
+    layer or its shared experts. An MoE model's dense layers are averaged in, as in
+    ``layer_operations``."""
+    rates = Rates(hardware, c)
+    h, t, e = model.hidden_size, config.tp, training.precision.activation_bytes
+    tokens = config.micro_batch_size * training.seq_len / config.cp
+    fp8 = training.precision is Precision.FP8
+    norm_tokens = tokens / (t if config.sequence_parallel else 1)
+    norm = rates.memory_s(K.rerun_forward_bytes(norm_tokens * h, norm_tokens * h, e))
+    moe_share = model.num_moe_layers / model.num_layers if model.is_moe else 0.0
+    dense = _mlp(rates, h, model.ffn_hidden_size, model.gated_mlp, tokens, t, fp8).forward_s
+    experts = shared = activation = 0.0
+    if model.is_moe:
+        experts = _experts(rates, model, training, config, c, tokens, fp8).forward_s
+        if model.shared_expert_ffn_hidden_size:
+            shared_mlp = _mlp(rates, h, model.shared_expert_ffn_hidden_size, model.gated_mlp, tokens, t, fp8)
+            shared = shared_mlp.forward_s
+        routed = tokens / t * model.num_experts_per_token * (training.moe_capacity_factor or 1.0)
+        width = routed * model.expert_ffn
+        activation = rates.memory_s(K.rerun_forward_bytes(width * (2 if model.gated_mlp else 1), width, e))
+    return R.modules_recompute_forward_s(
+        config.recompute_modules,
+        attention_core_s=_attention_core(rates, model, training, config).forward_s,
+        norms_s=separate_norms(model) * norm,
+        dense_mlp_s=(1 - moe_share) * dense,
+        expert_activation_s=moe_share * activation,
+        moe_s=moe_share * experts,
+        shared_experts_s=moe_share * shared,
+    )
+
+
 def microbatch_compute_s(
     model: ModelSpec,
     hardware: HardwareSpec,
@@ -179,16 +220,17 @@ def microbatch_compute_s(
     last_stage: bool = True,
 ) -> dict[str, float]:
     """Seconds of forward, backward and recomputation of one micro-batch over ``num_layers``
-    layers of one rank, with the head on the last stage. Full recompute repeats every layer's
-    forward, selective the attention core (Korthikanti et al. 2022, Section 5)."""
+    layers of one rank, with the head on the last stage. Full recompute repeats the forward of
+    every layer, or of the first ``recompute_num_layers`` of each of the ``vpp`` model chunks (the
+    block method); selective recompute that of its modules (Korthikanti et al. 2022, Section 5)."""
     layer = layer_operations(model, hardware, training, config, c)
     head = head_operations(model, hardware, training, config, c) if last_stage else {}
     forward = num_layers * sum(o.forward_s for o in layer.values())
     backward = num_layers * sum(o.backward_s for o in layer.values())
     if config.recompute is Recompute.FULL:
-        recompute = forward
+        recompute = chunk_recompute_share(config, num_layers / config.vpp) * forward
     elif config.recompute is Recompute.SELECTIVE:
-        recompute = num_layers * sum(o.forward_s for o in layer.values() if o.recomputed)
+        recompute = num_layers * selective_recompute_s(model, hardware, training, config, c)
     else:
         recompute = 0.0
     return {

@@ -5,10 +5,17 @@ from dataclasses import MISSING
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
-from constraints.pipeline import MAX_END_STAGE_TRIM, end_stage_split_is_whole, end_stage_splits
+from constraints.pipeline import (
+    MAX_END_STAGE_TRIM,
+    end_stage_split_is_whole,
+    end_stage_splits,
+    stage_layer_counts,
+)
+from constraints.recompute import RecomputeModule
 from planner.capability import problems_within
 from planner.errors import PlannerError
-from planner.layout import DIMENSIONS, Group, document_value
+from planner.layout import DIMENSIONS, Group, document_value, parse_modules
+from planner.numbers import check_number
 from planner.rules import (
     divisors,
     nvlink_tp_reason,
@@ -19,7 +26,7 @@ from planner.rules import (
     valid_ep,
     valid_tp,
 )
-from planner.specs import Dispatcher, Precision
+from planner.specs import Dispatcher, Precision, Recompute
 
 if TYPE_CHECKING:
     from planner.plan import Request
@@ -64,6 +71,83 @@ def validate_split(req: "Request") -> None:
     raise_first_reason(
         req, "first_stage_layers", first, pp=pins.pp, last_stage_layers=last, vpp=pins.vpp or 1
     )
+
+
+def recompute_pins(recompute: str | None, layers: int | None, modules: object) -> dict[str, object]:
+    """The recompute pins of ``--recompute``, ``--recompute-layers`` and ``--recompute-modules``
+    (one-line errors naming the option and what works). ``--recompute-layers`` implies full
+    recompute and ``--recompute-modules`` selective; ``--recompute full`` alone still means every
+    layer and ``--recompute selective`` alone Megatron's default module (``core_attn``)."""
+    valid = [r.value for r in Recompute]
+    if recompute is not None and recompute not in valid:
+        raise PlannerError(f"--recompute {recompute!r}: use one of {', '.join(valid)}")
+    mode = None if recompute is None else Recompute(recompute)
+    if layers is not None:
+        check_number(layers, "--recompute-layers")
+        if mode not in (None, Recompute.FULL):
+            raise PlannerError(
+                f"--recompute-layers {layers} recomputes whole layers: it goes with --recompute full "
+                "(or no --recompute), not --recompute " + recompute
+            )
+    parsed = None
+    if modules is not None:
+        parsed = parse_modules(modules, "--recompute-modules")
+        if not parsed:
+            raise PlannerError(
+                "--recompute-modules needs at least one module: "
+                + ", ".join(m.value for m in RecomputeModule)
+            )
+        if mode not in (None, Recompute.SELECTIVE):
+            raise PlannerError(
+                "--recompute-modules recomputes parts of every layer: it goes with --recompute selective "
+                f"(or no --recompute), not --recompute {recompute}"
+            )
+    if layers is not None and parsed is not None:
+        raise PlannerError(
+            "--recompute-layers (full recompute of N layers) and --recompute-modules (selective "
+            "recompute) are two different modes; pin one"
+        )
+    return {"recompute": mode, "recompute_num_layers": layers, "recompute_modules": parsed}
+
+
+def validate_recompute(req: "Request") -> None:
+    """Pinned recompute the framework can run (its first reason otherwise), and a pinned
+    ``--recompute-layers`` that fits in some model chunk the pins leave."""
+    pins, model = req.pins, req.model
+    if pins.recompute_num_layers or pins.recompute_modules:
+        option = "--recompute-layers" if pins.recompute_num_layers else "--recompute-modules"
+        mode = Recompute.FULL if pins.recompute_num_layers else Recompute.SELECTIVE
+        probe = SimpleNamespace(
+            recompute=mode,
+            recompute_num_layers=pins.recompute_num_layers or 0,
+            recompute_modules=pins.recompute_modules or (),
+            activation_offload=bool(pins.activation_offload),
+        )
+        problems = problems_within(
+            frozenset({Group.ACTIVATIONS}), req.training.framework, model, req.training, probe
+        )
+        if problems:
+            reason, fix = problems[0]
+            raise PlannerError(f"{option}: {reason}" + (f"; {fix}" if fix else ""))
+    n = pins.recompute_num_layers
+    if not n:
+        return
+    vpp = pins.vpp or 1
+    pps = [pins.pp] if pins.pp else [p for p in pipeline_sizes(model) if (req.gpus % p == 0)]
+    largest = max(
+        (
+            max(stage_layer_counts(model.num_layers, p, first, last) if first else (model.num_layers // p,))
+            // vpp
+            for p in pps
+            for first, last in pipeline_splits(model, p, vpp)
+        ),
+        default=model.num_layers,
+    )
+    if n > largest:
+        raise PlannerError(
+            f"--recompute-layers {n}: the model chunks these pins leave hold at most {largest} layers "
+            f"(layers / (pp * vpp)); use 1 to {largest}, or --recompute full for every layer"
+        )
 
 
 def validate_pins(req: "Request") -> None:
@@ -144,3 +228,4 @@ def validate_pins(req: "Request") -> None:
         )
     if pins.sequence_parallel and pins.tp == 1:
         raise PlannerError("--sequence-parallel needs --tp above 1")
+    validate_recompute(req)

@@ -14,7 +14,8 @@ from planner.hardware import preset
 from planner.io import load_model
 from planner.plan import Request, run
 from planner.space import Pins
-from planner.specs import Dispatcher, Framework, Precision, Recompute, TrainingSpec, ZeroStage
+from planner.specs import Dispatcher, Framework, Precision, TrainingSpec, ZeroStage
+from planner.validate import recompute_pins
 
 CASES = [
     {
@@ -569,6 +570,49 @@ CASES = [
         "precision": "fp16",
         "flash": False,
     },
+    # partial recompute: the block method on interleaved chunks, and per-module selective recompute
+    {
+        "model": "llama3-70b",
+        "gpus": 64,
+        "seq_len": 8192,
+        "global_batch": 512,
+        "tp": 4,
+        "cp": 1,
+        "pp": 4,
+        "vpp": 5,
+        "ep": 1,
+        "zero": 1,
+        "recompute_layers": 2,
+        "mbs": 1,
+    },
+    {
+        "model": "llama2-13b",
+        "gpus": 16,
+        "seq_len": 4096,
+        "global_batch": 256,
+        "tp": 2,
+        "cp": 1,
+        "pp": 1,
+        "vpp": 1,
+        "ep": 1,
+        "zero": 1,
+        "recompute_modules": "mlp",
+        "mbs": 1,
+    },
+    {
+        "model": "qwen3-30b-a3b",
+        "gpus": 64,
+        "seq_len": 4096,
+        "global_batch": 512,
+        "tp": 1,
+        "cp": 1,
+        "pp": 2,
+        "vpp": 1,
+        "ep": 16,
+        "zero": 1,
+        "recompute_modules": "layernorm,moe_act",
+        "mbs": 1,
+    },
 ]
 
 CASES += [
@@ -892,7 +936,7 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         optimizer_offload=case.get("optimizer_offload"),
         activation_offload=case.get("activation_offload"),
         zero_stage=None if case.get("zero") is None else ZeroStage(case["zero"]),
-        recompute=None if case.get("recompute") is None else Recompute(case["recompute"]),
+        **recompute_pins(case.get("recompute"), case.get("recompute_layers"), case.get("recompute_modules")),
         micro_batch_size=case.get("mbs"),
         first_stage_layers=case.get("first_stage_layers", 0),  # every dimension pinned: even unless said
         last_stage_layers=case.get("last_stage_layers", 0),

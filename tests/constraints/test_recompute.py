@@ -1,5 +1,10 @@
-"""Partial recomputation: the block method's memory and FLOP share, and what each recomputed
-module frees, as the terms of the per-layer activation formula it owns."""
+"""Partial recomputation against what autograd really keeps (``tests/fixtures/
+saved_tensors_recompute.json``: a Megatron-like layer under PyTorch's re-entrant checkpoint, as
+Megatron-Core checkpoints its modules and the block method's layers), and the facts read in
+Megatron-Core's code that the formulas encode."""
+
+import json
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -10,88 +15,118 @@ from constraints.recompute import (
     RecomputeModule,
     block_recompute_chunk_bytes,
     block_recompute_share,
+    effective_modules,
     module_recompute_freed_bytes,
+    modules_recompute_forward_s,
 )
 from constraints.units import Recompute
 
-S, B, H, A, Q, K = 4096, 1, 4096, 32, 4096, 1024
+FIXTURE = json.loads((Path(__file__).parents[1] / "fixtures" / "saved_tensors_recompute.json").read_text())
+SHAPE = FIXTURE["shape"]
+S, B, H, A, F = SHAPE["seq_len"], SHAPE["micro_batch"], SHAPE["hidden"], SHAPE["heads"], SHAPE["ffn"]
+MEASURED = FIXTURE["one_layer_saved_bytes"]
+BF16 = 2
+# What the measured layer keeps that the formulas leave out as negligible: the fused RMSNorm's fp32
+# inverse RMS per token (4 bytes per row of s*b), once per norm.
+RSTD_BYTES = 4 * S * B
+COMMON = dict(gated=True, t=1, sequence_parallel=False, dropout=False, e=BF16, kernels=Kernels.FUSED)
 
 
-def layer(f: int, *, flash: bool = True, recompute: Recompute = Recompute.NONE, sp: bool = True) -> float:
+def layer(recompute: Recompute, *, flash: bool = False, **overrides) -> float:
     return layer_activation_bytes(
-        S,
-        B,
-        H,
-        A,
-        Q,
-        K,
-        f,
-        gated=True,
-        t=4,
-        sequence_parallel=sp,
-        flash=flash,
-        dropout=False,
-        recompute=recompute,
-        e=2,
-        kernels=Kernels.FUSED,
+        S, B, H, A, H, H, F, recompute=recompute, flash=flash, **(COMMON | overrides)
     )
 
 
-def freed(module: RecomputeModule, *, f_dense=0.0, f_routed=0.0, f_shared=0.0, flash=True, sp=True) -> float:
+def freed(module: RecomputeModule, *, flash: bool = False, separate_norms: int = 0, **overrides) -> float:
+    widths = dict(f_dense=F, f_routed=0.0, f_shared=0.0, dispatch_bytes=0.0) | overrides
+    kwargs = COMMON | {k: v for k, v in widths.items() if k in COMMON}
+    widths = {k: v for k, v in widths.items() if k not in COMMON}
     return module_recompute_freed_bytes(
-        module,
-        S,
-        B,
-        H,
-        A,
-        f_dense=f_dense,
-        f_routed=f_routed,
-        f_shared=f_shared,
-        dispatch_bytes=0.0,
-        gated=True,
-        t=4,
-        sequence_parallel=sp,
-        flash=flash,
-        dropout=False,
-        e=2,
-        kernels=Kernels.FUSED,
+        module, S, B, H, A, separate_norms=separate_norms, flash=flash, **widths, **kwargs
     )
+
+
+def test_the_measured_layer_is_the_formulas_layer():
+    """The reference layer keeps what ``layer_activation_bytes`` counts (two norms' rstd aside),
+    and a checkpointed layer only its input."""
+    assert MEASURED["none"] == pytest.approx(layer(Recompute.NONE) + 2 * RSTD_BYTES, abs=0)
+    assert MEASURED["full"] == layer(Recompute.FULL)
+
+
+def test_core_attention_recompute_frees_the_softmax_output():
+    assert MEASURED["none"] - MEASURED["core_attn"] == freed(RecomputeModule.CORE_ATTN)
+
+
+def test_mlp_recompute_frees_the_fused_norm_output_and_the_mlp_internals():
+    """Checkpointing a Transformer Engine MLP (norm fused into fc1) frees the norm's output as well
+    as fc1's output and the SwiGLU output; its input stays as the checkpoint's input."""
+    assert MEASURED["none"] - MEASURED["mlp"] == freed(RecomputeModule.MLP) + RSTD_BYTES
+
+
+def test_module_savings_add_up():
+    both = MEASURED["none"] - MEASURED["core_attn,mlp"]
+    assert both == freed(RecomputeModule.CORE_ATTN) + freed(RecomputeModule.MLP) + RSTD_BYTES
+
+
+@pytest.mark.parametrize("n", range(SHAPE["chunk_layers"] + 1))
+def test_block_method_keeps_the_inputs_of_its_n_layers_and_everything_of_the_rest(n):
+    chunk = SHAPE["chunk_layers"]
+    measured = FIXTURE["block_method_saved_bytes"][str(n)]
+    assert measured == block_recompute_chunk_bytes(chunk, n, MEASURED["full"], MEASURED["none"])
 
 
 @given(st.integers(1, 16), st.integers(0, 20))
 def test_block_method_between_none_and_full(chunk, n):
-    kept, recomputed = layer(14336), layer(14336, recompute=Recompute.FULL)
+    kept, recomputed = layer(Recompute.NONE), layer(Recompute.FULL)
     total = block_recompute_chunk_bytes(chunk, n, recomputed, kept)
     assert chunk * recomputed <= total <= chunk * kept
     assert (total == chunk * recomputed) == (n >= chunk)
+    assert (total == chunk * kept) == (n == 0)
     assert block_recompute_share(chunk, n) == min(n, chunk) / chunk
 
 
-def test_block_method_memory_falls_with_each_recomputed_layer():
-    kept, recomputed = layer(14336), layer(14336, recompute=Recompute.FULL)
-    sizes = [block_recompute_chunk_bytes(8, n, recomputed, kept) for n in range(9)]
-    assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 9
-
-
-def test_mlp_recompute_frees_the_mlp_terms_of_the_layer():
-    assert freed(RecomputeModule.MLP, f_dense=14336) == pytest.approx(layer(14336) - layer(0))
-    assert freed(RecomputeModule.MOE, f_routed=2 * 14336) == pytest.approx(layer(2 * 14336) - layer(0))
-
-
-def test_core_attention_recompute_frees_what_selective_recompute_frees():
-    assert freed(RecomputeModule.CORE_ATTN, flash=False) == pytest.approx(
-        layer(14336, flash=False) - layer(14336, flash=False, recompute=Recompute.SELECTIVE)
-    )
+def test_flash_attention_keeps_no_scores_to_recompute():
     assert freed(RecomputeModule.CORE_ATTN, flash=True) == 0
 
 
-def test_activation_recompute_frees_less_than_the_whole_experts():
-    act, whole = (
-        freed(RecomputeModule.MOE_ACT, f_routed=8 * 1536),
-        freed(RecomputeModule.MOE, f_routed=8 * 1536),
+def test_layernorm_recompute_acts_only_on_norms_of_their_own():
+    """Transformer Engine's spec fuses a dense layer's norms into the next linear layer
+    (``IdentityOp`` norms: ``TransformerLayer`` leaves ``recompute_input_layernorm`` off); an MoE
+    layer's pre-MLP norm is its own module, its output the router's input."""
+    assert freed(RecomputeModule.LAYERNORM, separate_norms=0) == 0
+    one = freed(RecomputeModule.LAYERNORM, separate_norms=1)
+    assert one == BF16 * S * B * H
+    split = freed(RecomputeModule.LAYERNORM, separate_norms=1, t=4, sequence_parallel=True)
+    assert split == one / 4
+
+
+def test_moe_modules_nest():
+    """``moe`` checkpoints the whole MoE layer, which holds the activation ``moe_act`` drops and the
+    shared experts: counted once."""
+    kwargs = dict(f_dense=0.0, f_routed=8 * 1536.0, f_shared=2048.0, dispatch_bytes=1e6)
+    act, shared, whole = (
+        freed(m, **kwargs)
+        for m in (RecomputeModule.MOE_ACT, RecomputeModule.SHARED_EXPERTS, RecomputeModule.MOE)
     )
-    assert 0 < act < whole
+    assert 0 < act < whole and 0 < shared < whole
+    assert effective_modules(
+        [RecomputeModule.MOE, RecomputeModule.MOE_ACT, RecomputeModule.SHARED_EXPERTS]
+    ) == (RecomputeModule.MOE,)
+    assert effective_modules([]) == (RecomputeModule.CORE_ATTN,)  # Megatron's default
 
 
-def test_layernorm_recompute_is_split_by_sequence_parallelism():
-    assert freed(RecomputeModule.LAYERNORM, sp=False) == 4 * freed(RecomputeModule.LAYERNORM, sp=True)
+def test_recompute_time_is_the_forward_of_the_modules_rerun():
+    times = dict(
+        attention_core_s=1.0,
+        norms_s=0.1,
+        dense_mlp_s=3.0,
+        expert_activation_s=0.2,
+        moe_s=5.0,
+        shared_experts_s=0.5,
+    )
+    assert modules_recompute_forward_s([], **times) == 1.0
+    assert modules_recompute_forward_s(
+        [RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT], **times
+    ) == pytest.approx(0.3)
+    assert modules_recompute_forward_s([RecomputeModule.MOE, RecomputeModule.SHARED_EXPERTS], **times) == 5.0

@@ -120,3 +120,34 @@ def test_published_layouts_whose_layers_do_not_divide_take_megatrons_uneven_spli
     assert stage_split(llama, 2, 1) == (0, 0)  # 63 each: the even split
     with pytest.raises(ValueError, match="61 layers do not split over pp 2 with vpp 4"):
         stage_split(load_model("deepseek-v3"), 2, 4)
+
+
+def test_an_unstated_recompute_is_the_least_that_fits_within_the_runs_memory():
+    """The GB200 Llama 3 70B FP8 row on tp 2, pp 4 does not fit without recompute; the inferred
+    choice fits, recomputes less than every layer, and a stated peak memory bounds it."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from planner.evaluate import memory
+    from planner.performance import model_recomputed_share, step_flops_per_token
+
+    from published import row_of
+
+    def recomputed_flops(row):
+        c = row.config
+        share = model_recomputed_share(row.model, c)
+        return step_flops_per_token(row.model, 8192, c.recompute, share, c.recompute_modules).hardware
+
+    layout = {"tp": 2, "pp": 4}
+    plain = row_of(_entry(recompute="none", **layout))
+    assert not memory(plain.model, plain.hardware, plain.training, plain.config).fits
+    full = row_of(_entry(recompute="full", **layout))
+    inferred = row_of(_entry(**layout))
+    assert inferred.recompute_inferred
+    assert memory(inferred.model, inferred.hardware, inferred.training, inferred.config).fits
+    assert recomputed_flops(plain) < recomputed_flops(inferred) < recomputed_flops(full)
+    held = memory(inferred.model, inferred.hardware, inferred.training, inferred.config)
+    tight = _entry(**layout)
+    tight["measured"] = tight["measured"] | {"peak_mem_gb": (held.total - held.reserve) / 1e9 * 0.95}
+    bounded = row_of(tight)
+    mem = memory(bounded.model, bounded.hardware, bounded.training, bounded.config)
+    assert recomputed_flops(bounded) > recomputed_flops(inferred)
+    assert mem.total - mem.reserve <= held.total - held.reserve

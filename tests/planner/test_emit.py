@@ -31,7 +31,17 @@ def parse(args: list[str]) -> dict[str, str | None]:
         flag = args[i]
         assert flag in FLAGS, f"{flag} is not a Megatron-LM argument at {MEGATRON['commit']}"
         spec = FLAGS[flag]
-        if spec["takes_value"]:
+        if spec["takes_value"] and spec.get("nargs") in ("+", "*"):  # values up to the next flag
+            values = []
+            while i + 1 < len(args) and not args[i + 1].startswith("--"):
+                values.append(args[i + 1])
+                i += 1
+            assert values or spec["nargs"] == "*", (flag, "needs a value")
+            for value in values:
+                assert not spec["choices"] or value in spec["choices"], (flag, value, spec["choices"])
+            parsed[flag] = " ".join(values)
+            i += 1
+        elif spec["takes_value"]:
             value = args[i + 1]
             if spec["type"] == "int":
                 int(value)

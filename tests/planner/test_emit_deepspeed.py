@@ -110,7 +110,8 @@ def test_deepspeed_rejects_a_wrong_data_parallel_size():
 def test_golden_cases_planned_for_deepspeed_are_accepted(case):
     """Every example model on its golden cluster sizes, planned with --framework deepspeed."""
     megatron_only = case.get("cp", 1) > 1 or case.get("vpp", 1) > 1 or case.get("ep", 1) > 1
-    megatron_only |= bool(case.get("activation_offload")) and case["recompute"] != "full"
+    megatron_only |= bool(case.get("activation_offload")) and case.get("recompute") != "full"
+    megatron_only |= bool(case.get("recompute_layers") or case.get("recompute_modules"))  # partial
     megatron_only |= bool(case.get("first_stage_layers"))  # DeepSpeed partitions its own way
     if megatron_only or (case["pp"] > 1 and case["zero"] >= 2):
         with pytest.raises(PlannerError, match="--framework megatron"):

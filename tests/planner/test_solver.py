@@ -1,7 +1,6 @@
 """The CP-SAT optimum equals brute-force enumeration; plans are reproducible."""
 
 from dataclasses import replace
-from enum import Enum
 
 import pytest
 from hypothesis import given, settings
@@ -9,7 +8,7 @@ from hypothesis import strategies as st
 
 from planner.document import document
 from planner.hardware import preset
-from planner.layout import DIMENSIONS, Group
+from planner.layout import DIMENSIONS, Group, tie_break_value
 from planner.plan import Request, run
 from planner.search import brute_force
 from planner.solver import solve
@@ -174,8 +173,7 @@ def test_tie_break_follows_the_layout_records_field_order(llama13b):
 
     def field_order(indices):
         config = space.config(*indices)
-        values = [getattr(config, n) for n in searched]  # enums in their definition order
-        return tuple(list(type(v)).index(v) if isinstance(v, Enum) else int(v) for v in values)
+        return tuple(tie_break_value(n, getattr(config, n)) for n in searched)
 
     grid = [
         (p, z, r, u)
