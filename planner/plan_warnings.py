@@ -10,11 +10,13 @@
   published runs by more than its target (``planner.known_accuracy``).
 """
 
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 
 from planner.calibration import StepTimeConstants
 from planner.evaluate import memory, num_microbatches
 from planner.known_accuracy import KnownAccuracy, accuracy_for, accuracy_of_gpu, target_of
+from planner.layout import DIMENSIONS, Group
 from planner.performance import performance
 from planner.rules import nvlink_tp_reason
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Recompute, TrainingSpec
@@ -39,6 +41,16 @@ class PlanWarning:
         return {"code": self.code, "message": self.message}
 
 
+def _more_recompute(config: ParallelConfig) -> Iterator[ParallelConfig]:
+    """``config``, then each heavier recompute mode with its other activation choices (block
+    layers, modules, offload) at their defaults: all layers, Megatron's default modules."""
+    yield config
+    order = list(Recompute)  # least recompute first
+    defaults = {e.name: e.default for e in DIMENSIONS if e.dimension.group is Group.ACTIVATIONS}
+    for recompute in order[order.index(config.recompute) + 1 :]:
+        yield replace(config, **(defaults | {"recompute": recompute}))
+
+
 def _tokens_per_gpu_s(
     model: ModelSpec,
     hardware: HardwareSpec,
@@ -49,9 +61,7 @@ def _tokens_per_gpu_s(
     """Throughput per GPU of ``config`` at ``training``'s batch, with the least recompute (from the
     plan's up) whose memory fits: more micro-batches keep more of them in flight on the first
     pipeline stages. None when none fits."""
-    order = list(Recompute)  # least recompute first
-    for recompute in order[order.index(config.recompute) :]:
-        candidate = replace(config, recompute=recompute)
+    for candidate in _more_recompute(config):
         if memory(model, hardware, training, candidate).fits:
             perf = performance(model, hardware, training, candidate, constants)
             return perf.tokens_per_s / config.num_gpus

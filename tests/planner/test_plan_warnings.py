@@ -3,6 +3,7 @@ bytes for the same input, and a batch suggestion that removes its own warning.""
 
 import json
 import re
+from dataclasses import replace
 
 import pytest
 from click.testing import CliRunner
@@ -113,3 +114,32 @@ def test_the_table_shows_the_warnings_and_output_is_byte_identical():
     first, second = (CliRunner().invoke(main, args) for _ in range(2))
     assert first.exit_code == 0 and first.stdout == second.stdout
     assert "warning (tp_crosses_nvlink_domain): tp 16" in first.stdout
+
+
+def test_the_batch_check_raises_recompute_from_a_per_module_plan_when_memory_needs_it():
+    """A selective plan of some modules, on a pipeline whose first stage holds more micro-batches
+    as the batch grows: heavier recompute is tried with its own defaults (no modules left over),
+    and the warning still names a batch (found by the qwen3-235b-a22b example on 1024 GPUs)."""
+    from constraints.recompute import RecomputeModule
+    from planner.evaluate import memory
+    from planner.hardware import preset
+    from planner.plan_warnings import small_batch
+    from planner.specs import ParallelConfig, Recompute, TrainingSpec
+
+    from conftest import example
+
+    model, hardware = example("llama2-70b"), preset("h100-80gb")
+    config = ParallelConfig(
+        tp=4,
+        pp=4,
+        dp=1,
+        recompute=Recompute.SELECTIVE,
+        recompute_modules=(RecomputeModule.MLP,),
+        sequence_parallel=True,
+    )
+    training = TrainingSpec(seq_len=4096, global_batch_size=1)
+    assert memory(model, hardware, training, config).fits
+    assert not memory(model, hardware, replace(training, global_batch_size=16), config).fits
+    warning = small_batch(model, hardware, training, config, hardware.step_constants)
+    assert warning is not None and warning.code == "global_batch_small"
+    assert re.search(r"--global-batch \d+", warning.message)
