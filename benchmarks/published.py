@@ -20,7 +20,8 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
 - expert tensor parallelism and the token dispatcher are read from ``parallel.etp`` /
   ``parallel.dispatcher`` where a row has them, else from its notes (``ETP=1``, ``ETP4``;
   ``Dispatcher DeepEP`` or HybridEP: the flex dispatcher, ``Dispatcher A2A``: all-to-all), else the
-  planner's defaults (whole experts, all-to-all);
+  planner's defaults (whole experts, all-to-all); notes naming the "1f1b overlap" (or A2A
+  overlap) run Megatron's ``--overlap-moe-expert-parallel-comm``;
 - a row whose stated dimensions (layers, hidden size, heads, vocabulary, experts and top-k, and
   the KV heads and FFN width where stated) are those of exactly one bundled model
   (``examples/*.yaml``, HF Transformers' own configs) takes that model's whole architecture: what the
@@ -257,6 +258,8 @@ def row_of(entry: dict) -> Row:
     zero = ZeroStage(zero)
     flash = not entry["gpu"].startswith("A100") or "flashattention" in str(entry.get("notes", "")).lower()
     precision = precision_of(entry)
+    notes = str(entry.get("notes") or "")
+    ep_overlap = re.search(r"1f1b overlap|a2a overlap", notes, re.IGNORECASE) is not None
     training = TrainingSpec(
         seq_len=entry["model"]["seq_len"],
         global_batch_size=p["gbs"],
@@ -267,6 +270,7 @@ def row_of(entry: dict) -> Row:
         or (zero == ZeroStage.OPTIMIZER and p.get("distributed_optimizer") is False)
         else Framework.MEGATRON,
         flash_attention=flash,
+        overlap_moe_expert_parallel_comm=ep_overlap,
     )
     etp, dispatcher = expert_layout(entry)
     first, last = stage_split(model, pp, p.get("vpp") or 1)

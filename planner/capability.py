@@ -195,9 +195,16 @@ def _expert_tp(model: ModelSpec, training: TrainingSpec, config: Any) -> list[st
     ]
 
 
+DEEPEP_GROUP_SIZES = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 144, 160)
+"""Dispatch-group sizes DeepEP has buffer configurations for: ``Buffer.get_dispatch_config`` and
+``get_combine_config`` assert the rank count is one of these (DeepEP ``deep_ep/buffers/legacy.py``
+at dd758caf), and Megatron-Core's ``fused_a2a.get_buffer`` asks both for its ``tp_ep`` group."""
+
+
 def _flex_dispatcher(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
     """Megatron-Core ``MoEFlexTokenDispatcher`` (d98e8a64): DeepEP needs a dispatch group of
-    ``etp * ep`` above 1 and does not pad experts to capacity (``TransformerConfig.__post_init__``)."""
+    ``etp * ep`` above 1, of a size DeepEP has buffers for, and does not pad experts to capacity
+    (``TransformerConfig.__post_init__``)."""
     if config.dispatcher is not Dispatcher.FLEX:
         return []
     if not model.is_moe:
@@ -206,6 +213,12 @@ def _flex_dispatcher(model: ModelSpec, training: TrainingSpec, config: Any) -> l
         config.ep * config.etp == 1,
         "the flex (DeepEP) dispatcher needs etp x ep above 1 (Megatron: 'DeepEP dispatcher requires "
         "TPxEP > 1')",
+    )
+    group = config.ep * config.etp
+    reasons += _when(
+        group > 1 and group not in DEEPEP_GROUP_SIZES,
+        f"DeepEP has no buffer configuration for a dispatch group of etp x ep = {group} ranks "
+        f"(it supports {', '.join(map(str, DEEPEP_GROUP_SIZES))})",
     )
     return reasons + _when(
         training.moe_capacity_factor is not None,

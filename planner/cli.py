@@ -273,6 +273,7 @@ def train(
     moe_capacity_factor: float | None,
     overlap_grad_reduce: bool,
     overlap_param_gather: bool,
+    overlap_moe_expert_parallel_comm: bool,
     tp_comm_overlap: bool,
     sequence_parallel: bool | None,
     allow_inter_node_tp: bool,
@@ -325,6 +326,7 @@ def train(
         overlap_grad_reduce,
         overlap_param_gather,
         tp_comm_overlap,
+        overlap_moe_expert_parallel_comm,
     )
     if sequence_parallel is None and training.framework is Framework.DEEPSPEED:
         sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism

@@ -149,6 +149,7 @@ def sweep_command(
     moe_capacity_factor: float | None,
     overlap_grad_reduce: bool,
     overlap_param_gather: bool,
+    overlap_moe_expert_parallel_comm: bool,
     tp_comm_overlap: bool,
     tokens: str | None,
     price_per_gpu_hour: float | None,
@@ -192,6 +193,7 @@ def sweep_command(
             overlap_grad_reduce,
             overlap_param_gather,
             tp_comm_overlap,
+            overlap_moe_expert_parallel_comm,
         )
         for seq in parse_seq_lens(seq_len)
     ]

@@ -99,6 +99,12 @@ def training_options(f: Callable | None = None, *, many_seq_lens: bool = False) 
                 help="Sharded optimizer: parameter all-gather overlapped with the forward.",
             ),
             click.option(
+                "--overlap-moe-expert-parallel-comm/--no-overlap-moe-expert-parallel-comm",
+                default=False,
+                show_default=True,
+                help="MoE dispatch overlapped with another micro-batch's compute (ep > 1; vpp > 1 with pp).",
+            ),
+            click.option(
                 "--tp-comm-overlap/--no-tp-comm-overlap",
                 default=False,
                 show_default=True,
@@ -137,6 +143,7 @@ def build_training(
     overlap_grad_reduce: bool = True,
     overlap_param_gather: bool = True,
     tp_comm_overlap: bool = False,
+    overlap_moe_expert_parallel_comm: bool = False,
 ) -> TrainingSpec:
     """The training run, with the documented defaults (the global batch: ~4M tokens, which
     ``planner.defaults.default_global_batch`` adjusts to the GPU count when it is not given)."""
@@ -159,6 +166,7 @@ def build_training(
         overlap_grad_reduce=overlap_grad_reduce,
         overlap_param_gather=overlap_param_gather and overlap_grad_reduce,
         tp_comm_overlap=tp_comm_overlap,
+        overlap_moe_expert_parallel_comm=overlap_moe_expert_parallel_comm,
     )
 
 

@@ -97,6 +97,7 @@ def document_and_launch(req: Request, outcome: Outcome) -> tuple[dict[str, Any],
             "overlap_grad_reduce": req.training.overlap_grad_reduce,
             "overlap_param_gather": req.training.overlap_param_gather,
             "tp_comm_overlap": req.training.tp_comm_overlap,
+            "overlap_moe_expert_parallel_comm": req.training.overlap_moe_expert_parallel_comm,
             **({"global_batch_note": req.global_batch_note} if req.global_batch_note else {}),
         },
     }

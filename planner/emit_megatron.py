@@ -22,6 +22,7 @@ from planner.emit import (
     format_number,
 )
 from planner.emit_shell import flag_pairs
+from planner.performance import moe_ep_overlap_runs
 from planner.specs import (
     Dispatcher,
     Framework,
@@ -46,7 +47,8 @@ def run_args(training: TrainingSpec, config: ParallelConfig, save_interval: int)
     """Checkpointing (Megatron distributed checkpoint at ``--save``), logging and evaluation, the
     communication overlap the step-time model prices (``TrainingSpec.overlap_grad_reduce``,
     ``overlap_param_gather`` with a sharded optimizer, ``tp_comm_overlap`` with sequence
-    parallelism: Megatron asserts it), fused cross entropy (the memory model's 4-byte logits)."""
+    parallelism: Megatron asserts it; ``overlap_moe_expert_parallel_comm`` where
+    ``moe_ep_overlap_runs``), fused cross entropy (the memory model's 4-byte logits)."""
     a = [
         "--save",
         DEFAULT_CHECKPOINT_DIR,
@@ -68,6 +70,8 @@ def run_args(training: TrainingSpec, config: ParallelConfig, save_interval: int)
             a += ["--overlap-param-gather"]
     if training.tp_comm_overlap and config.sequence_parallel:
         a += ["--tp-comm-overlap"]
+    if moe_ep_overlap_runs(training, config):
+        a += ["--overlap-moe-expert-parallel-comm"]
     return a + ["--cross-entropy-loss-fusion"]
 
 

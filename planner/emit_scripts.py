@@ -44,6 +44,10 @@ MEGATRON_SWITCH_FLAGS = {
         "OVERLAP_PARAM_GATHER",
         "overlap the sharded parameter all-gather with forward (needs OVERLAP_GRAD_REDUCE)",
     ),
+    "--overlap-moe-expert-parallel-comm": (
+        "MOE_EP_OVERLAP",
+        "overlap the MoE dispatch with another micro-batch (the step time assumes ep_overlap)",
+    ),
     "--tp-comm-overlap": (
         "TP_COMM_OVERLAP",
         "overlap TP collectives with GEMMs (TE userbuffers; the step time assumes tp_overlap)",

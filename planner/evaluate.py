@@ -279,17 +279,16 @@ def stage_activation_bytes(
 
     m = num_microbatches(training, config)
     in_flight = A.in_flight_microbatches(config.pp, stage, m)
+    num_layers = stage_layers(model, config)[stage]
     layer_microbatches = A.resident_layer_microbatches(
-        S.stage_in_flight_layer_microbatches(
-            stage_layers(model, config)[stage], config.pp, config.vpp, stage, m
-        ),
+        S.stage_in_flight_layer_microbatches(num_layers, config.pp, config.vpp, stage, m),
         config.activation_offload,
     )
-    share, kept = recomputed_layer_share(model, config, stage), layer(Recompute.NONE)
+    kept = layer(Recompute.NONE)
     if config.recompute is Recompute.FULL:  # the block method keeps the other layers whole
-        recomputed = layer(Recompute.FULL)
+        chunk = num_layers / config.vpp
+        share, recomputed = chunk_recompute_share(config, chunk), layer(Recompute.FULL)
         stored = share * recomputed + (1 - share) * kept
-        chunk = stage_layers(model, config)[stage] / config.vpp
         layers = config.recompute_num_layers or chunk  # 0: every layer
         working = R.block_recompute_working_bytes(chunk, layers, recomputed, kept)
     else:

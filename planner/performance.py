@@ -35,7 +35,7 @@ from planner.evaluate import (
     stage_params,
 )
 from planner.rates import Rates
-from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
+from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 from planner.stepmodel import microbatch_compute_s
 
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
@@ -151,15 +151,15 @@ def _recomputed_collectives(config: ParallelConfig, num_layers: float) -> tuple[
     dispatch and combine (on the block method's share of each chunk); selective recompute of an MLP
     or MoE module that module's (Megatron-Core reruns the checkpointed module's forward,
     communication included)."""
+    if config.recompute is Recompute.NONE:
+        return 0.0, 0.0
     if config.recompute is Recompute.FULL:
         share = chunk_recompute_share(config, num_layers / config.vpp)
         return TP_COLLECTIVES_PER_RECOMPUTE * share, EP_ALL_TO_ALL_PER_RECOMPUTE * share
-    if config.recompute is Recompute.SELECTIVE:
-        chosen = set(R.effective_modules(config.recompute_modules))
-        mlp = bool(chosen & RECOMPUTED_MLP_MODULES)
-        moe = R.RecomputeModule.MOE in chosen
-        return TP_COLLECTIVES_PER_MLP_RECOMPUTE * mlp, EP_ALL_TO_ALL_PER_RECOMPUTE * moe
-    return 0.0, 0.0
+    chosen = R.effective_modules(config.recompute_modules)  # selective
+    mlp = any(m in RECOMPUTED_MLP_MODULES for m in chosen)
+    moe = R.RecomputeModule.MOE in chosen
+    return TP_COLLECTIVES_PER_MLP_RECOMPUTE * mlp, EP_ALL_TO_ALL_PER_RECOMPUTE * moe
 
 
 def tensor_parallel_comm_s(
@@ -201,6 +201,8 @@ def expert_parallel_comm_s(
             domain,
             rates.bus_bandwidth("all_to_all", min(span, domain), tokens),
             rates.bus_bandwidth("all_to_all", span, tokens),
+            model.moe_router_groups,
+            model.moe_router_group_topk,
         )
     else:
         one = rates.all_to_all_s(tokens * k, config.ep, span)
@@ -259,12 +261,13 @@ def pipeline_time(
     m = num_microbatches(training, config)
     counts = stage_layers(model, config)
     tp_hidden = tp_hidden_share(training, config, c)
+    ep_hidden = c.ep_overlap if moe_ep_overlap_runs(training, config) else 0.0
     slowest = max(
         (
             _stage_microbatch(model, hardware, training, config, c, rates, counts[st], st == config.pp - 1)
             for st in sorted(set(loaded_stages(config)))
         ),
-        key=lambda terms: sum(terms.values()) - terms["tp"] * tp_hidden,
+        key=lambda terms: sum(terms.values()) - terms["tp"] * tp_hidden - terms["ep"] * ep_hidden,
     )
     microbatch, tp, cp = slowest["compute"], slowest["tp"], slowest["cp"]
     return {
@@ -272,7 +275,7 @@ def pipeline_time(
         "bubble": T.pipeline_bubble_fraction(config.pp, m, config.vpp) * m * (microbatch + tp + cp),
         "tp_comm": m * tp * (1 - tp_hidden),
         "cp_comm": m * cp,
-        "ep_comm": m * slowest["ep"],
+        "ep_comm": m * slowest["ep"] * (1 - ep_hidden),
         "pp_comm": pipeline_comm_s(model, training, config, rates),
         "offload": m * slowest["offload"],
     }
@@ -340,6 +343,22 @@ def data_parallel_comm_s(
 ) -> float:
     """Gradient and parameter communication of one step (``data_parallel_comm_parts_s``)."""
     return sum(data_parallel_comm_parts_s(model, training, config, rates))
+
+
+def moe_ep_overlap_runs(training: TrainingSpec, config: ParallelConfig) -> bool:
+    """Megatron overlaps the MoE dispatch with another micro-batch's computation
+    (``--overlap-moe-expert-parallel-comm``) when asked and the layout allows it: expert parallelism,
+    interleaved stages when pipelined, no full recompute (nor its block method), no ``moe`` among
+    the recomputed modules, 16-bit training (Megatron-Core ``TransformerConfig.__post_init__`` at
+    d98e8a64)."""
+    return (
+        training.overlap_moe_expert_parallel_comm
+        and config.ep > 1
+        and (config.pp == 1 or config.vpp > 1)
+        and config.recompute is not Recompute.FULL
+        and R.RecomputeModule.MOE not in config.recompute_modules
+        and training.precision is not Precision.FP32
+    )
 
 
 def tp_hidden_share(training: TrainingSpec, config: ParallelConfig, c: StepTimeConstants) -> float:

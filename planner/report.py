@@ -104,6 +104,7 @@ def training_summary(training: Any) -> dict[str, Any]:
         "overlap_grad_reduce": training.overlap_grad_reduce,
         "overlap_param_gather": training.overlap_param_gather,
         "tp_comm_overlap": training.tp_comm_overlap,
+        "overlap_moe_expert_parallel_comm": training.overlap_moe_expert_parallel_comm,
     }
 
 
@@ -126,6 +127,8 @@ def _assumptions(training: dict[str, Any]) -> list[str]:
     tp_hidden = (
         f"{c.tp_overlap:.0%} hidden (--tp-comm-overlap)" if training.get("tp_comm_overlap") else "exposed"
     )
+    if training.get("overlap_moe_expert_parallel_comm"):
+        tp_hidden += f", MoE dispatch {c.ep_overlap:.0%} hidden where Megatron overlaps it"
     return [
         f"{training['framework']} memory conventions, {training['precision']}, "
         f"FlashAttention {'on' if training['flash_attention'] else 'off'}, fused kernels and cross entropy.",

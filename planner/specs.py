@@ -327,6 +327,11 @@ class TrainingSpec:
     overlap_param_gather: bool = True
     """With a sharded optimizer, the updated weights' all-gather runs during the next forward
     (Megatron ``--overlap-param-gather``, which needs ``overlap_grad_reduce``); False: exposed."""
+    overlap_moe_expert_parallel_comm: bool = False
+    """MoE dispatch and combine of one micro-batch overlapped with another's computation (Megatron
+    ``--overlap-moe-expert-parallel-comm``, Megatron-Bridge's ``moe_a2a_overlap``); Megatron runs it
+    only with ep > 1, interleaved stages when pp > 1, no full recompute and 16-bit training, so only
+    such layouts gain. Off by default, as in Megatron."""
     tp_comm_overlap: bool = False
     """Tensor-parallel collectives overlapped with the GEMMs by Transformer Engine's userbuffers
     (Megatron ``--tp-comm-overlap``; needs sequence parallelism, so only layouts with tp > 1 and SP

@@ -180,33 +180,48 @@ def selective_recompute_s(
     """Forward seconds one layer repeats for one micro-batch under selective recompute of
     ``config.recompute_modules`` (``constraints.recompute``): the attention core, the separate
     norms and the experts' activation function (memory-bound reruns), the dense MLP, the whole MoE
-    layer or its shared experts. An MoE model's dense layers are averaged in, as in
-    ``layer_operations``."""
+    layer or its shared experts (only those of the modules named are computed). An MoE model's
+    dense layers are averaged in, as in ``layer_operations``."""
+    chosen = R.effective_modules(config.recompute_modules)
     rates = Rates(hardware, c)
     h, t, e = model.hidden_size, config.tp, training.precision.activation_bytes
     tokens = config.micro_batch_size * training.seq_len / config.cp
     fp8 = training.precision is Precision.FP8
-    norm_tokens = tokens / (t if config.sequence_parallel else 1)
-    norm = rates.memory_s(K.rerun_forward_bytes(norm_tokens * h, norm_tokens * h, e))
     moe_share = model.num_moe_layers / model.num_layers if model.is_moe else 0.0
-    dense = _mlp(rates, h, model.ffn_hidden_size, model.gated_mlp, tokens, t, fp8).forward_s
-    experts = shared = activation = 0.0
-    if model.is_moe:
-        experts = _experts(rates, model, training, config, c, tokens, fp8).forward_s
-        if model.shared_expert_ffn_hidden_size:
-            shared_mlp = _mlp(rates, h, model.shared_expert_ffn_hidden_size, model.gated_mlp, tokens, t, fp8)
-            shared = shared_mlp.forward_s
-        routed = tokens / t * model.num_experts_per_token * (training.moe_capacity_factor or 1.0)
-        width = routed * model.expert_ffn
+    seconds = dict.fromkeys(R.RecomputeModule, 0.0)
+    if R.RecomputeModule.CORE_ATTN in chosen:
+        seconds[R.RecomputeModule.CORE_ATTN] = _attention_core(rates, model, training, config).forward_s
+    if R.RecomputeModule.LAYERNORM in chosen:
+        norm_tokens = tokens / (t if config.sequence_parallel else 1)
+        norm = rates.memory_s(K.rerun_forward_bytes(norm_tokens * h, norm_tokens * h, e))
+        seconds[R.RecomputeModule.LAYERNORM] = separate_norms(model) * norm
+    if R.RecomputeModule.MLP in chosen:
+        dense = _mlp(rates, h, model.ffn_hidden_size, model.gated_mlp, tokens, t, fp8).forward_s
+        seconds[R.RecomputeModule.MLP] = (1 - moe_share) * dense
+    if model.is_moe and R.RecomputeModule.MOE_ACT in chosen:
+        width = (
+            tokens
+            / t
+            * model.num_experts_per_token
+            * (training.moe_capacity_factor or 1.0)
+            * model.expert_ffn
+        )
         activation = rates.memory_s(K.rerun_forward_bytes(width * (2 if model.gated_mlp else 1), width, e))
+        seconds[R.RecomputeModule.MOE_ACT] = moe_share * activation
+    if model.is_moe and R.RecomputeModule.MOE in chosen:
+        experts = _experts(rates, model, training, config, c, tokens, fp8).forward_s
+        seconds[R.RecomputeModule.MOE] = moe_share * experts
+    if model.shared_expert_ffn_hidden_size and R.RecomputeModule.SHARED_EXPERTS in chosen:
+        shared = _mlp(rates, h, model.shared_expert_ffn_hidden_size, model.gated_mlp, tokens, t, fp8)
+        seconds[R.RecomputeModule.SHARED_EXPERTS] = moe_share * shared.forward_s
     return R.modules_recompute_forward_s(
-        config.recompute_modules,
-        attention_core_s=_attention_core(rates, model, training, config).forward_s,
-        norms_s=separate_norms(model) * norm,
-        dense_mlp_s=(1 - moe_share) * dense,
-        expert_activation_s=moe_share * activation,
-        moe_s=moe_share * experts,
-        shared_experts_s=moe_share * shared,
+        chosen,
+        attention_core_s=seconds[R.RecomputeModule.CORE_ATTN],
+        norms_s=seconds[R.RecomputeModule.LAYERNORM],
+        dense_mlp_s=seconds[R.RecomputeModule.MLP],
+        expert_activation_s=seconds[R.RecomputeModule.MOE_ACT],
+        moe_s=seconds[R.RecomputeModule.MOE],
+        shared_experts_s=seconds[R.RecomputeModule.SHARED_EXPERTS],
     )
 
 

@@ -685,7 +685,7 @@ CASES += [
 ]
 
 CASES += [
-    # MoE: expert tensor parallelism (etp = tp) with the flex (DeepEP) dispatcher and TP overlap;
+    # MoE: expert tensor parallelism (etp = tp) with the flex (DeepEP) dispatcher, TP and EP overlap;
     # whole experts with flex across nodes and no DP overlap; etp = tp = 4 with all-to-all.
     {
         "model": "qwen3-30b-a3b",
@@ -703,6 +703,7 @@ CASES += [
         "recompute": "selective",
         "mbs": 1,
         "tp_comm_overlap": True,
+        "overlap_moe_expert_parallel_comm": True,
     },
     {
         "model": "mixtral-8x7b",
@@ -924,6 +925,7 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         overlap_grad_reduce=case.get("overlap_grad_reduce", True),
         overlap_param_gather=case.get("overlap_param_gather", True),
         tp_comm_overlap=case.get("tp_comm_overlap", False),
+        overlap_moe_expert_parallel_comm=case.get("overlap_moe_expert_parallel_comm", False),
     )
     pins = Pins(
         tp=case.get("tp"),

@@ -14,8 +14,8 @@ from constraints.moe_comm import (
     expected_remote_nodes,
     expert_tp_gather_bytes,
     flat_dispatch_network_copies,
+    grouped_hit_probability,
     hierarchical_dispatch_s,
-    hit_probability,
 )
 from constraints.throughput import all_to_all_s
 
@@ -27,13 +27,22 @@ MONTE_CARLO_TOLERANCE = 0.01  # 2^17 simulated tokens: the means are within a fr
 @pytest.mark.parametrize("case", LAYOUT["cases"], ids=lambda c: c["case"])
 def test_ranks_and_nodes_a_token_reaches_match_deepeps_routing(case):
     k, experts, ranks, nodes = case["topk"], case["num_experts"], case["num_ranks"], case["num_nodes"]
-    assert expected_ranks_reached(k, experts, ranks) == pytest.approx(
+    groups, picked = case["num_groups"], case["num_topk_groups"]
+    assert expected_ranks_reached(k, experts, ranks, 1, groups, picked) == pytest.approx(
         case["mean_ranks_per_token"], rel=MONTE_CARLO_TOLERANCE
     )
     # remote nodes: every node reached but the token's own (reached with the same probability)
-    own = hit_probability(k, experts, nodes) if nodes > 1 else 1.0
-    reached = expected_remote_nodes(k, experts, nodes) + own
+    own = grouped_hit_probability(k, experts, nodes, groups, picked) if nodes > 1 else 1.0
+    reached = expected_remote_nodes(k, experts, nodes, groups, picked) + own
     assert reached == pytest.approx(case["mean_nodes_per_token"], rel=MONTE_CARLO_TOLERANCE)
+
+
+@given(st.sampled_from([2, 4, 8, 16, 32, 64, 128]), st.sampled_from([(8, 4), (8, 2), (4, 1), (16, 8)]))
+def test_group_limited_routing_reaches_no_more_nodes_than_its_groups_allow(parts, grouping):
+    groups, picked = grouping
+    limited = parts * grouped_hit_probability(8, 256, parts, groups, picked)
+    # at most the parts the picked groups cover, and at most one per expert
+    assert 0 < limited <= min(parts, 8, picked * max(1, parts // groups)) + 1e-9
 
 
 def test_one_node_sends_nothing_over_the_network():

@@ -87,3 +87,13 @@ def test_the_readme_examples_run():
     assert blocks
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_moe_pins_equal_the_cli_and_a_bad_dispatcher_is_named():
+    pinned = {"tp": 2, "etp": 2, "ep": 4, "dispatcher": "flex"}
+    options = ["--tp", 2, "--etp", 2, "--ep", 4, "--dispatcher", "flex"]
+    assert plan("qwen3-30b-a3b", gpus=32, **pinned) == cli_json(
+        "--gpus", 32, *options, "qwen3-30b-a3b", "--format", "json"
+    )
+    with pytest.raises(PlannerError, match="dispatcher must be one of alltoall, flex, got 'deepep'"):
+        plan("qwen3-30b-a3b", gpus=32, dispatcher="deepep")

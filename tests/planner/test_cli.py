@@ -160,6 +160,10 @@ def test_top_k_gives_distinct_alternatives():
             "does not pad experts to capacity",
         ),
         (
+            ["--gpus", "256", "--ep", "256", "--dispatcher", "flex", "deepseek-v3"],
+            "DeepEP has no buffer configuration for a dispatch group of etp x ep = 256 ranks",
+        ),
+        (
             ["--gpus", "64", "--dispatcher", "flex", "--framework", "deepspeed", "mixtral-8x7b"],
             "Megatron-Core's; use --framework megatron",
         ),

@@ -99,12 +99,17 @@ def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -
     if "--overlap-param-gather" in a:  # distributed optimizer or Megatron-FSDP, and the grad overlap
         assert "--overlap-grad-reduce" in a
         assert "--use-distributed-optimizer" in a or "--use-megatron-fsdp" in a
+    if "--overlap-moe-expert-parallel-comm" in a:  # TransformerConfig: ep, interleaving, no full recompute
+        assert int(a["--expert-model-parallel-size"]) > 1 and (pp == 1 or vpp > 1)
+        assert a.get("--recompute-granularity") != "full" and ("--bf16" in a or "--fp16" in a)
+        assert "moe" not in args  # a bare "moe" is only ever a --recompute-modules value
     if "--num-experts" in a:  # parallel_state: etp x ep re-split each stage's tp x cp x dp ranks
         ep, etp = int(a.get("--expert-model-parallel-size", 1)), int(a["--expert-tensor-parallel-size"])
         assert int(a["--num-experts"]) % ep == 0 and (tp * cp * dp) % (ep * etp) == 0
         assert int(a["--moe-ffn-hidden-size"]) % etp == 0
         if a["--moe-token-dispatcher-type"] == "flex":  # MoEFlexTokenDispatcher: TPxEP > 1
             assert ep * etp > 1 and a["--moe-flex-dispatcher-backend"] == "deepep"
+            assert ep * etp in (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 144, 160)  # DeepEP's buffer configs
             assert "--moe-pad-expert-input-to-capacity" not in a
     assert int(a["--global-batch-size"]) % (int(a["--micro-batch-size"]) * dp) == 0
     assert int(a["--num-attention-heads"]) % tp == 0
@@ -150,6 +155,7 @@ def test_the_golden_set_covers_every_zero_stage_and_recompute():
     assert any(a[a.index("--expert-tensor-parallel-size") + 1] != "1" for a in args if "--num-experts" in a)
     assert any("flex" in a for a in args) and any("alltoall" in a for a in args)
     assert any("--tp-comm-overlap" in a for a in args)
+    assert any("--overlap-moe-expert-parallel-comm" in a for a in args)
     assert any("--overlap-grad-reduce" not in a for a in args)
 
 
@@ -180,6 +186,7 @@ def layouts(draw):
         overlap_grad_reduce=(grads := draw(st.booleans())),
         overlap_param_gather=grads and draw(st.booleans()),
         tp_comm_overlap=draw(st.booleans()),
+        overlap_moe_expert_parallel_comm=draw(st.booleans()),
     )
     config = ParallelConfig(
         tp=tp,

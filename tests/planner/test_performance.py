@@ -11,7 +11,7 @@ from planner.hardware import hardware_from_mapping, hardware_to_mapping, preset
 from planner.performance import data_parallel_comm_s, performance
 from planner.rates import Rates
 from planner.space import Pins, build_space
-from planner.specs import Dispatcher, Framework, ParallelConfig, Precision, TrainingSpec, ZeroStage
+from planner.specs import Dispatcher, Framework, ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 from planner.stepmodel import layer_operations
 
 from conftest import example
@@ -161,3 +161,16 @@ def test_overlap_switches_expose_what_they_turn_off(llama13b, training):
 def test_param_gather_overlap_needs_grad_reduce_overlap():
     with pytest.raises(PlannerError, match="--overlap-param-gather needs --overlap-grad-reduce"):
         TrainingSpec(seq_len=4096, global_batch_size=256, overlap_grad_reduce=False)
+
+
+def test_moe_dispatch_overlap_hides_dispatch_only_where_megatron_runs_it():
+    model, hardware, training, layout = _qwen3_235b_on_h100()  # ep 32, pp 8 with vpp 4
+    overlapped = replace(training, overlap_moe_expert_parallel_comm=True)
+    plain = performance(model, hardware, training, layout).breakdown["ep_comm"]
+    hidden = performance(model, hardware, overlapped, layout).breakdown["ep_comm"]
+    assert hidden == pytest.approx(plain * (1 - hardware.step_constants.ep_overlap))
+    for no_overlap in (replace(layout, vpp=1), replace(layout, recompute=Recompute.FULL)):
+        assert (
+            performance(model, hardware, overlapped, no_overlap).breakdown["ep_comm"]
+            == performance(model, hardware, training, no_overlap).breakdown["ep_comm"]
+        )
