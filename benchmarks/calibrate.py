@@ -2,10 +2,9 @@
 
     python benchmarks/calibrate.py [--published ../shared/calibration/published.yaml]
 
-Coordinate descent, one constant at a time over a grid (two at once where they trade off,
-``JOINT``), minimizing the mean absolute log error of predicted vs published step time over every
-usable row with a step time (``benchmarks/published.py`` says which, by field rules; no row is
-special-cased):
+Coordinate descent, one constant at a time over a grid, minimizing the mean absolute log error of
+predicted vs published step time over every usable row with a step time (``benchmarks/published.py``
+says which, by field rules; no row is special-cased):
 
 1. the shared constants and the GEMM efficiencies on every row: the defaults of
    ``planner/calibration.py`` (what a GPU without its own fit gets);
@@ -23,7 +22,6 @@ import statistics
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields, replace
-from itertools import product
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,9 +33,8 @@ from planner.specs import Precision  # noqa: E402
 from published import DEFAULT_PATH, Row, load_or_exit  # noqa: E402
 
 GRID = {
-    "gemm_max_efficiency": [0.45 + 0.025 * i for i in range(23)],  # 0.45 .. 1.00
+    "gemm_max_efficiency": [0.45 + 0.025 * i for i in range(19)],  # 0.45 .. 0.90
     "gemm_fp8_efficiency": [0.30 + 0.025 * i for i in range(23)],  # 0.30 .. 0.85
-    "gemm_half_dim": [0, 16, 32, 64, 96, 128, 192, 256, 384, 512],
     "attention_efficiency": [0.20 + 0.05 * i for i in range(13)],  # 0.20 .. 0.80
     "comm_efficiency": [0.3 + 0.1 * i for i in range(7)],  # 0.3 .. 0.9
     "network_efficiency": [0.3 + 0.1 * i for i in range(7)],
@@ -46,10 +43,6 @@ GRID = {
     "moe_layer_overhead_s": [0.0, 5e-4, 1e-3, 1.5e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 8e-3],
 }
 SHARED = tuple(GRID)
-JOINT = {"gemm_half_dim": "gemm_max_efficiency"}
-"""Constants searched on a grid together with a partner they trade off against (a larger half
-width with a higher large-product efficiency fits the large products alike): one coordinate at a
-time would stop in their shared valley."""
 PER_GENERATION = {"gemm_max_efficiency": False, "gemm_fp8_efficiency": True}
 """Constants fitted per GPU generation, and whether on its FP8 rows (else its 16-bit rows)."""
 MIN_ROWS = 3
@@ -105,11 +98,8 @@ def descend(
     best, best_loss = start, log_loss(rows, lambda r: of(r, start))
     for _ in range(SWEEPS):
         for name in names:
-            partner = JOINT.get(name) if JOINT.get(name) in names else None
-            points = product(GRID[name], GRID[partner] if partner else [None])
-            for value, other in points:
-                changes = {name: round(value, 4)} | ({partner: round(other, 4)} if partner else {})
-                trial = replace(best, **changes)
+            for value in GRID[name]:
+                trial = replace(best, **{name: round(value, 4)})
                 loss = log_loss(rows, lambda r, t=trial: of(r, t))
                 if loss < best_loss - 1e-9:
                     best, best_loss = trial, loss

@@ -47,16 +47,6 @@ def gemm_s(
     return _maximum(compute, memory)
 
 
-def gemm_shape_efficiency(m: float, n: float, k: float, max_efficiency: float, half_dim: float) -> float:
-    """Share of the peak a product of this shape reaches: ``max_efficiency`` when every dimension is
-    large, less as one shrinks toward the kernel's tile, each dimension ``d`` scaling it by
-    ``d / (d + half_dim)``. Tile and wave quantization leave tensor cores idle on products whose
-    dimensions are near or below the 128-256 element tiles and the SM count (NVIDIA Deep Learning
-    Performance Guide, "Matrix Multiplication Background": achieved FLOP/s rises with each dimension
-    and saturates); ``half_dim`` 0: every shape at ``max_efficiency``."""
-    return max_efficiency * ((m * n * k) / ((m + half_dim) * (n + half_dim) * (k + half_dim)))
-
-
 def attention_efficiency(s: float, max_efficiency: float, half_seq: float) -> float:
     """Share of the 16-bit peak that fused attention reaches at ``s`` keys: saturating in the
     sequence (short sequences leave tiles idle; FlashAttention-2/3 papers, Figs. 4-6 of Dao 2023

@@ -109,6 +109,7 @@ def render_table(doc: dict[str, Any]) -> str:
     lines.append(f"solver: {s['method']}, {s['candidates']} candidates{timing}")
     if "shortfall" in s:
         lines.append(f"  {s['plans_returned']} of {s['plans_requested']} plans: {s['shortfall']}")
+    lines += [f"warning ({w['code']}): {w['message']}" for w in doc.get("warnings", [])]
     return "\n".join(lines)
 
 

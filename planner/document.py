@@ -11,6 +11,7 @@ from planner.launch import Launch
 from planner.layout import parallelism_block, tie_break_note
 from planner.performance import performance
 from planner.plan import Outcome, Request, best_config, launch_of
+from planner.plan_warnings import plan_warnings
 from planner.specs import MemoryBreakdown, ParallelConfig, TrainingSpec
 
 
@@ -138,4 +139,8 @@ def document_and_launch(req: Request, outcome: Outcome) -> tuple[dict[str, Any],
             "closest_plan": "the configuration above needs the least memory",
             **(outcome.fixes or {}),
         }
+    doc["warnings"] = []
+    if config is not None and doc["fits"]:
+        found = plan_warnings(req.model, req.hardware, req.training, config, req.constants)
+        doc["warnings"] = [w.as_dict() for w in found]
     return doc, launch

@@ -14,6 +14,7 @@ from planner.emit_shell import (
     flag_pairs,
     header,
     job_name,
+    last_node_gpus,
     num_nodes,
     rendezvous_lines,
     rendezvous_variables,
@@ -126,9 +127,7 @@ def megatron_script(target: Target, emitted: Emitted, env: dict[str, str]) -> st
         f"  TOKENIZER_ARGS=(--tokenizer-type NullTokenizer --vocab-size {shlex.quote(vocab)})",
         "fi",
         *rendezvous_lines(),
-        *torchrun_lines(
-            min(gpus_per_node, gpus), '"$MEGATRON/pretrain_gpt.py"', _megatron_argument_lines(args)
-        ),
+        *torchrun_lines(gpus, gpus_per_node, '"$MEGATRON/pretrain_gpt.py"', _megatron_argument_lines(args)),
     ]
     return script(
         header("Megatron-LM launch", target, emitted.notes),
@@ -187,6 +186,7 @@ def slurm_script(target: Target, launcher: str, notes: list[str]) -> str:
     return script(
         directives,
         header("SLURM batch script", target, notes),
+        _partial_node_comment(gpus, gpus_per_node, launcher),
         [
             "# Also to choose: the #SBATCH lines above (remove one '#' to set the partition and",
             "# account) or the same options on the command line: sbatch --partition=P --account=A ...",
@@ -195,6 +195,17 @@ def slurm_script(target: Target, launcher: str, notes: list[str]) -> str:
         variables_block(variables, "set any of them in the environment of sbatch"),
         body,
     )
+
+
+def _partial_node_comment(gpus: int, gpus_per_node: int, launcher: str) -> list[str]:
+    """Why a whole last node is allocated when the plan uses part of it."""
+    last = last_node_gpus(gpus, gpus_per_node)
+    if last == min(gpus, gpus_per_node):
+        return []
+    return [
+        f"# The plan uses {gpus} GPUs: the last of the {num_nodes(gpus, gpus_per_node)} nodes runs {last} "
+        f"processes ({launcher} reads SLURM_NODEID), its other {gpus_per_node - last} GPUs stay idle.",
+    ]
 
 
 def deepspeed_script(target: Target, emitted: Emitted, save_interval: int) -> str:
@@ -230,7 +241,8 @@ def deepspeed_script(target: Target, emitted: Emitted, save_interval: int) -> st
         "export CHECKPOINT_DIR SAVE_INTERVAL",
         *rendezvous_lines(),
         *torchrun_lines(
-            min(gpus_per_node, gpus),
+            gpus,
+            gpus_per_node,
             '"$TRAIN_PROGRAM"',
             ['--deepspeed --deepspeed_config "$DEEPSPEED_CONFIG"'],
         ),

@@ -117,15 +117,43 @@ def rendezvous_lines() -> list[str]:
     ]
 
 
-def torchrun_lines(
-    gpus_per_node: int, program: str, arguments: list[str], last: str | None = None
-) -> list[str]:
-    """A ``torchrun`` command over ``NNODES`` nodes, one argument group per continued line;
-    ``program`` and ``arguments`` are shell text (already quoted), followed by ``"$@"`` and, when
-    given, ``last`` (shell text: an argument the program reads after every option, such as
-    torchtitan's activation-checkpointing subcommand)."""
+def last_node_gpus(gpus: int, gpus_per_node: int) -> int:
+    """Processes on the last node: ``gpus_per_node`` when the GPU count fills every node, else what
+    is left over (``--gpus 100`` on 8-GPU nodes: 12 full nodes, then 4)."""
+    return gpus - (num_nodes(gpus, gpus_per_node) - 1) * gpus_per_node if gpus > gpus_per_node else gpus
+
+
+def nproc_lines(gpus: int, gpus_per_node: int) -> tuple[list[str], str]:
+    """(lines setting ``NPROC_PER_NODE``, the value of ``--nproc-per-node``) so that the launch
+    starts exactly ``gpus`` ranks. A partial last node runs fewer processes: torchrun's agents may
+    have different local world sizes, and global ranks are their running sum in node-rank order
+    (``torch/distributed/elastic/agent/server/api.py`` ``SimpleElasticAgent._assign_worker_ranks``,
+    the path taken unless ``TORCH_ELASTIC_WORKER_IDENTICAL=1``), so nodes 0 to NNODES-2 hold ranks in
+    blocks of ``gpus_per_node`` and the last node the remaining ones."""
+    full = min(gpus, gpus_per_node)
+    last = last_node_gpus(gpus, gpus_per_node)
+    if last == full:
+        return [], str(full)
+    nodes = num_nodes(gpus, gpus_per_node)
     return [
-        f'torchrun --nproc-per-node {gpus_per_node} --nnodes "$NNODES" --node-rank "$NODE_RANK" \\',
+        f"# {gpus} ranks: {nodes - 1} nodes x {full} processes, then {last} on the last node (torchrun",
+        "# numbers ranks node by node, summing each node's --nproc-per-node).",
+        f"NPROC_PER_NODE={full}",
+        f'if [[ "$NODE_RANK" == "$((NNODES - 1))" ]]; then NPROC_PER_NODE={last}; fi',
+    ], '"$NPROC_PER_NODE"'
+
+
+def torchrun_lines(
+    gpus: int, gpus_per_node: int, program: str, arguments: list[str], last: str | None = None
+) -> list[str]:
+    """A ``torchrun`` command over ``NNODES`` nodes starting ``gpus`` ranks in all (``nproc_lines``),
+    one argument group per continued line; ``program`` and ``arguments`` are shell text (already
+    quoted), followed by ``"$@"`` and, when given, ``last`` (shell text: an argument the program
+    reads after every option, such as torchtitan's activation-checkpointing subcommand)."""
+    setup, nproc = nproc_lines(gpus, gpus_per_node)
+    return [
+        *setup,
+        f'torchrun --nproc-per-node {nproc} --nnodes "$NNODES" --node-rank "$NODE_RANK" \\',
         '  --master-addr "$MASTER_ADDR" --master-port "$MASTER_PORT" \\',
         f"  {program} \\",
         *(f"  {a} \\" for a in arguments),

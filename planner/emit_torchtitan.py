@@ -278,7 +278,8 @@ def torchtitan_script(
         "set -euo pipefail",
         *rendezvous_lines(),
         *torchrun_lines(
-            min(gpus_per_node, gpus),
+            gpus,
+            gpus_per_node,
             "-m torchtitan.train",
             flag_lines(layout) + _run_lines(values),
             last=shlex.quote(subcommand),

@@ -68,8 +68,7 @@ class Rates:
             )
 
     def gemm_s(self, m: float, n: float, k: float, fp8: bool) -> float:
-        """One product, from the profile's ``gemm`` rows of its dtype, else the roofline at the
-        efficiency its shape reaches."""
+        """One product, from the profile's ``gemm`` rows of its dtype, else the roofline."""
         dtype = "fp8" if fp8 else "bf16"
         if dtype in self._gemm:
             flops = gemm_flops(m, n, k)
@@ -78,7 +77,6 @@ class Rates:
         efficiency = self.c.gemm_max_efficiency
         if fp8 and self.hardware.peak_flops_fp8:
             peak, efficiency = self.hardware.peak_flops_fp8, self.c.gemm_fp8_efficiency
-        efficiency = K.gemm_shape_efficiency(m, n, k, efficiency, self.c.gemm_half_dim)
         return K.gemm_s(m, n, k, peak, efficiency, self._hbm, 1 if fp8 else 2, 2)
 
     def attention_s(self, flops: float, seq_len: float) -> float:

@@ -11,9 +11,55 @@ def divisors(n: int) -> list[int]:
     return sorted(set(small + [n // d for d in small]))
 
 
+def _split(width: int, tp: int, what: str) -> list[str]:
+    return [] if width % tp == 0 else [f"does not divide the {width} {what}"]
+
+
+def tensor_parallel_reasons(model: ModelSpec, tp: int) -> list[str]:
+    """Why ``tp`` ranks cannot split this model's attention and dense MLP (each reason reads ``does
+    not divide the ...``, after the option or value), as Megatron-Core builds them (Megatron-LM
+    d98e8a64; the frameworks here use the same tensor-parallel linear layers):
+
+    - the query heads: ``TransformerConfig.__post_init__`` (``num_attention_heads`` a multiple of
+      tp) and ``Attention.__init__`` (``divide(num_attention_heads, world_size)``);
+    - the KV heads (query groups): ``Attention.__init__`` divides them over tp; Megatron also runs
+      tp a multiple of the groups by replicating KV heads, which the memory model here does not
+      price, so the planner keeps tp dividing them;
+    - the MLP width: ``MLP.__init__`` builds ``linear_fc1`` (``ColumnParallelLinear``,
+      ``divide(output_size, world_size)`` of the ffn, doubled when gated) and ``linear_fc2``
+      (``RowParallelLinear``, ``divide(input_size, world_size)`` of the ffn) in
+      ``megatron/core/tensor_parallel/layers.py``; for an MoE model only its dense layers have it;
+    - the shared expert's width: ``SharedExpertMLP`` is an ``MLP`` over the tensor-parallel group.
+
+    The routed experts split over the expert tensor-parallel group instead (``--etp``:
+    ``planner.capability.expert_width_reasons``).
+    """
+    reasons = _split(model.num_heads, tp, "attention heads") + _split(model.num_kv_heads, tp, "KV heads")
+    if not model.is_moe or model.num_dense_layers:
+        reasons += _split(model.ffn_hidden_size, tp, "FFN width (ffn_hidden_size)")
+    if model.shared_expert_ffn_hidden_size:
+        reasons += _split(model.shared_expert_ffn_hidden_size, tp, "shared-expert FFN width")
+    return reasons
+
+
 def valid_tp(model: ModelSpec) -> list[int]:
-    """TP sizes that split the query and KV heads evenly (Megatron-LM ``validate_args``)."""
-    return [t for t in divisors(model.num_heads) if model.num_kv_heads % t == 0]
+    """TP sizes that split the query and KV heads, the dense and shared-expert MLPs evenly
+    (``tensor_parallel_reasons``); the NVLink domain is the search's (``nvlink_tp_reason``)."""
+    return [t for t in divisors(model.num_heads) if not tensor_parallel_reasons(model, t)]
+
+
+def nvlink_tp_reason(tp: int, nvlink_domain_gpus: int) -> str | None:
+    """Why ``tp`` ranks would not sit inside one NVLink domain (``does not divide ...``): Megatron-LM
+    numbers tensor-parallel ranks first (``RankGenerator`` order ``tp-cp-ep-dp-pp``,
+    ``megatron/core/parallel_state.py``), so each tp group is ``tp`` consecutive ranks, and torchrun
+    numbers ranks node by node: the groups stay on NVLink exactly when tp divides the GPUs of a
+    domain (a node, or an NVL72 rack)."""
+    if nvlink_domain_gpus % tp == 0:
+        return None
+    return (
+        f"does not divide the {nvlink_domain_gpus} GPUs of an NVLink domain, so tensor-parallel groups "
+        "would cross the network"
+    )
 
 
 def valid_pp(model: ModelSpec) -> list[int]:

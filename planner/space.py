@@ -29,6 +29,7 @@ from planner.performance import data_parallel_time, expert_parallel_comm_s, pipe
 from planner.rates import Rates
 from planner.rules import (
     divisors,
+    nvlink_tp_reason,
     pipeline_sizes,
     pipeline_splits,
     valid_cp,
@@ -68,8 +69,8 @@ Pins = make_dataclass(
 Pins.__module__ = __name__
 Pins.__doc__ = """Dimensions the user fixed, one field per ``ParallelConfig`` field (``None`` means
 searched), plus ``allow_offload`` (search CPU offload of the optimizer and of activations, off
-unless allowed or pinned) and ``max_tp`` (largest tp searched; default: GPUs per node, so TP stays
-on NVLink)."""
+unless allowed or pinned) and ``max_tp`` (``--allow-inter-node-tp``: largest tp searched, tp groups
+may cross NVLink domains; default None: tp divides the GPUs of an NVLink domain)."""
 
 LAYOUT_FIELDS = group_fields(Group.LAYOUT)
 LAYOUT_ONLY = frozenset({Group.LAYOUT})
@@ -172,13 +173,19 @@ def build_space(
 ) -> Space:
     """The candidate space for ``gpus`` GPUs under the user's pins (possibly empty).
 
-    tp stays within the NVLink domain (``nvlink_domain_gpus``) unless allowed (``max_tp``); cp is
-    searched while every rank keeps at least ``MIN_TOKENS_PER_CP_RANK`` tokens of a sequence;
-    vpp up to ``MAX_VPP`` chunks per rank. Layouts the framework cannot run are left out
-    (``planner.capability``).
+    tp splits the model's layers (``planner.rules.valid_tp``) and divides the GPUs of an NVLink
+    domain (``nvlink_domain_gpus``; ``rules.nvlink_tp_reason``) unless inter-node tp is allowed
+    (``max_tp``: then any tp up to it); cp is searched while every rank keeps at least
+    ``MIN_TOKENS_PER_CP_RANK`` tokens of a sequence; vpp up to ``MAX_VPP`` chunks per rank. Layouts
+    the framework cannot run are left out (``planner.capability``).
     """
-    max_tp = pins.max_tp or nvlink_domain_gpus
-    tps = [t for t in valid_tp(model) if gpus % t == 0 and (t <= max_tp or t == pins.tp)]
+
+    def tp_allowed(t: int) -> bool:
+        if pins.max_tp is not None:
+            return t <= pins.max_tp or t == pins.tp
+        return nvlink_tp_reason(t, nvlink_domain_gpus) is None
+
+    tps = [t for t in valid_tp(model) if gpus % t == 0 and tp_allowed(t)]
     cps = [
         c
         for c in valid_cp(training.seq_len)

@@ -16,7 +16,16 @@ from planner.capability import problems_within
 from planner.errors import PlannerError
 from planner.layout import DIMENSIONS, Group, document_value, parse_modules
 from planner.numbers import check_number
-from planner.rules import divisors, pipeline_sizes, pipeline_splits, valid_cp, valid_ep, valid_tp
+from planner.rules import (
+    divisors,
+    nvlink_tp_reason,
+    pipeline_sizes,
+    pipeline_splits,
+    tensor_parallel_reasons,
+    valid_cp,
+    valid_ep,
+    valid_tp,
+)
 from planner.specs import Dispatcher, Precision, Recompute
 
 if TYPE_CHECKING:
@@ -152,9 +161,13 @@ def validate_pins(req: "Request") -> None:
             "(use h100-80gb, h200, b200, or peak_tflops_fp8 in a hardware file)"
         )
     if pins.tp is not None and pins.tp not in valid_tp(model):
+        reason = tensor_parallel_reasons(model, pins.tp)[0]  # valid_tp: exactly the tp with none
+        raise PlannerError(f"--tp {pins.tp} {reason}; use one of {valid_tp(model)}")
+    domain = req.hardware.nvlink_domain_gpus
+    if pins.tp is not None and pins.max_tp is None and nvlink_tp_reason(pins.tp, domain):
         raise PlannerError(
-            f"--tp {pins.tp} does not divide the {model.num_heads} heads and "
-            f"{model.num_kv_heads} KV heads; use one of {valid_tp(model)}"
+            f"--tp {pins.tp} {nvlink_tp_reason(pins.tp, domain)}; use one of "
+            f"{[t for t in valid_tp(model) if domain % t == 0]} or add --allow-inter-node-tp"
         )
     sizes = pipeline_sizes(model)
     if pins.pp is not None and pins.pp not in sizes:

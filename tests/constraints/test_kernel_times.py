@@ -39,20 +39,3 @@ def test_element_wise_maximum_matches_numpy():
     x, y = np.array([1.0, 5.0, 3.0]), np.array([2.0, 4.0, 3.0])
     assert np.array_equal(K.gemm_s(x, 1.0, 1.0, 1.0, 1.0, 1e30), gemm_flops(x, 1.0, 1.0))
     assert np.array_equal(K._maximum(x, y), np.maximum(x, y))
-
-
-@settings(max_examples=200, deadline=None)
-@given(sizes, sizes, sizes, st.floats(0.1, 1.0), st.floats(1.0, 1024.0))
-def test_gemm_shape_efficiency_rises_with_each_dimension_toward_its_maximum(m, n, k, peak_share, half):
-    eff = K.gemm_shape_efficiency(m, n, k, peak_share, half)
-    assert 0 < eff < peak_share
-    for grown in ((2 * m, n, k), (m, 2 * n, k), (m, n, 2 * k)):
-        assert K.gemm_shape_efficiency(*grown, peak_share, half) > eff
-    assert K.gemm_shape_efficiency(n, k, m, peak_share, half) == pytest.approx(eff)  # no favoured axis
-    assert K.gemm_shape_efficiency(m, n, k, peak_share, 0.0) == peak_share  # 0: shape-blind
-
-
-def test_gemm_shape_efficiency_works_on_arrays():
-    dims = np.array([64.0, 512.0, 8192.0])
-    eff = K.gemm_shape_efficiency(dims, 8192.0, 8192.0, 0.7, 128.0)
-    assert np.all(np.diff(eff) > 0) and eff.shape == (3,)

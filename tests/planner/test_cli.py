@@ -138,6 +138,8 @@ def test_top_k_gives_distinct_alternatives():
     [
         (["--gpus", "64", "--mem", "80XB", "llama2-13b"], "--mem"),
         (["--gpus", "64", "--tp", "3", "llama2-13b"], "--tp 3 does not divide"),
+        (["--gpus", "100", "--tp", "5", "llama2-13b"], "--tp 5 does not divide the 13824 FFN width"),
+        (["--gpus", "64", "--tp", "16", "gpt3-175b"], "8 GPUs of an NVLink domain"),
         (["--gpus", "64", "--pp", "64", "llama2-13b"], "--pp 64 cannot split the 40 layers"),
         (["--gpus", "8", "--tp", "8", "--pp", "2", "llama2-13b"], "does not divide --gpus 8"),
         (["--gpus", "64", "--gpu", "tpu-v9", "llama2-13b"], "unknown preset 'tpu-v9'"),
