@@ -39,8 +39,8 @@ def default_global_batch(
 
     A multiple of the GPU count always works: every layout's dp divides the GPU count, and the
     micro-batch count per step, a multiple of tp*cp*pp at micro-batch 1, is divisible by pp. So
-    ``plan --gpus 72 llama3-8b`` (one NVL72 rack: dp has a factor 9) gets 504 sequences, not the
-    1024 that no dp divides.
+    ``plan --gpus 72 llama2-13b`` (one NVL72 rack: dp or pp carries its factor 9, and its 40 layers
+    have no 9-stage split) gets 1008 sequences of 4096, not the 1024 that no dp divides.
     """
     target = target_global_batch(training.seq_len)
     space = build_space(model, training, gpus, pins, nvlink_domain_gpus)
