@@ -56,7 +56,7 @@ from pathlib import Path
 import yaml
 
 from constraints.pipeline import megatron_split_form
-from planner.evaluate import memory, stage_layers
+from planner.evaluate import largest_chunk_layers, memory
 from planner.hardware import preset
 from planner.io import bundled_models, load_model
 from planner.layout import parse_modules
@@ -322,7 +322,7 @@ def inferred_recompute(
     ``peak_mem_gb`` is given, needs no more than the run held, among the planner's searched choices
     (every block-method layer count of its largest chunk); full recompute of every layer when none
     does."""
-    chunk = max(stage_layers(model, config)) // config.vpp
+    chunk = largest_chunk_layers(model, config)
     fitting = []
     for order, (mode, layers, modules) in enumerate(recompute_choices(model, Pins(), list(range(1, chunk)))):
         trial = replace(config, recompute=mode, recompute_num_layers=layers, recompute_modules=modules)

@@ -57,6 +57,12 @@ def stage_layers(model: ModelSpec, config: ParallelConfig) -> tuple[int, ...]:
     )
 
 
+def largest_chunk_layers(model: ModelSpec, config: ParallelConfig) -> int:
+    """Decoder layers of the largest model chunk: the most loaded stage's layers over its ``vpp``
+    virtual stages (what Megatron's block method counts ``--recompute-num-layers`` in)."""
+    return max(stage_layers(model, config)) // config.vpp
+
+
 def loaded_stages(config: ParallelConfig) -> tuple[int, int, int]:
     """The stages that can be the most loaded: first, second (the busiest middle one) and last;
     repeated when the pipeline has fewer stages, so tables over them keep one shape."""

@@ -23,7 +23,7 @@ from constraints.units import Recompute, ZeroStage
 from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
-from planner.evaluate import loaded_stages, stage_activation_bytes, stage_layers, stage_states_bytes
+from planner.evaluate import largest_chunk_layers, loaded_stages, stage_activation_bytes, stage_states_bytes
 from planner.layout import DIMENSIONS, Group, group_fields, tie_break_value
 from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
 from planner.rates import Rates
@@ -312,7 +312,7 @@ def block_layer_counts(model: ModelSpec, layout: tuple[int, ...], pins: Pins) ->
     tabulates only the smallest that fits beside each states row)."""
     mesh = dict(zip(LAYOUT_FIELDS, layout, strict=True))
     config = ParallelConfig(**mesh, dp=mesh["ep"] * mesh["etp"])  # dp does not change the split
-    chunk = max(stage_layers(model, config)) // config.vpp
+    chunk = largest_chunk_layers(model, config)
     if pins.recompute_num_layers is not None:
         n = pins.recompute_num_layers
         return frozenset({n} if 0 < n <= chunk else ())
