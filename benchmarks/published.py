@@ -59,6 +59,7 @@ from constraints.pipeline import megatron_split_form
 from planner.evaluate import largest_chunk_layers, memory
 from planner.hardware import preset
 from planner.io import bundled_models, load_model
+from planner.known_accuracy import GENERATION_OF_PRESET
 from planner.layout import parse_modules
 from planner.performance import model_recomputed_share, step_flops_per_token
 from planner.rules import pipeline_splits
@@ -86,15 +87,9 @@ GPUS = {
     "GB200": "gb200",
     "GB300": "gb300",
 }
-GENERATIONS = {
-    "a100-80gb": "A100",
-    "a100-40gb": "A100",
-    "h100-80gb": "H100",
-    "b200": "B200",
-    "gb200": "GB200",
-    "gb300": "GB300",
-}
-"""GPU generation of each preset the rows use."""
+GENERATIONS = {preset: generation.upper() for preset, generation in GENERATION_OF_PRESET.items()}
+"""GPU generation of each preset the rows use (``planner.known_accuracy``'s, which the plan's
+accuracy warning reads back by the same names)."""
 
 
 @dataclass(frozen=True)
