@@ -246,19 +246,14 @@ class ParallelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise PlannerError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("first_stage_layers", "last_stage_layers"):
+        for name, must in (
+            ("first_stage_layers", "be a positive integer (0: an even split)"),
+            ("last_stage_layers", "be a positive integer (0: an even split)"),
+            ("recompute_num_layers", "be a whole number (0: every layer)"),
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise PlannerError(f"{name} must be a positive integer (0: an even split), got {value!r}")
-        if (
-            not isinstance(self.recompute_num_layers, int)
-            or isinstance(self.recompute_num_layers, bool)
-            or self.recompute_num_layers < 0
-        ):
-            raise PlannerError(
-                "recompute_num_layers must be a whole number (0: every layer), "
-                f"got {self.recompute_num_layers!r}"
-            )
+                raise PlannerError(f"{name} must {must}, got {value!r}")
         if self.recompute_num_layers and self.recompute is not Recompute.FULL:
             raise PlannerError("--recompute-layers (recompute_num_layers) needs --recompute full")
         if not isinstance(self.recompute_modules, tuple) or not all(
