@@ -368,6 +368,7 @@ def compile_terms(
     *,
     times: bool = True,
     until_fit: bool = False,
+    fitting_only: bool = False,
 ) -> Terms:
     """Evaluate every term over only the dimensions it depends on (not for layouts whose token
     dispatcher ``slower_dispatchers`` rules out); with ``times`` False only the memory tables (the
@@ -376,9 +377,13 @@ def compile_terms(
     beside a states row of its layout, visiting the layouts with the lightest states rows first
     (and none without states rows): the tables, partial, then hold a candidate that fits
     (``search.fits_within``) if and only if the whole tables do, which is all a probe of the
-    diagnosis asks."""
+    diagnosis asks. With ``fitting_only`` the activations rows that fit beside no states row of
+    their layout are left out, and their step time never computed, and so are the states rows that
+    fit beside none of the rows kept: no plan that fits uses them, so the best plans that fit are
+    those of the whole tables (the choice of the partial recompute rows still reads them first);
+    the candidate count and the least-memory candidate are not."""
     try:
-        return _tabulate(space, model, hardware, training, constants, times, until_fit)
+        return _tabulate(space, model, hardware, training, constants, times, until_fit, fitting_only)
     except _FitFound as found:
         return found.terms
 
@@ -399,6 +404,7 @@ def _tabulate(
     constants: StepTimeConstants | None,
     times: bool,
     until_fit: bool,
+    fitting_only: bool,
 ) -> Terms:
     """``compile_terms``'s tables."""
     states, acts, pipe, dpt = {}, {}, {}, {}
@@ -417,10 +423,8 @@ def _tabulate(
             bytes_up(sum(stage_states_bytes(model, training, config, st))) + reserve
             for st in loaded_stages(config)
         )
-        if times:
-            dpt[p, z] = time_units(
-                sum(data_parallel_time(model, hardware, training, config, constants).values())
-            )
+        if times and not fitting_only:
+            dpt[p, z] = data_parallel_units(model, hardware, training, config, constants)
     capacity = capacity_units(hardware)
     plain = {v[:3]: i for i, v in enumerate(space.recomputes) if not v[3]}  # without offload
     none_row, full_row = plain.get((Recompute.NONE, 0, ())), plain.get((Recompute.FULL, 0, ()))
@@ -433,14 +437,21 @@ def _tabulate(
     for (p, _), row in states.items():
         states_of.setdefault(p, []).append(row)
 
+    kept_rows: set[tuple[int, int, int]] = set()  # with fitting_only: the rows that fit
+
     def tabulate(p: int, r: int, u: int, config: ParallelConfig, row: tuple[int, ...] | None = None) -> None:
         acts[p, r, u] = row or activation_row(model, training, config)
-        if times:
+        fits = (until_fit or fitting_only) and any(
+            _fits(acts[p, r, u], s, capacity) for s in states_of.get(p, ())
+        )
+        if until_fit and fits:
+            raise _FitFound(Terms(states, acts, pipe, dpt))
+        if fits:
+            kept_rows.add((p, r, u))
+        if times and (fits or not fitting_only):
             pipe[p, r, u] = time_units(
                 sum(pipeline_time(model, hardware, training, config, constants).values())
             )
-        if until_fit and any(_fits(acts[p, r, u], s, capacity) for s in states_of.get(p, ())):
-            raise _FitFound(Terms(states, acts, pipe, dpt))
 
     order = range(len(space.layouts))
     if until_fit:  # the likeliest to fit first: the order changes what is visited, not the answer
@@ -491,7 +502,31 @@ def _tabulate(
                     found[states_row] = fewest
             for i in sorted(set(found.values())):
                 tabulate(p, block[counts[i]], u, space.config(p, 0, block[counts[i]], u), row_at(i))
+    if fitting_only:  # and the states rows that fit beside none of those
+        acts = {key: row for key, row in acts.items() if key in kept_rows}
+        acts_of: dict[int, list[tuple[int, ...]]] = {}
+        for (p, _, _), row in acts.items():
+            acts_of.setdefault(p, []).append(row)
+        states = {
+            k: row for k, row in states.items() if any(_fits(a, row, capacity) for a in acts_of.get(k[0], ()))
+        }
+        if times:
+            for p, z in states:
+                dpt[p, z] = data_parallel_units(
+                    model, hardware, training, space.config(p, z, 0, 0), constants
+                )
     return Terms(states, acts, pipe, dpt)
+
+
+def data_parallel_units(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    constants: StepTimeConstants,
+) -> int:
+    """The (layout, states) table's time: exposed DP communication and optimizer step, in units."""
+    return time_units(sum(data_parallel_time(model, hardware, training, config, constants).values()))
 
 
 def activation_row(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> tuple[int, ...]:
