@@ -62,4 +62,6 @@ def with_default_batch(
     """``training`` with the default global batch of this GPU count (``default_global_batch``),
     and the note saying how it was chosen."""
     choice = default_global_batch(model, training, gpus, pins, nvlink_domain_gpus)
+    if choice.sequences == training.global_batch_size:  # the same object: the evaluator's caches,
+        return training, choice.note  # matched on its identity (planner.memo), stay warm for the search
     return replace(training, global_batch_size=choice.sequences), choice.note

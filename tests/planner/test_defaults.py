@@ -1,9 +1,11 @@
 """The default global batch works for every GPU count, and the plan says what it chose."""
 
+from dataclasses import replace
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.defaults import default_global_batch, target_global_batch
+from planner.defaults import default_global_batch, target_global_batch, with_default_batch
 from planner.space import Pins, build_space
 from planner.specs import TrainingSpec
 
@@ -29,3 +31,13 @@ def test_power_of_two_clusters_keep_4m_tokens_and_an_nvl72_rack_gets_a_multiple_
     assert default_global_batch(llama13b, training, 2048, Pins(), 8).sequences == 1024
     rack = default_global_batch(llama13b, training, 72, Pins(), 72)
     assert rack.sequences == 1008 and "multiple of the 72 GPUs" in rack.note
+
+
+def test_a_kept_batch_keeps_the_training_object(llama13b):
+    """The search's caches are matched on the training spec's identity (``planner.memo``): a
+    default batch that changes nothing hands back the same object, a changed one a new one."""
+    training = TrainingSpec(seq_len=4096, global_batch_size=1024)
+    kept, _ = with_default_batch(llama13b, training, 64, Pins(), 8)
+    assert kept is training
+    rack, _ = with_default_batch(llama13b, training, 72, Pins(), 72)
+    assert rack.global_batch_size == 1008 and replace(rack, global_batch_size=1024) == training
