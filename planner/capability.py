@@ -20,7 +20,7 @@ from constraints.pipeline import megatron_split_form, stage_layer_counts
 from constraints.recompute import RecomputeModule
 from planner.layout import Group
 from planner.memo import by_fields_read
-from planner.rules import expert_tensor_parallel_reasons
+from planner.rules import expert_tensor_parallel_reasons, sequence_parallel_reasons
 from planner.specs import (
     Dispatcher,
     Framework,
@@ -195,6 +195,17 @@ def _expert_tp(model: ModelSpec, training: TrainingSpec, config: Any) -> list[st
     ]
 
 
+def _megatron_sequence(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    """Megatron sequence parallelism splits each context-parallel rank's tokens over tp
+    (``planner.rules.sequence_parallel_reasons``: asserted in the first forward)."""
+    if not config.sequence_parallel:
+        return []
+    return [
+        f"with sequence parallelism, tp {config.tp} {r}"
+        for r in sequence_parallel_reasons(training.seq_len, config.tp, config.cp)
+    ]
+
+
 DEEPEP_GROUP_SIZES = (2, 4, 8, 16, 24, 32, 48, 64, 96, 128, 144, 160)
 """Dispatch-group sizes DeepEP has buffer configurations for: ``Buffer.get_dispatch_config`` and
 ``get_combine_config`` assert the rank count is one of these (DeepEP ``deep_ep/buffers/legacy.py``
@@ -303,6 +314,8 @@ RULES: tuple[Rule, ...] = (
         ),
         "pick another --vpp or --first-stage-layers/--last-stage-layers",
     ),
+    # Megatron-Core tensor_parallel/mappings.py: sequence parallelism splits the sequence over tp.
+    Rule(MEGATRON, frozenset({Group.LAYOUT, Group.DERIVED}), _megatron_sequence, "or --no-sequence-parallel"),
     # Megatron-Core MoE: expert tensor parallelism and the flex dispatcher.
     Rule(MEGATRON, frozenset({Group.LAYOUT}), _expert_tp, "pick --etp 1 or a divisor of the expert FFN"),
     Rule(MEGATRON, frozenset({Group.LAYOUT}), _flex_dispatcher, "use --dispatcher alltoall"),

@@ -309,6 +309,15 @@ class ParallelConfig:
         return self.ep * self.etp
 
 
+LAYOUT_MESH = frozenset({Group.LAYOUT, Group.DERIVED})
+"""What one layout decides: its mesh sizes and what follows from them (dp, sequence parallelism)."""
+
+
+def sequence_parallel_of(tp: int, pinned: bool | None) -> bool:
+    """A layout's sequence parallelism: on with tp above 1 unless pinned off (``--no-sequence-parallel``)."""
+    return tp > 1 and pinned is not False
+
+
 def canonical_modules(modules: Any) -> tuple[RecomputeModule, ...]:
     """Modules once each, in ``RecomputeModule`` order (how plans and flags list them)."""
     chosen = set(modules)

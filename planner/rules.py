@@ -89,8 +89,28 @@ def pipeline_splits(model: ModelSpec, pp: int, vpp: int) -> list[tuple[int, int]
 
 def valid_cp(seq_len: int) -> list[int]:
     """Context-parallel sizes: Megatron's load-balanced ring splits each sequence into ``2*cp``
-    chunks, so ``2*cp`` must divide it."""
+    chunks, two per rank, so ``2*cp`` must divide it (Megatron-LM d98e8a64 ``validate_args``:
+    ``seq_length % (context_parallel_size * 2) == 0``; ``get_batch_on_this_cp_rank`` views the
+    sequence as ``2 * cp_size`` chunks)."""
     return [c for c in divisors(seq_len) if seq_len % (2 * c) == 0 or c == 1]
+
+
+def sequence_parallel_reasons(seq_len: int, tp: int, cp: int) -> list[str]:
+    """Why Megatron sequence parallelism cannot split a sequence over ``tp`` ranks (each reason
+    reads ``does not divide the ...``, after the option or value): each context-parallel rank holds
+    ``seq_len / cp`` tokens of a sequence (``get_batch_on_this_cp_rank``), and with sequence
+    parallelism the embedding hands them to the first layer split over the tp ranks: its
+    ``[s/cp, b, h]`` output is reduce-scattered (RoPE models, ``VocabParallelEmbedding`` with
+    ``reduce_scatter_embeddings``) or split (learned positions, ``scatter_to_sequence_parallel_region``)
+    along the sequence, and both assert ``First dimension of the tensor should be divisible by
+    tensor parallel size`` (``megatron/core/tensor_parallel/mappings.py``
+    ``_reduce_scatter_along_first_dim``, ``_split_along_first_dim`` at d98e8a64). Megatron checks
+    it only in the first forward, not in ``validate_args``. ``cp`` must be one of ``valid_cp``."""
+    tokens = seq_len // cp
+    if tp == 1 or tokens % tp == 0:
+        return []
+    where = f"--seq-len {seq_len}" + (f" / --cp {cp}" if cp > 1 else "")
+    return [f"does not divide the {tokens} tokens of a sequence per context-parallel rank ({where})"]
 
 
 def valid_vpp(model: ModelSpec, pp: int) -> list[int]:

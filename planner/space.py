@@ -24,7 +24,7 @@ from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
 from planner.evaluate import largest_chunk_layers, loaded_stages, stage_activation_bytes, stage_states_bytes
-from planner.layout import DIMENSIONS, Group, group_fields, tie_break_value
+from planner.layout import DIMENSIONS, LAYOUT_MESH, Group, group_fields, sequence_parallel_of, tie_break_value
 from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
 from planner.rates import Rates
 from planner.rules import (
@@ -73,7 +73,6 @@ unless allowed or pinned) and ``max_tp`` (``--allow-inter-node-tp``: largest tp 
 may cross NVLink domains; default None: tp divides the GPUs of an NVLink domain)."""
 
 LAYOUT_FIELDS = group_fields(Group.LAYOUT)
-LAYOUT_ONLY = frozenset({Group.LAYOUT})
 STATES_TABLE = frozenset({Group.LAYOUT, Group.STATES})
 """Dimensions of the (layout, states) table: weights, gradients, optimizer; DP communication."""
 ACTIVATIONS_TABLE = frozenset({Group.LAYOUT, Group.ACTIVATIONS, Group.MICRO_BATCH})
@@ -128,9 +127,7 @@ class Space:
         tp = values["tp"]
         values["micro_batch_size"] = self.micro_batches[mbs]
         values["dp"] = self.gpus // (tp * values["cp"] * values["pp"])
-        values["sequence_parallel"] = (
-            (tp > 1) if self.sequence_parallel is None else (self.sequence_parallel and tp > 1)
-        )
+        values["sequence_parallel"] = sequence_parallel_of(tp, self.sequence_parallel)
         return ParallelConfig(**values)
 
     def mbs_fits(self, layout: int, mbs: int, global_batch: int) -> bool:
@@ -221,8 +218,9 @@ def build_space(
                     dp=gpus // (t * c * p),
                     first_stage_layers=first,
                     last_stage_layers=last,
+                    sequence_parallel=sequence_parallel_of(t, pins.sequence_parallel),
                 )
-                if not reasons_within(LAYOUT_ONLY, training.framework, model, training, mesh):
+                if not reasons_within(LAYOUT_MESH, training.framework, model, training, mesh):
                     layouts.append(tuple(getattr(mesh, name) for name in LAYOUT_FIELDS))
 
     def offload_options(pinned: bool | None) -> list[bool]:

@@ -14,7 +14,7 @@ from constraints.pipeline import (
 from constraints.recompute import RecomputeModule
 from planner.capability import problems_within
 from planner.errors import PlannerError
-from planner.layout import DIMENSIONS, Group, document_value, parse_modules
+from planner.layout import DIMENSIONS, LAYOUT_MESH, Group, document_value, parse_modules, sequence_parallel_of
 from planner.numbers import check_number
 from planner.rules import (
     divisors,
@@ -34,11 +34,17 @@ if TYPE_CHECKING:
 MESH_ONLY = frozenset({Group.LAYOUT})
 
 
+def mesh_probe(**values: Any) -> SimpleNamespace:
+    """A partial layout for the capability rules: ``values``, every other dimension at its default
+    (1 for the sizes without one)."""
+    defaults = {e.name: 1 if e.default is MISSING else e.default for e in DIMENSIONS}
+    return SimpleNamespace(**(defaults | values))
+
+
 def raise_first_reason(req: "Request", name: str, value: Any, **others: int) -> None:
     """Raise the framework's first reason it cannot run the mesh size ``name=value`` (every other
     dimension at its default, or as in ``others``), if any."""
-    defaults = {e.name: 1 if e.default is MISSING else e.default for e in DIMENSIONS}
-    probe = SimpleNamespace(**(defaults | others | {name: value}))
+    probe = mesh_probe(**(others | {name: value}))
     if name == "first_stage_layers":
         probe.last_stage_layers = others.get("last_stage_layers", value)
     problems = problems_within(MESH_ONLY, req.training.framework, req.model, req.training, probe)
@@ -150,6 +156,33 @@ def validate_recompute(req: "Request") -> None:
         )
 
 
+def validate_sequence_parallel(req: "Request") -> None:
+    """A pinned tp whose sequence parallelism the framework cannot run (Megatron: tp dividing each
+    context-parallel rank's tokens, ``rules.sequence_parallel_reasons``) with the pinned cp, or
+    with cp 1 when cp is searched (a tp that does not divide the sequence divides no part of it)."""
+    pins = req.pins
+    if pins.tp is None or not sequence_parallel_of(pins.tp, pins.sequence_parallel):
+        return
+    cp = pins.cp or 1
+
+    def problems(tp: int) -> list[tuple[str, str]]:
+        sequence_parallel = sequence_parallel_of(tp, pins.sequence_parallel)
+        probe = mesh_probe(tp=tp, cp=cp, sequence_parallel=sequence_parallel)
+        return problems_within(LAYOUT_MESH, req.training.framework, req.model, req.training, probe)
+
+    found = problems(pins.tp)
+    if found:
+        reason, fix = found[0]
+        domain = req.hardware.nvlink_domain_gpus
+        works = [
+            t
+            for t in valid_tp(req.model)
+            if req.gpus % (t * cp) == 0 and (pins.max_tp or domain % t == 0) and not problems(t)
+        ]
+        with_cp = f" (with --cp {cp})" if cp > 1 else ""
+        raise PlannerError(f"--tp {pins.tp}: {reason}; use one of {works}{with_cp} {fix}")
+
+
 def validate_pins(req: "Request") -> None:
     """One-line errors for pinned values that no layout can satisfy."""
     pins, model, gpus = req.pins, req.model, req.gpus
@@ -199,6 +232,7 @@ def validate_pins(req: "Request") -> None:
         )
     if pins.cp is not None and pins.cp > 1:
         raise_first_reason(req, "cp", pins.cp)
+    validate_sequence_parallel(req)
     if pins.vpp is not None and pins.vpp > 1:
         pp_choices = [pins.pp] if pins.pp else [p for p in sizes if p > 1]
         if not any(pipeline_splits(model, p, pins.vpp) for p in pp_choices if p > 1):

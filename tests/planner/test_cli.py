@@ -273,6 +273,29 @@ def test_a_time_limit_that_is_not_a_positive_number_is_one_line(limit):
     assert result.output.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    "args, works",
+    [
+        (["--gpus", 64, "--seq-len", 4100, "--tp", 8, "llama3-8b"], "use one of [1, 2, 4] or"),
+        (
+            ["--gpus", 64, "--seq-len", 4100, "--tp", 4, "--cp", 2, "llama3-8b"],
+            "use one of [1, 2] (with --cp 2)",
+        ),
+        (["--gpus", 72, "--gpu", "gb200", "--seq-len", 2048, "--tp", 12, "gpt3-175b"], "[1, 2, 4, 8]"),
+    ],
+)
+def test_a_pinned_tp_that_cannot_split_the_sequence_is_one_line(args, works):
+    """Megatron asserts in its first forward that tp divides each context-parallel rank's tokens
+    with sequence parallelism; the pin is refused before the search, with the tp that would work,
+    and --no-sequence-parallel plans it."""
+    result = invoke(*args)
+    assert result.exit_code == 2 and result.stdout == "" and result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"Error: --tp {args[args.index('--tp') + 1]}: with sequence parallelism")
+    assert works in result.stderr and "--no-sequence-parallel" in result.stderr
+    planned = invoke(*args, "--no-sequence-parallel", "--format", "json")
+    assert planned.exit_code == 0 and json.loads(planned.stdout)["parallelism"]["sequence_parallel"] is False
+
+
 USAGE_ERRORS = [
     (["--gpus", "8", "--bogus", "llama3.2-1b"], "--bogus"),
     (["--gpus", "8"], "MODEL"),

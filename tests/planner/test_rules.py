@@ -1,21 +1,27 @@
-"""Valid tensor parallelism (issue 10 item 6), checked against what Megatron-LM itself builds.
+"""Valid tensor and sequence parallelism (issue 10 item 6), checked against what Megatron-LM itself
+builds and runs.
 
 ``tests/fixtures/megatron_arguments.json`` ``tp_probes``: for bundled models and tp 1 to 16,
 whether Megatron-LM (the commit it names) accepts the arguments and builds a decoder layer on rank 0
-of tp ranks (``scripts/megatron_args_reference.py`` ``tp_probes``)."""
+of tp ranks (``scripts/megatron_args_reference.py`` ``tp_probes``); ``sequence_probes``: for two
+models, some sequence lengths, tp and cp, with sequence parallelism on and off, whether it accepts
+the arguments and runs the context-parallel split and the embedding's sequence-parallel split."""
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from planner.capability import reasons_within
 from planner.io import load_model
-from planner.rules import nvlink_tp_reason, tensor_parallel_reasons
+from planner.layout import LAYOUT_MESH
+from planner.rules import nvlink_tp_reason, sequence_parallel_reasons, tensor_parallel_reasons, valid_cp
 from planner.space import LAYOUT_FIELDS, Pins, build_space
-from planner.specs import TrainingSpec
+from planner.specs import Framework, ParallelConfig, TrainingSpec
 
 from conftest import fixture
 
 PROBES = fixture("megatron_arguments.json")["tp_probes"]
+SEQUENCE_PROBES = fixture("megatron_arguments.json")["sequence_probes"]
 
 
 def planner_accepts(model, tp: int) -> bool:
@@ -74,3 +80,57 @@ def test_inter_node_tp_is_searched_only_when_allowed():
     within = {layout[0] for layout in build_space(model, training, 64, Pins(), 8).layouts}
     allowed = {layout[0] for layout in build_space(model, training, 64, Pins(max_tp=64), 8).layouts}
     assert max(within) == 8 and 16 in allowed
+
+
+def planner_runs_sequence(model, seq_len: int, tp: int, cp: int, sequence_parallel: bool) -> bool:
+    """The cp the planner searches for this sequence, and a layout Megatron's capability rules accept."""
+    training = TrainingSpec(seq_len=seq_len, global_batch_size=64)
+    config = ParallelConfig(tp=tp, cp=cp, pp=1, dp=1, sequence_parallel=sequence_parallel)
+    return cp in valid_cp(seq_len) and not reasons_within(
+        LAYOUT_MESH, Framework.MEGATRON, model, training, config
+    )
+
+
+@pytest.mark.parametrize(
+    "probe",
+    SEQUENCE_PROBES,
+    ids=lambda p: f"{p['model']}-s{p['seq_len']}-tp{p['tp']}-cp{p['cp']}-sp{int(p['sequence_parallel'])}",
+)
+def test_sequence_and_context_splits_agree_with_megatron(probe):
+    """Every (sequence length, tp, cp, sequence parallelism) the planner accepts Megatron runs, and
+    every one Megatron refuses the planner refuses."""
+    model = load_model(probe["model"])
+    ours = planner_runs_sequence(
+        model, probe["seq_len"], probe["tp"], probe["cp"], probe["sequence_parallel"]
+    )
+    assert ours == probe["accepted"], probe.get("error")
+
+
+def test_the_sequence_probes_exercise_both_rules():
+    """Megatron refused a cp for 2*cp not dividing the sequence (validate_args) and a tp for not
+    dividing the tokens per cp rank though it divides the sequence (the embedding's split), and
+    accepted splits that tp * 2cp does not divide (torchtitan's stricter rule is not Megatron's)."""
+    by_key = {
+        (p["model"], p["seq_len"], p["tp"], p["cp"], p["sequence_parallel"]): p for p in SEQUENCE_PROBES
+    }
+    assert "2 * context-parallel-size" in by_key["llama3-8b", 4100, 2, 3, True]["error"]
+    refused = by_key["llama3-8b", 4100, 4, 2, True]  # 4100 / 4 is whole, 2050 / 4 is not
+    assert not refused["accepted"] and "divisible by tensor parallel size" in refused["error"]
+    assert by_key["llama3-8b", 4100, 4, 2, False]["accepted"]  # without sequence parallelism
+    assert by_key["gpt3-175b", 2052, 2, 2, True]["accepted"] and 2052 % (2 * 2 * 2)
+    assert not by_key["gpt3-175b", 2048, 3, 1, True]["accepted"]  # learned positions: the split path
+
+
+def test_no_searched_layout_splits_a_sequence_megatron_cannot():
+    """GPT-3 on an NVL72 rack (tp 3, 6, 12, 24 divide its 96 heads and the 72-GPU domain) at 2048
+    tokens: with sequence parallelism only the tp that divide 2048 are searched; with
+    --no-sequence-parallel the others come back."""
+    model, training = load_model("gpt3-175b"), TrainingSpec(seq_len=2048, global_batch_size=576)
+    on = {layout[0] for layout in build_space(model, training, 72, Pins(), 72).layouts}
+    off = {
+        layout[0] for layout in build_space(model, training, 72, Pins(sequence_parallel=False), 72).layouts
+    }
+    assert on == {1, 2, 4, 8} and {3, 6, 12, 24} <= off
+    for layout in build_space(model, training, 72, Pins(), 72).layouts:
+        mesh = dict(zip(LAYOUT_FIELDS, layout, strict=True))
+        assert not sequence_parallel_reasons(training.seq_len, mesh["tp"], mesh["cp"])
