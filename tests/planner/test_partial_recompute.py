@@ -3,12 +3,14 @@ the search (CP-SAT agreeing with brute force), the CLI pins and the launch flags
 
 from dataclasses import replace
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.cli import main
+from planner.errors import PlannerError
 from planner.evaluate import stage_activation_bytes, stage_layers
 from planner.hardware import preset
 from planner.io import load_model
@@ -266,3 +268,11 @@ def test_mla_up_proj_on_a_model_without_mla_is_one_line():
     result = plan_cli("--recompute-modules", "mla_up_proj")
     assert result.exit_code == 2 and result.output.count("\n") == 1
     assert "multi-head latent attention; this model has none" in result.output
+
+
+def test_a_recompute_method_key_is_refused_with_what_is_planned():
+    """Megatron's uniform method with groups of several layers is not planned (README 'Partial
+    recompute'); a document or runs file naming a method gets the reason, not 'unknown key'."""
+    block = {"tp": 4, "pp": 4, "dp": 4, "recompute": "full", "recompute_method": "uniform"}
+    with pytest.raises(PlannerError, match="parallelism.recompute_method: .*recompute_num_layers"):
+        config_from_block(block, "parallelism")
