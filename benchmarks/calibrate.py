@@ -41,6 +41,7 @@ GRID = {
     "dp_overlap": [0.1 * i for i in range(10)],  # 0 .. 0.9
     "elementwise_bytes_per_width": [0, 25, 50, 75, 100, 150, 200, 250, 300],
     "moe_layer_overhead_s": [0.0, 5e-4, 1e-3, 1.5e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3, 8e-3],
+    "moe_expert_overhead_s": [0.0, 5e-5, 1e-4, 2e-4, 3e-4, 4e-4, 5e-4, 6e-4, 8e-4, 1e-3],
 }
 SHARED = tuple(GRID)
 PER_GENERATION = {"gemm_max_efficiency": False, "gemm_fp8_efficiency": True}

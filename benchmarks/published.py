@@ -38,7 +38,12 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   Megatron-Bridge table's words: ``norm`` is ``layernorm``, ``act`` ``moe_act``, ``shared_expert``
   ``shared_experts`` (the table's own note: "norm, act" = layernorm + moe_act); a bare ``selective``
   is Megatron's default module, ``core_attn``; ``full`` every layer.
-- an unstated recompute is inferred among the choices the planner searches
+- an unstated recompute on a row whose throughput counts recomputed FLOPs (``tflops_basis:
+  hardware``: SC21's and BLOOM's) is full recompute of every layer: the source's own FLOP formula
+  counts each layer's forward twice (Narayanan et al. 2021, Eq. 3, the "4x" of BLOOM's TFLOPs),
+  and the step time derived from that rate assumes it; inferring less would contradict the
+  throughput the row is read from;
+- any other unstated recompute is inferred among the choices the planner searches
   (``planner.space.recompute_choices``: none, Megatron's default selective module ``core_attn``,
   the searched module sets, full recompute of every layer or of the first N layers of each model
   chunk): the one with the fewest recomputed FLOPs under which the configuration fits (the first
@@ -286,7 +291,9 @@ def row_of(entry: dict) -> Row:
         sequence_parallel=p.get("sequence_parallel") is not False and tp > 1,
     )
     inferred = p.get("recompute") is None
-    if inferred:
+    if inferred and meas.get("tflops_basis") == "hardware":
+        pass  # the source's FLOP count recomputes every layer: full, as set above (docstring)
+    elif inferred:
         config = inferred_recompute(model, hardware, training, config, meas.get("peak_mem_gb"))
     else:
         config = replace(config, **stated_recompute(str(p["recompute"])))

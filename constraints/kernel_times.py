@@ -89,6 +89,19 @@ def elementwise_bytes(tokens: float, width: float, passes: float, bytes_per_widt
     return tokens * width * passes * bytes_per_width
 
 
+def moe_fixed_overhead_s(local_experts: float, per_layer_s: float, per_expert_s: float) -> float:
+    """Seconds of one MoE layer for one micro-batch, forward and backward, that its FLOPs and bytes
+    do not account for: a part per layer (routing, token permutation, the host synchronization of
+    dropless token counts) and a part per expert held on the rank. The second is why many small
+    local experts run slower than their FLOPs say: Megatron-Core's grouped experts (Transformer
+    Engine ``GroupedLinear``) launch each local expert's products (two forward, four backward) and,
+    under FP8, its quantizations as kernels of their own, each with its launch latency and the idle
+    tail of its last wave of tiles. Both constants are fitted on the published MoE rows
+    (``benchmarks/calibrate.py``); the split is linear in the local experts, the simplest form the
+    rows support (4 to 32 experts per rank)."""
+    return per_layer_s + per_expert_s * local_experts
+
+
 def _maximum(x: float, y: float) -> float:
     """``max`` that also works element-wise on numpy arrays."""
     return x + (y - x) * (y > x)

@@ -36,7 +36,7 @@ def fits_anywhere(
     if req.global_batch_note is not None and gpus != req.gpus:
         training, _ = with_default_batch(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
     space = build_space(req.model, training, gpus, pins, hardware.nvlink_domain_gpus)
-    terms = compile_terms(space, req.model, hardware, training, req.constants, times=False)
+    terms = compile_terms(space, req.model, hardware, training, req.constants, times=False, until_fit=True)
     return fits_within(terms, capacity_units(hardware))
 
 
@@ -122,10 +122,17 @@ def smallest_fixes(
 
 def best_plan(req: "Request", pins: Pins) -> dict[str, Any] | None:
     """The ``parallelism`` block of the best plan under other pins at this GPU count (brute force
-    over the integer tables), or None when nothing fits."""
+    over the integer tables), or None when nothing fits (known from the memory tables alone,
+    without the step times)."""
     space = build_space(req.model, req.training, req.gpus, pins, req.hardware.nvlink_domain_gpus)
+    capacity = capacity_units(req.hardware)
+    probe = compile_terms(
+        space, req.model, req.hardware, req.training, req.constants, times=False, until_fit=True
+    )
+    if not fits_within(probe, capacity):
+        return None
     terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
-    best = brute_force(space, terms, capacity_units(req.hardware), 1)
+    best = brute_force(space, terms, capacity, 1)
     if not best:
         return None
     config = space.config(*best[0].indices)

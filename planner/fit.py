@@ -68,6 +68,8 @@ BOUNDS = {
     "comm_efficiency": Bound(low=0.1, high=1.0),  # a share of the link's bandwidth
     "elementwise_bytes_per_width": Bound(low=10.0, high=1000.0, log=True),  # bytes per element, token, pass
     "cpu_adam_params_per_s": Bound(low=1e7, high=1e10, log=True),
+    "moe_layer_overhead_s": Bound(low=0.0, high=0.05),  # seconds per MoE layer and micro-batch
+    "moe_expert_overhead_s": Bound(low=0.0, high=0.005),  # seconds per local expert, layer, micro-batch
 }
 """Known ranges; any other constant named ``*_efficiency`` is a share in [0.05, 1], ``*_overlap`` a
 share in [0, 1], and any other positive one spans a decade either side of its default."""

@@ -5,7 +5,6 @@ two must agree exactly on the optimum and on the tie-break.
 """
 
 from dataclasses import dataclass
-from itertools import product
 
 from planner.space import Space, Terms, candidate_cost
 
@@ -23,18 +22,17 @@ class Candidate:
 
 
 def enumerate_candidates(space: Space, terms: Terms) -> list[Candidate]:
-    """Every candidate whose batch divides, feasible or not, in objective order."""
+    """Every candidate whose batch divides, feasible or not, in objective order: each activations
+    row beside each states row of its layout (the other index combinations are not in the tables).
+    Objectives are distinct (each ends in its own tie-break rank), so the order is total."""
+    zeros: dict[int, list[int]] = {}
+    for p, z in terms.states:
+        zeros.setdefault(p, []).append(z)
     found = []
-    ranges = (
-        range(len(space.layouts)),
-        range(len(space.zero_stages)),
-        range(len(space.recomputes)),
-        range(len(space.micro_batches)),
-    )
-    for p, z, r, u in product(*ranges):
-        cost = candidate_cost(terms, space, p, z, r, u)
-        if cost is not None:
-            found.append(Candidate(indices=(p, z, r, u), objective=cost[0], peak_memory=cost[1]))
+    for p, r, u in terms.activations:
+        for z in zeros.get(p, ()):
+            objective, peak = candidate_cost(terms, space, p, z, r, u)
+            found.append(Candidate(indices=(p, z, r, u), objective=objective, peak_memory=peak))
     return sorted(found, key=lambda c: c.objective)
 
 

@@ -21,6 +21,18 @@ SMALL_MODEL_ROWS = 1000  # up to this many rows one worker: starting a second th
 # it searches (a few hundred rows: 0.2 ms per solve with one worker, 0.6 to 2 ms with two, measured
 # on the 2-core development machine); the presolve leaves most requests well below it
 RANDOM_SEED = 0
+TINY_MODEL_ROWS = 100  # up to this many rows, TINY_MODEL_PARAMETERS too (measured on 9 to 13 rows)
+TINY_MODEL_PARAMETERS = {
+    "cp_model_presolve": False,
+    "linearization_level": 0,
+    "cp_model_probing_level": 0,
+    "symmetry_level": 0,
+}
+"""CP-SAT's own preparation, skipped on tiny models: its presolve, LP relaxation, probing and
+symmetry detection cost more than searching a few dozen rows (each solve of the 12-row model of
+``benchmarks/search_speed.py``'s pp16 case: 0.4 ms with them, 0.17 ms without; the other cases'
+models, 9 to 13 rows after ``planner.presolve``, solve as fast or faster). They change how the
+search runs, not what it proves: ``OPTIMAL`` is still a proof."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -145,6 +157,9 @@ def solve(
     solver = cp_model.CpSolver()
     small = len(states_rows) + len(act_rows) <= SMALL_MODEL_ROWS
     solver.parameters.num_workers = 1 if small else NUM_WORKERS
+    if len(states_rows) + len(act_rows) <= TINY_MODEL_ROWS:
+        for name, value in TINY_MODEL_PARAMETERS.items():
+            setattr(solver.parameters, name, value)
     solver.parameters.random_seed = RANDOM_SEED
     found: list[Candidate] = []
     status_name, objective, bound, spent, limited = "infeasible", None, None, 0.0, False

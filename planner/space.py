@@ -379,11 +379,40 @@ def compile_terms(
     constants: StepTimeConstants | None = None,
     *,
     times: bool = True,
+    until_fit: bool = False,
 ) -> Terms:
     """Evaluate every term over only the dimensions it depends on (not for layouts whose token
     dispatcher ``slower_dispatchers`` rules out); with ``times`` False only the memory tables (the
     time tables stay empty: whether anything fits needs no step time, and the step time is most of
-    the work)."""
+    the work). With ``until_fit`` the tabulation stops at the first activations row that fits
+    beside a states row of its layout, visiting the layouts with the lightest states rows first
+    (and none without states rows): the tables, partial, then hold a candidate that fits
+    (``search.fits_within``) if and only if the whole tables do, which is all a probe of the
+    diagnosis asks."""
+    try:
+        return _tabulate(space, model, hardware, training, constants, times, until_fit)
+    except _FitFound as found:
+        return found.terms
+
+
+class _FitFound(Exception):
+    """Raised by the tabulation with ``until_fit`` at the first candidate that fits."""
+
+    def __init__(self, terms: "Terms") -> None:
+        super().__init__("a candidate fits")
+        self.terms = terms
+
+
+def _tabulate(
+    space: Space,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    constants: StepTimeConstants | None,
+    times: bool,
+    until_fit: bool,
+) -> Terms:
+    """``compile_terms``'s tables."""
     states, acts, pipe, dpt = {}, {}, {}, {}
     framework = training.framework
     constants = constants or hardware.step_constants  # once: a profile's are rebuilt on each access
@@ -412,17 +441,23 @@ def compile_terms(
     modules = [r for r in sorted(optional) if not space.recomputes[r][1]]
     base = [r for r in range(len(space.recomputes)) if r not in optional]
 
+    states_of: dict[int, list[tuple[int, ...]]] = {}
+    for (p, _), row in states.items():
+        states_of.setdefault(p, []).append(row)
+
     def tabulate(p: int, r: int, u: int, config: ParallelConfig, row: tuple[int, ...] | None = None) -> None:
         acts[p, r, u] = row or activation_row(model, training, config)
         if times:
             pipe[p, r, u] = time_units(
                 sum(pipeline_time(model, hardware, training, config, constants).values())
             )
+        if until_fit and any(_fits(acts[p, r, u], s, capacity) for s in states_of.get(p, ())):
+            raise _FitFound(Terms(states, acts, pipe, dpt))
 
-    states_of: dict[int, list[tuple[int, ...]]] = {}
-    for (p, _), row in states.items():
-        states_of.setdefault(p, []).append(row)
-    for p in range(len(space.layouts)):
+    order = range(len(space.layouts))
+    if until_fit:  # the likeliest to fit first: the order changes what is visited, not the answer
+        order = sorted(states_of, key=lambda p: (min(max(row) for row in states_of[p]), p))
+    for p in order:
         fitting = [
             u
             for u in range(len(space.micro_batches))

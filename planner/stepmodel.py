@@ -96,8 +96,8 @@ def _experts(
     over ``etp`` ranks. Each of the ``ep*etp`` ranks of a dispatch group sends its ``T/t``
     (sequence-parallel) tokens, ``k`` copies each, so an expert shard sees ``ep*etp*T*k/(t*E)``
     tokens (times the capacity factor when padded): few tokens per expert make the products narrow
-    and memory-bound on the expert weights. ``moe_layer_overhead_s`` adds what the GEMMs do not
-    account for, a third of it forward."""
+    and memory-bound on the expert weights. ``K.moe_fixed_overhead_s`` adds what the GEMMs do not
+    account for, per layer and per local expert, a third of it forward."""
     h, t, ep, etp = model.hidden_size, config.tp, config.ep, config.etp
     local = tokens / t
     router = _linear(rates, local, model.num_experts, h, False)
@@ -105,7 +105,7 @@ def _experts(
     per_expert = ep * etp * local * model.num_experts_per_token * capacity / model.num_experts
     expert = _mlp(rates, h, model.expert_ffn, model.gated_mlp, per_expert, etp, fp8)
     grouped = _sum(expert, scale=model.num_experts / ep)
-    overhead = c.moe_layer_overhead_s
+    overhead = K.moe_fixed_overhead_s(model.num_experts / ep, c.moe_layer_overhead_s, c.moe_expert_overhead_s)
     ops = [router, grouped, OpTime(forward_s=overhead / 3, backward_s=2 * overhead / 3)]
     if model.shared_expert_ffn_hidden_size:
         ops.append(_mlp(rates, h, model.shared_expert_ffn_hidden_size, model.gated_mlp, tokens, t, fp8))

@@ -27,3 +27,15 @@ def test_below_the_bound_nothing_fits(problem):
     terms = compile_terms(space, model, hardware, training, times=False)
     if gpus < bound:
         assert not fits_within(terms, capacity_units(hardware))
+
+
+@settings(max_examples=80, deadline=None)
+@given(problems())
+def test_the_probe_that_stops_at_the_first_fit_answers_as_the_whole_tables(problem):
+    """``compile_terms(until_fit=True)`` (the diagnosis's probes) against the whole memory tables."""
+    model, training, gpus, hardware, pins = problem
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
+    capacity = capacity_units(hardware)
+    whole = compile_terms(space, model, hardware, training, times=False)
+    probe = compile_terms(space, model, hardware, training, times=False, until_fit=True)
+    assert fits_within(probe, capacity) == fits_within(whole, capacity)

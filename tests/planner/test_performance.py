@@ -37,10 +37,13 @@ def test_tp_inside_the_nvlink_domain_uses_nvlink(llama13b, training):
 
 
 def test_space_bounds_tp_by_the_nvlink_domain(training):
-    """GPT-3 175B (96 heads, FFN 49152) on 96 GPUs: tp divides the domain's GPUs, 8 or 48."""
+    """GPT-3 175B (96 heads, FFN 49152) on 96 GPUs: tp divides the domain's GPUs, 8 or 48 (without
+    sequence parallelism, which would need tp to divide the sequence: 48 does not)."""
     gpt3 = example("gpt3-175b")
     tps = {layout[0] for layout in build_space(gpt3, training, 96, Pins(), 8).layouts}
-    wide = {layout[0] for layout in build_space(gpt3, training, 96, Pins(), 48).layouts}
+    wide = {
+        layout[0] for layout in build_space(gpt3, training, 96, Pins(sequence_parallel=False), 48).layouts
+    }
     assert max(tps) == 8 and max(wide) == 48 and 16 in wide and 32 not in wide
 
 
@@ -91,14 +94,31 @@ def test_fp8_weight_gather_needs_fp8():
 def test_few_tokens_per_expert_make_the_expert_gemms_memory_bound(training):
     """Qwen3-30B-A3B (128 experts, 8 per token): without EP each expert sees 256 tokens of a 4096-token
     micro-batch and its GEMMs are weight-bound; at ep = 8 it sees 2048 and they are compute-bound,
-    where more EP changes nothing (the rank's FLOPs stay the same)."""
+    where more EP changes nothing (the rank's FLOPs stay the same). The per-layer and per-expert
+    overheads are set to 0 here: the roofline alone."""
     model = example("qwen3-30b-a3b")
     node = preset("h100-80gb")
+    roofline = replace(node.step_constants, moe_layer_overhead_s=0.0, moe_expert_overhead_s=0.0)
     times = []
     for ep in (1, 8, 64):
         config = ParallelConfig(tp=1, pp=1, dp=64, ep=ep)
-        times.append(layer_operations(model, node, training, config, node.step_constants)["mlp"].forward_s)
+        times.append(layer_operations(model, node, training, config, roofline)["mlp"].forward_s)
     assert times[0] > times[1] == pytest.approx(times[2])
+
+
+def test_more_local_experts_cost_their_fixed_overhead(training):
+    """At equal FLOPs per rank (ep 8 and 64 of Qwen3-30B-A3B's 128 experts, both compute-bound above),
+    the layer differs by the per-expert overhead of the 16 - 2 = 14 experts a rank no longer holds,
+    a third of it forward."""
+    model = example("qwen3-30b-a3b")
+    node = preset("h100-80gb")
+    c = replace(node.step_constants, moe_layer_overhead_s=0.0, moe_expert_overhead_s=3e-4)
+    mlp = [
+        layer_operations(model, node, training, ParallelConfig(tp=1, pp=1, dp=64, ep=ep), c)["mlp"]
+        for ep in (8, 64)
+    ]
+    assert mlp[0].forward_s - mlp[1].forward_s == pytest.approx(14 * 3e-4 / 3)
+    assert mlp[0].backward_s - mlp[1].backward_s == pytest.approx(14 * 2 * 3e-4 / 3)
 
 
 def test_zero3_moves_three_times_the_parameters_against_the_all_reduce_two(llama13b, training):
