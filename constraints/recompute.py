@@ -27,9 +27,9 @@ up-projections (with the latent norms fused into them, Transformer Engine's spec
 without autograd (none of their own tensors is kept), keeping their inputs (the compressed query
 and key/value, which the fused norms keep anyway, and the shared rotary key ``k_pos_emb``: a view
 of the key/value down-projection's output, except under sequence parallelism, where it is gathered
-over the sequence and kept by nothing else), and once the attention core has run it frees the storage of the query, key
-and value they produced (``discard_output_and_register_recompute``), the tensors the attention
-core saves; they are rebuilt before the core's backward.
+over the sequence and kept by nothing else), and once the attention core has run it frees the
+storage of the query, key and value they produced (``discard_output_and_register_recompute``), the
+tensors the attention core saves; they are rebuilt before the core's backward.
 
 The bytes each module frees are the terms of ``activations.layer_activation_bytes`` it owns
 (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
