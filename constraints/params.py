@@ -58,6 +58,15 @@ def mla_params(h: int, a: int, q_lora: int, kv_lora: int, nope: int, rope: int, 
     return q + kv + a * v * h
 
 
+def mla_up_projection_params(h: int, a: int, q_lora: int, kv_lora: int, nope: int, rope: int, v: int) -> int:
+    """The per-head up-projections of multi-head latent attention, what Megatron-LM's
+    ``--recompute-modules mla_up_proj`` reruns (``MLASelfAttention.qkv_up_proj_and_rope_apply`` at
+    d98e8a64: ``linear_q_up_proj``, ``q_lora x a*(nope + rope)``, or ``linear_q_proj``, ``h x
+    a*(nope + rope)`` without a query rank; ``linear_kv_up_proj``, ``kv_lora x a*(nope + v)``);
+    the terms of ``mla_params`` split over tensor parallelism, the output projection excepted."""
+    return (q_lora or h) * a * (nope + rope) + kv_lora * a * (nope + v)
+
+
 def shared_expert_params(h: int, f: int, gated: bool, gate: bool) -> int:
     """Shared expert(s) every token goes through (one MLP of intermediate ``f``), and the sigmoid
     gate on its output in Qwen2-MoE (``h x 1``)."""

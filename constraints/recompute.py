@@ -10,15 +10,26 @@ FSDP recipes that checkpoint every k-th block keep the same memory as ``N = chun
 
 Modules (``--recompute-granularity selective --recompute-modules ...``, ``TransformerConfig.
 recompute_modules`` at the same commit; default ``core_attn``): ``core_attn``, ``mlp``, ``moe`` and
-``shared_experts`` keep their input and rerun their forward (normal checkpointing); ``layernorm`` and
-``moe_act`` drop their output and rebuild it before backward (output-discarding checkpointing).
+``shared_experts`` keep their input and rerun their forward (normal checkpointing); ``layernorm``,
+``moe_act`` and ``mla_up_proj`` drop their output and rebuild it before backward (output-discarding
+checkpointing, ``tensor_parallel.CheckpointWithoutOutput``).
 ``layernorm`` only acts on norms that are modules of their own: Transformer Engine's layer spec
 fuses the attention input norm into the QKV projection and, on dense layers, the pre-MLP norm into
 fc1 (``TELayerNormColumnParallelLinear``; the layer's norm is then an ``IdentityOp`` and
 ``TransformerLayer.__init__`` leaves ``recompute_input_layernorm`` off), so it acts on the pre-MLP
 norm of MoE layers (the router's input) and on the input norm of MLA attention
 (``megatron/core/models/gpt/gpt_layer_specs.py``). ``mlp`` acts on dense layers only, ``moe_act``
-needs grouped GEMMs (``TransformerConfig.__post_init__``).
+needs grouped GEMMs and ``mla_up_proj`` multi-head latent attention (``TransformerConfig.__post_init__``).
+
+``mla_up_proj`` (``MLASelfAttention``, ``recompute_up_proj``): the query and key/value
+up-projections (with the latent norms fused into them, Transformer Engine's spec with
+``--qk-layernorm``) and the RoPE application run under ``CheckpointWithoutOutput``: in forward
+without autograd (none of their own tensors is kept), keeping their inputs (the compressed query
+and key/value, which the fused norms keep anyway, and the shared rotary key ``k_pos_emb``: a view
+of the key/value down-projection's output, except under sequence parallelism, where it is gathered
+over the sequence and kept by nothing else), and once the attention core has run it frees the
+storage of the query, key and value they produced (``discard_output_and_register_recompute``), the
+tensors the attention core saves; they are rebuilt before the core's backward.
 
 The bytes each module frees are the terms of ``activations.layer_activation_bytes`` it owns
 (Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models",
@@ -37,8 +48,8 @@ from constraints.activations import Kernels, mlp_saved_bytes_per_f, score_saved_
 
 
 class RecomputeModule(Enum):
-    """Megatron-LM's ``--recompute-modules`` choices the planner models (``mla_up_proj``, ``mhc``
-    and the linear-attention ones are not), in the order plans list them."""
+    """Megatron-LM's ``--recompute-modules`` choices the planner models (``mhc`` and the
+    linear-attention ones are not), in the order plans list them."""
 
     CORE_ATTN = "core_attn"
     """Softmax(QK^T)V: the attention scores (nothing with FlashAttention, which keeps none)."""
@@ -52,6 +63,9 @@ class RecomputeModule(Enum):
     """A whole MoE layer: the routed and shared experts' internals and the dispatched token copies."""
     SHARED_EXPERTS = "shared_experts"
     """The shared experts' internals."""
+    MLA_UP_PROJ = "mla_up_proj"
+    """Multi-head latent attention's up-projections and RoPE: the queries, keys and values they
+    produce, which the attention core saves (output-discarding)."""
 
 
 MEGATRON_DEFAULT_MODULES = (RecomputeModule.CORE_ATTN,)
@@ -103,6 +117,14 @@ def _effective(modules: frozenset[RecomputeModule]) -> tuple[RecomputeModule, ..
     return tuple(m for m in RecomputeModule if m in chosen)
 
 
+def mla_qkv_width(a: int, nope: int, rope: int, v: int) -> int:
+    """Elements per token of the query, key and value that multi-head latent attention's
+    up-projections hand the attention core, all ``a`` heads: queries and keys ``nope + rope`` wide
+    per head (the shared rotary key is expanded to every head and concatenated), values ``v``
+    (``MLASelfAttention.qkv_up_proj_and_rope_apply``, Megatron-LM d98e8a64)."""
+    return a * (2 * (nope + rope) + v)
+
+
 def module_recompute_freed_bytes(
     module: RecomputeModule,
     s: int,
@@ -123,6 +145,9 @@ def module_recompute_freed_bytes(
     e: int,
     kernels: Kernels,
     linear_input_bytes: int | None = None,
+    mla_qkv_width: int = 0,
+    mla_latent_width: int = 0,
+    mla_rope_dim: int = 0,
 ) -> float:
     """Bytes of one layer, one micro-batch, one TP rank that recomputing ``module`` frees.
 
@@ -135,6 +160,15 @@ def module_recompute_freed_bytes(
     sequence parallelism, as in ``activations.layer_activation_bytes``. With FlashAttention
     ``core_attn`` frees only its 4-byte log-sum-exp per row and head, which the layer formula does
     not count either.
+
+    ``mla_up_proj`` (multi-head latent attention; 0 widths for other attention) frees the query,
+    key and value the up-projections produce, ``mla_qkv_width`` wide for all heads and split over
+    the tp ranks' heads, and the outputs of the latent norms fused into the up-projections
+    (``--qk-layernorm``: ``TELayerNormColumnParallelLinear`` keeps its norm's output, as the fused
+    norm of ``mlp`` does), ``mla_latent_width`` = query rank + key/value rank wide, split over tp
+    under sequence parallelism; under sequence parallelism its checkpoint keeps the rotary key
+    gathered over the whole sequence, ``mla_rope_dim`` wide, which nothing kept before (without
+    it the rotary key is a view of the key/value down-projection's output, kept anyway).
     """
     li = e if linear_input_bytes is None else linear_input_bytes
     sb, shard = s * b, (t if sequence_parallel else 1)
@@ -152,6 +186,9 @@ def module_recompute_freed_bytes(
         return li * sb * f_routed / t
     if module is RecomputeModule.MOE:
         return per_f * sb * (f_routed + f_shared) / t + dispatch_bytes
+    if module is RecomputeModule.MLA_UP_PROJ:
+        gathered_rotary_key = e * sb * mla_rope_dim if sequence_parallel else 0.0
+        return e * sb * mla_qkv_width / t + li * sb * mla_latent_width / shard - gathered_rotary_key
     return per_f * sb * f_shared / t  # SHARED_EXPERTS
 
 
@@ -164,10 +201,12 @@ def modules_recompute_forward_s(
     expert_activation_s: float,
     moe_s: float,
     shared_experts_s: float,
+    mla_up_projection_s: float = 0.0,
 ) -> float:
     """Seconds of forward work one layer repeats for ``modules`` (``effective_modules``): each
     module's own forward; ``norms_s`` is that of its separate norms, ``moe_s`` the whole MoE layer
-    (router, experts, shared experts) and ``expert_activation_s`` the experts' activation function."""
+    (router, experts, shared experts), ``expert_activation_s`` the experts' activation function and
+    ``mla_up_projection_s`` MLA's up-projections with their RoPE application."""
     seconds = {
         RecomputeModule.CORE_ATTN: attention_core_s,
         RecomputeModule.LAYERNORM: norms_s,
@@ -175,5 +214,6 @@ def modules_recompute_forward_s(
         RecomputeModule.MOE_ACT: expert_activation_s,
         RecomputeModule.MOE: moe_s,
         RecomputeModule.SHARED_EXPERTS: shared_experts_s,
+        RecomputeModule.MLA_UP_PROJ: mla_up_projection_s,
     }
     return sum(seconds[m] for m in effective_modules(modules))

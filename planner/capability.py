@@ -105,8 +105,9 @@ def _module_names(modules: Iterable[RecomputeModule]) -> str:
 
 def _megatron_modules(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
     """Megatron-Core ``TransformerConfig``/``TransformerLayer``: MoE modules need MoE layers (and
-    ``moe_act`` grouped GEMMs, which the launch files then turn on); ``layernorm`` and ``moe_act``
-    refuse FP8 delayed scaling, the recipe the launch files set."""
+    ``moe_act`` grouped GEMMs, which the launch files then turn on), ``mla_up_proj`` multi-head
+    latent attention; ``layernorm`` and ``moe_act`` refuse FP8 delayed scaling, the recipe the
+    launch files set (``mla_up_proj`` runs under FP8: its checkpoint keeps the FP8 state)."""
     modules = config.recompute_modules
     reasons = []
     moe_named = [m for m in modules if m in MOE_MODULES]
@@ -119,6 +120,11 @@ def _megatron_modules(model: ModelSpec, training: TrainingSpec, config: Any) -> 
     if RecomputeModule.MLP in modules and model.is_moe and not model.num_dense_layers:
         reasons.append(
             "--recompute-modules mlp recomputes dense MLPs; every layer of this model is MoE (use moe)"
+        )
+    if RecomputeModule.MLA_UP_PROJ in modules and not model.is_mla:
+        reasons.append(
+            "--recompute-modules mla_up_proj recomputes the up-projections of multi-head latent "
+            "attention; this model has none"
         )
     discarding = [m for m in modules if m in OUTPUT_DISCARDING]
     if discarding and training.precision is Precision.FP8:

@@ -179,7 +179,7 @@ def position_and_norm_args(model: ModelSpec, training: TrainingSpec) -> Args:
         "--norm-epsilon",
         format_number(model.norm_epsilon),
     ]
-    if model.qk_norm:
+    if model.qk_norm or model.is_mla:  # MLA: the RMSNorms of the query and key/value latents
         a += ["--qk-layernorm"]
     return a, []
 

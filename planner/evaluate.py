@@ -250,6 +250,9 @@ def selective_freed_bytes(model: ModelSpec, training: TrainingSpec, config: Para
             e=training.precision.activation_bytes,
             kernels=A.Kernels.FUSED,
             linear_input_bytes=training.precision.gemm_input_bytes,
+            mla_qkv_width=R.mla_qkv_width(model.num_heads, *model.mla_shape[2:]) if model.is_mla else 0,
+            mla_latent_width=model.q_lora_rank + model.kv_lora_rank if model.is_mla else 0,
+            mla_rope_dim=model.qk_rope_head_dim if model.is_mla else 0,
         )
         for module in R.effective_modules(config.recompute_modules)
     )

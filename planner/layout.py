@@ -411,6 +411,12 @@ def config_from_block(block: Any, where: str) -> ParallelConfig:
     if not isinstance(block, Mapping):
         raise PlannerError(f"{where} must be a mapping such as {{tp: 2, pp: 1, dp: 32}}")
     known = {e.name: e for e in DIMENSIONS}
+    if "recompute_method" in block:
+        raise PlannerError(
+            f"{where}.recompute_method: Megatron's recompute methods are planned as recompute: full "
+            "(every layer: uniform, one layer a group) and recompute_num_layers: N (block, the first N "
+            "layers of each chunk); uniform groups of several layers are not (README 'Partial recompute')"
+        )
     unknown = sorted(map(str, set(block) - set(known) - {GRAD_ACCUM_KEY}))
     if unknown:
         keys = [k for k in document_order() if k in known]

@@ -41,6 +41,7 @@ from planner.stepmodel import microbatch_compute_s
 TP_COLLECTIVES_PER_LAYER = 4  # two all-reduces (or AG/RS pairs with SP) forward, two backward
 TP_COLLECTIVES_PER_RECOMPUTE = 2  # the repeated forward of full recompute
 TP_COLLECTIVES_PER_MLP_RECOMPUTE = 1  # an MLP or MoE module's repeated forward: its half of the layer's
+ALL_GATHER_PER_COLLECTIVE = 0.5  # a collective above is an all-gather/reduce-scatter pair (one all-reduce)
 EP_ALL_TO_ALL_PER_RECOMPUTE = 2  # dispatch and combine again in a recomputed MoE forward
 RECOMPUTED_MLP_MODULES = frozenset({R.RecomputeModule.MLP, R.RecomputeModule.MOE})
 P2P_PER_MICROBATCH = 2  # activation forward, its gradient backward (per model chunk)
@@ -93,8 +94,8 @@ def _layer_flops(
 ) -> tuple[float, float]:
     """(forward, recompute) FLOPs of one layer per token (with MoE padding when a capacity factor
     pads experts: executed, not model, FLOPs). Selective recompute repeats the attention scores of
-    ``core_attn`` and the MLP's (or MoE layer's) products of ``mlp`` / ``moe`` / ``shared_experts``;
-    norms and activation functions have no matrix FLOPs."""
+    ``core_attn``, the MLP's (or MoE layer's) products of ``mlp`` / ``moe`` / ``shared_experts`` and
+    MLA's up-projections of ``mla_up_proj``; norms and activation functions have no matrix FLOPs."""
     forward = F.layer_forward_flops_per_token(
         layer_matmul_params(model, capacity_factor), seq_len, model.q_dim
     )
@@ -112,6 +113,8 @@ def _layer_flops(
             repeated += F.FLOPS_PER_MAC * moe_share * (routed * expert + shared)
         elif R.RecomputeModule.SHARED_EXPERTS in chosen:
             repeated += F.FLOPS_PER_MAC * moe_share * shared
+    if model.is_mla and R.RecomputeModule.MLA_UP_PROJ in chosen:
+        repeated += F.FLOPS_PER_MAC * P.mla_up_projection_params(h, model.num_heads, *model.mla_shape)
     if R.RecomputeModule.MLP in chosen and not (model.is_moe and model.num_dense_layers == 0):
         dense_share = 1 - model.num_moe_layers / model.num_layers if model.is_moe else 1.0
         repeated += (
@@ -145,12 +148,16 @@ def model_recomputed_share(model: ModelSpec, config: ParallelConfig) -> float:
     return sum(n * recomputed_layer_share(model, config, st) for st, n in enumerate(counts)) / sum(counts)
 
 
-def _recomputed_collectives(config: ParallelConfig, num_layers: float) -> tuple[float, float]:
+def _recomputed_collectives(
+    model: ModelSpec, config: ParallelConfig, num_layers: float
+) -> tuple[float, float]:
     """(TP collectives, all-to-alls) one layer of a stage of ``num_layers`` layers repeats in its
     recomputed forward, on average: full recompute the layer's two TP collectives and the MoE
     dispatch and combine (on the block method's share of each chunk); selective recompute of an MLP
     or MoE module that module's (Megatron-Core reruns the checkpointed module's forward,
-    communication included)."""
+    communication included), and of ``mla_up_proj`` under sequence parallelism the all-gathers of
+    the up-projections' inputs (half a collective each, as wide as the query rank and the
+    key/value rank against the hidden size)."""
     if config.recompute is Recompute.NONE:
         return 0.0, 0.0
     if config.recompute is Recompute.FULL:
@@ -159,7 +166,13 @@ def _recomputed_collectives(config: ParallelConfig, num_layers: float) -> tuple[
     chosen = R.effective_modules(config.recompute_modules)  # selective
     mlp = any(m in RECOMPUTED_MLP_MODULES for m in chosen)
     moe = R.RecomputeModule.MOE in chosen
-    return TP_COLLECTIVES_PER_MLP_RECOMPUTE * mlp, EP_ALL_TO_ALL_PER_RECOMPUTE * moe
+    collectives = TP_COLLECTIVES_PER_MLP_RECOMPUTE * mlp
+    if model.is_mla and config.sequence_parallel and R.RecomputeModule.MLA_UP_PROJ in chosen:
+        q_lora, kv_lora = model.mla_shape[:2]
+        collectives += (
+            ALL_GATHER_PER_COLLECTIVE * ((q_lora or model.hidden_size) + kv_lora) / model.hidden_size
+        )
+    return collectives, EP_ALL_TO_ALL_PER_RECOMPUTE * moe
 
 
 def tensor_parallel_comm_s(
@@ -172,7 +185,7 @@ def tensor_parallel_comm_s(
     t = config.tp
     message = rank_seq_len(training, config) * config.micro_batch_size * model.hidden_size
     message *= training.precision.activation_bytes
-    collectives = TP_COLLECTIVES_PER_LAYER + _recomputed_collectives(config, num_layers)[0]
+    collectives = TP_COLLECTIVES_PER_LAYER + _recomputed_collectives(model, config, num_layers)[0]
     return num_layers * collectives * rates.all_reduce_s(message, t, t)
 
 
@@ -210,7 +223,7 @@ def expert_parallel_comm_s(
             one += rates.all_gather_s(
                 MC.expert_tp_gather_bytes(tokens, k, config.etp), config.etp, config.etp
             )
-    passes = EP_ALL_TO_ALL_PER_LAYER + _recomputed_collectives(config, num_layers)[1]
+    passes = EP_ALL_TO_ALL_PER_LAYER + _recomputed_collectives(model, config, num_layers)[1]
     moe_layers = num_layers * model.num_moe_layers / model.num_layers
     return moe_layers * passes * one
 

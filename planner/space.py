@@ -24,7 +24,15 @@ from planner.calibration import StepTimeConstants
 from planner.capability import reasons_within
 from planner.errors import PlannerError
 from planner.evaluate import largest_chunk_layers, loaded_stages, stage_activation_bytes, stage_states_bytes
-from planner.layout import DIMENSIONS, LAYOUT_MESH, Group, group_fields, sequence_parallel_of, tie_break_value
+from planner.layout import (
+    DIMENSIONS,
+    LAYOUT_MESH,
+    Group,
+    canonical_modules,
+    group_fields,
+    sequence_parallel_of,
+    tie_break_value,
+)
 from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
 from planner.rates import Rates
 from planner.rules import (
@@ -287,14 +295,20 @@ def recompute_choices(
 
 
 def module_sets(model: ModelSpec) -> tuple[tuple[RecomputeModule, ...], ...]:
-    """The selective module sets searched for this model besides Megatron's default."""
+    """The selective module sets searched for this model besides Megatron's default; with
+    multi-head latent attention each also with ``mla_up_proj`` (NVIDIA's DeepSeek recipes:
+    ``mla_up_proj layernorm moe_act``, Megatron-Core ``transformer/moe/README.md``)."""
     if not model.is_moe:
-        return DENSE_MODULE_SETS
-    return tuple(
-        m
-        for m in MOE_MODULE_SETS
-        if RecomputeModule.SHARED_EXPERTS not in m or model.shared_expert_ffn_hidden_size
-    )
+        sets = DENSE_MODULE_SETS
+    else:
+        sets = tuple(
+            m
+            for m in MOE_MODULE_SETS
+            if RecomputeModule.SHARED_EXPERTS not in m or model.shared_expert_ffn_hidden_size
+        )
+    if model.is_mla:
+        sets += tuple(canonical_modules((*m, RecomputeModule.MLA_UP_PROJ)) for m in sets)
+    return sets
 
 
 def _optional(choice: tuple[Recompute, int, tuple[RecomputeModule, ...]], pins: Pins) -> bool:

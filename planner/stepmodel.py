@@ -211,6 +211,8 @@ def selective_recompute_s(
     if model.is_moe and R.RecomputeModule.MOE in chosen:
         experts = _experts(rates, model, training, config, c, tokens, fp8).forward_s
         seconds[R.RecomputeModule.MOE] = moe_share * experts
+    if model.is_mla and R.RecomputeModule.MLA_UP_PROJ in chosen:
+        seconds[R.RecomputeModule.MLA_UP_PROJ] = _mla_up_projection(rates, model, tokens, t, e, fp8)
     if model.shared_expert_ffn_hidden_size and R.RecomputeModule.SHARED_EXPERTS in chosen:
         shared = _mlp(rates, h, model.shared_expert_ffn_hidden_size, model.gated_mlp, tokens, t, fp8)
         seconds[R.RecomputeModule.SHARED_EXPERTS] = moe_share * shared.forward_s
@@ -222,7 +224,23 @@ def selective_recompute_s(
         expert_activation_s=seconds[R.RecomputeModule.MOE_ACT],
         moe_s=seconds[R.RecomputeModule.MOE],
         shared_experts_s=seconds[R.RecomputeModule.SHARED_EXPERTS],
+        mla_up_projection_s=seconds[R.RecomputeModule.MLA_UP_PROJ],
     )
+
+
+def _mla_up_projection(rates: Rates, model: ModelSpec, tokens: float, t: int, e: int, fp8: bool) -> float:
+    """Forward seconds of what ``mla_up_proj`` reruns on this rank's heads: the query
+    up-projection (from the query rank, or from the hidden state without one), the key/value
+    up-projection, and the RoPE application with the concatenations that write the query, key
+    and value (memory-bound: the projections' outputs read, the ``mla_qkv_width`` tensors written;
+    ``MLASelfAttention.qkv_up_proj_and_rope_apply``)."""
+    q_lora, kv_lora, nope, rope, v = model.mla_shape
+    a = model.num_heads
+    query = _linear(rates, tokens, a * (nope + rope) / t, q_lora or model.hidden_size, fp8)
+    key_value = _linear(rates, tokens, a * (nope + v) / t, kv_lora, fp8)
+    produced = tokens * (a * (2 * nope + rope + v) / t + rope)  # the two projections' outputs, k_pos_emb
+    written = tokens * R.mla_qkv_width(a, nope, rope, v) / t
+    return query.forward_s + key_value.forward_s + rates.memory_s(K.rerun_forward_bytes(produced, written, e))
 
 
 def microbatch_compute_s(

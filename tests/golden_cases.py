@@ -613,6 +613,20 @@ CASES = [
         "recompute_modules": "layernorm,moe_act",
         "mbs": 1,
     },
+    {  # NVIDIA's DeepSeek recipe modules: MLA's up-projections too (--qk-layernorm fuses their norms)
+        "model": "deepseek-v3",
+        "gpus": 1024,
+        "seq_len": 4096,
+        "global_batch": 2048,
+        "tp": 8,
+        "cp": 1,
+        "pp": 1,
+        "vpp": 1,
+        "ep": 64,
+        "zero": 1,
+        "recompute_modules": "layernorm,moe_act,mla_up_proj",
+        "mbs": 1,
+    },
 ]
 
 CASES += [

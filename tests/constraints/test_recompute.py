@@ -1,7 +1,8 @@
 """Partial recomputation against what autograd really keeps (``tests/fixtures/
 saved_tensors_recompute.json``: a Megatron-like layer under PyTorch's re-entrant checkpoint, as
-Megatron-Core checkpoints its modules and the block method's layers), and the facts read in
-Megatron-Core's code that the formulas encode."""
+Megatron-Core checkpoints its modules and the block method's layers; ``tests/fixtures/
+megatron_mla_up_proj.json``: Megatron-Core's own multi-head latent attention with and without
+``mla_up_proj``), and the facts read in Megatron-Core's code that the formulas encode."""
 
 import json
 from pathlib import Path
@@ -16,6 +17,7 @@ from constraints.recompute import (
     block_recompute_chunk_bytes,
     block_recompute_share,
     effective_modules,
+    mla_qkv_width,
     module_recompute_freed_bytes,
     modules_recompute_forward_s,
 )
@@ -130,3 +132,57 @@ def test_recompute_time_is_the_forward_of_the_modules_rerun():
         [RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT], **times
     ) == pytest.approx(0.3)
     assert modules_recompute_forward_s([RecomputeModule.MOE, RecomputeModule.SHARED_EXPERTS], **times) == 5.0
+
+
+MLA = json.loads((Path(__file__).parents[1] / "fixtures" / "megatron_mla_up_proj.json").read_text())
+MLA_ROWS = {(r["tp"], r["sequence_parallel"], bool(r["recompute_modules"])): r for r in MLA["rows"]}
+# DeepSeek-V3 (the fixture's model): 128 heads, query rank 1536, key/value rank 512, nope 128,
+# rope 64, v 128 (examples/deepseek-v3.yaml, the config DeepSeek published).
+MLA_HEADS, Q_LORA, KV_LORA, NOPE, ROPE, V = 128, 1536, 512, 128, 64, 128
+
+
+def mla_freed(
+    t: int, sequence_parallel: bool, *, qkv: bool = False, latent: bool = False, rope: bool = False
+):
+    """One term of ``mla_up_proj``'s freed bytes for the fixture's sequence (the others zeroed)."""
+    return module_recompute_freed_bytes(
+        RecomputeModule.MLA_UP_PROJ,
+        MLA["seq_len"],
+        MLA["micro_batch"],
+        7168,
+        MLA_HEADS,
+        **(COMMON | {"t": t, "sequence_parallel": sequence_parallel}),
+        f_dense=0.0,
+        f_routed=0.0,
+        f_shared=0.0,
+        dispatch_bytes=0.0,
+        separate_norms=0,
+        flash=True,
+        mla_qkv_width=mla_qkv_width(MLA_HEADS, NOPE, ROPE, V) if qkv else 0,
+        mla_latent_width=Q_LORA + KV_LORA if latent else 0,
+        mla_rope_dim=ROPE if rope else 0,
+    )
+
+
+@pytest.mark.parametrize("key", [k for k in MLA_ROWS if k[2]], ids=lambda k: f"tp{k[0]}-sp{int(k[1])}")
+def test_mla_up_proj_frees_what_megatron_releases(key):
+    """Megatron-Core's own MLASelfAttention with ``--recompute-modules mla_up_proj``
+    (``scripts/megatron_mla_up_proj.py``): the storages its CheckpointWithoutOutput releases after
+    the attention core are exactly the query, key and value term; the up-projections' inputs (their
+    fused norms' outputs) that the layer keeps without it are the latent term; under sequence
+    parallelism the gathered rotary key the checkpoint keeps is the one term subtracted."""
+    t, sp, _ = key
+    with_up, without = MLA_ROWS[key], MLA_ROWS[t, sp, False]
+    released = sum(x["bytes"] for x in with_up["saved_tensors"] if x["bytes_held"] == 0)
+    assert released == mla_freed(t, sp, qkv=True) > 0
+    latent_inputs = sum(
+        x["bytes"]
+        for x in without["saved_tensors"]
+        if x["dtype"] == "bfloat16" and len(x["shape"]) == 3 and x["shape"][-1] in (Q_LORA, KV_LORA)
+    )
+    assert latent_inputs == mla_freed(t, sp, latent=True)
+    rotary_key = [
+        x for x in with_up["saved_tensors"] if x["shape"] == [MLA["seq_len"], MLA["micro_batch"], ROPE]
+    ]
+    assert sum(x["bytes"] for x in rotary_key) == -mla_freed(t, sp, rope=True)
+    assert bool(rotary_key) == sp

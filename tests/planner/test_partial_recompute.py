@@ -3,12 +3,14 @@ the search (CP-SAT agreeing with brute force), the CLI pins and the launch flags
 
 from dataclasses import replace
 
+import pytest
 import yaml
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from planner.cli import main
+from planner.errors import PlannerError
 from planner.evaluate import stage_activation_bytes, stage_layers
 from planner.hardware import preset
 from planner.io import load_model
@@ -190,3 +192,87 @@ def test_fewest_layers_that_fit_equal_a_linear_scan(drops, states_row, data):
     expected = fitting[0] if fitting else None
     lo = data.draw(st.integers(0, expected if expected is not None else len(rows) - 1))
     assert _fewest_that_fit(rows.__getitem__, lo, len(rows), states_row, capacity) == expected
+
+
+DEEPSEEK = load_model("deepseek-v3")
+DEEPSEEK_TRAINING = TrainingSpec(seq_len=4096, global_batch_size=2048)
+
+
+def deepseek(modules: tuple[RecomputeModule, ...]) -> ParallelConfig:
+    return ParallelConfig(
+        tp=8,
+        pp=1,
+        dp=128,
+        ep=64,
+        etp=8,
+        zero_stage=ZeroStage.OPTIMIZER,
+        sequence_parallel=True,
+        recompute=Recompute.SELECTIVE,
+        recompute_modules=modules,
+    )
+
+
+def test_mla_up_proj_frees_memory_and_costs_the_up_projections():
+    """DeepSeek-V3 with NVIDIA's recipe modules: adding mla_up_proj lowers the activations and
+    lengthens the step (the rerun up-projections: more hardware FLOPs, the same model FLOPs)."""
+    recipe = (RecomputeModule.LAYERNORM, RecomputeModule.MOE_ACT)
+    with_up = (*recipe, RecomputeModule.MLA_UP_PROJ)
+    hardware = preset("h100-80gb")
+    runs = {m: performance(DEEPSEEK, hardware, DEEPSEEK_TRAINING, deepseek(m)) for m in (recipe, with_up)}
+    memory = {
+        m: sum(stage_activation_bytes(DEEPSEEK, DEEPSEEK_TRAINING, deepseek(m), 0).values()) for m in runs
+    }
+    assert memory[with_up] < memory[recipe]
+    assert runs[with_up].step_time_s > runs[recipe].step_time_s
+    assert runs[with_up].hfu > runs[recipe].hfu and runs[with_up].mfu < runs[recipe].mfu
+
+
+def test_mla_up_proj_is_searched_on_mla_models_only():
+    def modules_searched(model) -> set:
+        space = build_space(model, TrainingSpec(seq_len=4096, global_batch_size=1024), 64, Pins(tp=8), 8)
+        return {m for _, _, modules, _ in space.recomputes for m in modules}
+
+    assert RecomputeModule.MLA_UP_PROJ in modules_searched(DEEPSEEK)
+    assert RecomputeModule.MLA_UP_PROJ not in modules_searched(load_model("qwen3-30b-a3b"))
+    assert RecomputeModule.MLA_UP_PROJ not in modules_searched(LLAMA70)
+
+
+def test_mla_up_proj_pin_reaches_the_megatron_arguments(tmp_path):
+    result = CliRunner().invoke(
+        main,
+        [
+            *("--gpus", "1024", "--seq-len", "4096", "--global-batch", "2048", "--tp", "8", "--pp", "1"),
+            *(
+                "--ep",
+                "64",
+                "--zero",
+                "1",
+                "--mbs",
+                "1",
+                "--recompute-modules",
+                "mla_up_proj,moe_act,layernorm",
+            ),
+            *("--format", "yaml", "-o", str(tmp_path), "deepseek-v3"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    doc = yaml.safe_load(result.stdout)
+    assert doc["parallelism"]["recompute_modules"] == ["layernorm", "moe_act", "mla_up_proj"]
+    args = (tmp_path / "megatron_args.txt").read_text().split()
+    at = args.index("--recompute-modules")
+    assert args[at : at + 4] == ["--recompute-modules", "layernorm", "moe_act", "mla_up_proj"]
+    assert "--qk-layernorm" in args  # the latent norms the up-projections fuse
+
+
+def test_mla_up_proj_on_a_model_without_mla_is_one_line():
+    result = plan_cli("--recompute-modules", "mla_up_proj")
+    assert result.exit_code == 2 and result.output.count("\n") == 1
+    assert "multi-head latent attention; this model has none" in result.output
+
+
+def test_a_recompute_method_key_is_refused_with_what_is_planned():
+    """Megatron's uniform method with groups of several layers is not planned (README 'Partial
+    recompute'); a document or runs file naming a method gets the reason, not 'unknown key'."""
+    block = {"tp": 4, "pp": 4, "dp": 4, "recompute": "full", "recompute_method": "uniform"}
+    with pytest.raises(PlannerError, match="parallelism.recompute_method: .*recompute_num_layers"):
+        config_from_block(block, "parallelism")
