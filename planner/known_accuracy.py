@@ -31,7 +31,7 @@ ALL_ENTRIES = KnownAccuracy(regime="every usable published entry", num_entries=2
 HELD_OUT = KnownAccuracy(
     regime="each source family predicted from constants fitted without it",
     num_entries=205,
-    median_abs_error=0.105,
+    median_abs_error=0.111,
 )
 DENSE = KnownAccuracy(
     regime="dense models, entries that state their recompute", num_entries=71, median_abs_error=0.079
@@ -43,7 +43,7 @@ MOE = KnownAccuracy(
     held_out_median_abs_error=0.086,
 )
 FP8 = KnownAccuracy(
-    regime="FP8 entries", num_entries=43, median_abs_error=0.062, held_out_median_abs_error=0.079
+    regime="FP8 entries", num_entries=43, median_abs_error=0.063, held_out_median_abs_error=0.079
 )
 ACCURACY_TARGET = 0.10
 """Median |error| the step-time model aims at (README "Accuracy", targets: held out and per GPU
@@ -52,13 +52,13 @@ TARGET_OF_REGIME = {MOE.regime: 0.15, FP8.regime: 0.15}
 """The benchmark's own targets for the MoE and FP8 rows."""
 BY_GPU_GENERATION = {
     "a100": KnownAccuracy(
-        regime="A100 entries", num_entries=129, median_abs_error=0.081, held_out_median_abs_error=0.119
+        regime="A100 entries", num_entries=129, median_abs_error=0.081, held_out_median_abs_error=0.121
     ),
     "b200": KnownAccuracy(
         regime="B200 entries, all Megatron-Bridge 25.11",
         num_entries=4,
-        median_abs_error=0.048,
-        held_out_median_abs_error=0.092,
+        median_abs_error=0.062,
+        held_out_median_abs_error=0.106,
     ),
     "gb200": KnownAccuracy(
         regime="GB200 entries", num_entries=10, median_abs_error=0.078, held_out_median_abs_error=0.158
