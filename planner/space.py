@@ -296,8 +296,11 @@ def recompute_choices(
 
 def module_sets(model: ModelSpec) -> tuple[tuple[RecomputeModule, ...], ...]:
     """The selective module sets searched for this model besides Megatron's default; with
-    multi-head latent attention each also with ``mla_up_proj`` (NVIDIA's DeepSeek recipes:
-    ``mla_up_proj layernorm moe_act``, Megatron-Core ``transformer/moe/README.md``)."""
+    multi-head latent attention also the first of them with ``mla_up_proj`` (NVIDIA's DeepSeek
+    recipe ``mla_up_proj layernorm moe_act``, Megatron-Core ``transformer/moe/README.md``; at
+    DeepSeek-V3's widths ``mla_up_proj`` frees ten times what ``shared_experts`` does for about the
+    same rerun GEMMs, so the shared experts are not added to it: each set searched costs a
+    tabulation of every layout's candidate rows)."""
     if not model.is_moe:
         sets = DENSE_MODULE_SETS
     else:
@@ -307,7 +310,7 @@ def module_sets(model: ModelSpec) -> tuple[tuple[RecomputeModule, ...], ...]:
             if RecomputeModule.SHARED_EXPERTS not in m or model.shared_expert_ffn_hidden_size
         )
     if model.is_mla:
-        sets += tuple(canonical_modules((*m, RecomputeModule.MLA_UP_PROJ)) for m in sets)
+        sets += (canonical_modules((*sets[0], RecomputeModule.MLA_UP_PROJ)),)
     return sets
 
 
