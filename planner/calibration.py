@@ -11,7 +11,7 @@ mean absolute log error of predicted vs published step time; per architecture an
 the GEMM efficiencies where the rows allow (the preset files say which). ``benchmarks/accuracy.py``
 prints the per-row errors and the leave-one-family-out figure.
 
-Fitted 2026-12-01 on 205 rows: mean |log error| 0.1118 (0.1158 with these defaults alone, without the
+Fitted 2026-12-01 on 205 rows: mean |log error| 0.1121 (0.1161 with these defaults alone, without the
 per-generation values).
 """
 
