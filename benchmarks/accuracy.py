@@ -54,19 +54,20 @@ def group_lines(title: str, errors: dict[str, list[float]]) -> list[str]:
     return [f"{title}: " + "; ".join(parts)]
 
 
-def leave_one_family_out(rows: list[Row]) -> dict[str, list[float]]:
-    """Errors on each family's rows, predicted with constants fitted on the other families."""
+def leave_one_family_out(rows: list[Row]) -> list[tuple[Row, float]]:
+    """Each timed row with its error, predicted with constants fitted on the other families."""
     timed = [r for r in rows if r.measured_step_s]
-    errors: dict[str, list[float]] = {}
+    predicted: list[tuple[Row, float]] = []
     for family in sorted({r.family for r in timed}):
         held_out = [r for r in timed if r.family == family]
         result = fit([r for r in timed if r.family != family])
-        errors[family] = [predicted_s(r, result.constants(r)) / r.measured_step_s - 1 for r in held_out]
+        errors = [predicted_s(r, result.constants(r)) / r.measured_step_s - 1 for r in held_out]
+        predicted += zip(held_out, errors, strict=True)
         print(
-            f"  without {family}: {len(held_out)} rows, median |error| {median_abs(errors[family]):.1%}",
+            f"  without {family}: {len(held_out)} rows, median |error| {median_abs(errors):.1%}",
             flush=True,
         )
-    return errors
+    return predicted
 
 
 def main() -> None:
@@ -161,16 +162,15 @@ def main() -> None:
     if not args.no_lofo:
         print("leave-one-family-out (fit on the other families, predict this one):", flush=True)
         held_out = leave_one_family_out(rows)
-        pooled = [e for v in held_out.values() for e in v]
+        pooled = [e for _, e in held_out]
         figures["leave-one-family-out"] = median_abs(pooled)
         print(f"leave-one-family-out: n={len(pooled)}, median |error| {median_abs(pooled):.1%}")
-        held_rows = [r for family in held_out for r in rows if r.measured_step_s and r.family == family]
         held_by_generation = defaultdict(list)
-        for row, err in zip(held_rows, pooled, strict=True):
+        for row, err in held_out:
             held_by_generation[row.generation].append(err)
         print(group_lines("leave-one-family-out per GPU generation", held_by_generation)[0])
-        held_moe = [e for r, e in zip(held_rows, pooled, strict=True) if r.model.is_moe]
-        held_fp8 = [e for r, e in zip(held_rows, pooled, strict=True) if precision_name(r) == "fp8"]
+        held_moe = [e for r, e in held_out if r.model.is_moe]
+        held_fp8 = [e for r, e in held_out if precision_name(r) == "fp8"]
         print(
             f"leave-one-family-out MoE rows: n={len(held_moe)} {median_abs(held_moe):.1%}; "
             f"FP8 rows: n={len(held_fp8)} {median_abs(held_fp8):.1%}"

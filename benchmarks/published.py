@@ -291,12 +291,10 @@ def row_of(entry: dict) -> Row:
         sequence_parallel=p.get("sequence_parallel") is not False and tp > 1,
     )
     inferred = p.get("recompute") is None
-    if inferred and meas.get("tflops_basis") == "hardware":
-        pass  # the source's FLOP count recomputes every layer: full, as set above (docstring)
-    elif inferred:
-        config = inferred_recompute(model, hardware, training, config, meas.get("peak_mem_gb"))
-    else:
+    if not inferred:
         config = replace(config, **stated_recompute(str(p["recompute"])))
+    elif meas.get("tflops_basis") != "hardware":  # a hardware basis recomputes every layer: full, as set
+        config = inferred_recompute(model, hardware, training, config, meas.get("peak_mem_gb"))
     return Row(
         id=entry["id"],
         family=entry["id"].split("-")[0],
