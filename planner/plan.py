@@ -89,7 +89,11 @@ def run(
             f"no tp x cp x pp layout divides --gpus {req.gpus} for this model; "
             f"tp from {valid_tp(req.model)}, pp from {valid_pp(req.model)}"
         )
-    terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
+    # Only the rows that fit beside some row of the other table can be in a plan: their step time
+    # is all the search needs. When none fits, the whole tables say why (and what comes closest).
+    terms = compile_terms(space, req.model, req.hardware, req.training, req.constants, fitting_only=True)
+    if not terms.activations:
+        terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
     capacity = capacity_units(req.hardware)
     if not terms.activations:
         batch_fits = any(
