@@ -12,7 +12,7 @@ the same plan.
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from enum import Enum
 from functools import partial
 from itertools import product
@@ -177,22 +177,6 @@ class Space:
 def build_space(
     model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, nvlink_domain_gpus: int
 ) -> Space:
-    """``_build_space``, the last space built again when asked again for it: the default global
-    batch (``planner.defaults``) is chosen from the space that the search then searches."""
-    key = (id(model), id(training), gpus, pins, nvlink_domain_gpus)
-    if _LAST_SPACE and _LAST_SPACE[0] == key:
-        return _LAST_SPACE[2]
-    space = _build_space(model, training, gpus, pins, nvlink_domain_gpus)
-    _LAST_SPACE[:] = key, (model, training), space  # the specs kept alive: their ids stay theirs
-    return space
-
-
-_LAST_SPACE: list = []
-
-
-def _build_space(
-    model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, nvlink_domain_gpus: int
-) -> Space:
     """The candidate space for ``gpus`` GPUs under the user's pins (possibly empty).
 
     tp splits the model's layers (``planner.rules.valid_tp``) and divides the GPUs of an NVLink
@@ -201,6 +185,54 @@ def _build_space(
     ``MIN_TOKENS_PER_CP_RANK`` tokens of a sequence; vpp up to ``MAX_VPP`` chunks per rank. Layouts
     the framework cannot run are left out (``planner.capability``).
     """
+    sorted_layouts, block_layers = _layouts(model, training, gpus, pins, nvlink_domain_gpus)
+
+    def offload_options(pinned: bool | None) -> list[bool]:
+        return [pinned] if pinned is not None else ([False, True] if pins.allow_offload else [False])
+
+    zeros = [
+        (z, o)
+        for z in ([pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage))
+        for o in offload_options(pins.optimizer_offload)
+    ]
+    choices = recompute_choices(model, pins, sorted(set().union(*block_layers)))
+    optional = {c for c in choices if _optional(c, pins)}
+    recomputes = sorted(
+        ((*c, o) for c in choices for o in offload_options(pins.activation_offload)),
+        key=lambda v: tuple(tie_break_value(n, x) for n, x in zip(ACTIVATIONS_FIELDS, v, strict=True)),
+    )
+    if pins.micro_batch_size is not None:
+        mbs = [pins.micro_batch_size]
+    else:
+        mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
+    # Each domain value checked once (its checks read no other group), so ``Space.config`` need not.
+    for values in [dict(zip(STATES_FIELDS, z, strict=True)) for z in zeros] + [
+        dict(zip(ACTIVATIONS_FIELDS, r, strict=True)) for r in recomputes
+    ]:
+        ParallelConfig(tp=1, pp=1, dp=1, **values)
+    for u in mbs:
+        ParallelConfig(tp=1, pp=1, dp=1, micro_batch_size=u)
+    return Space(
+        layouts=sorted_layouts,
+        zero_stages=tuple(zeros),
+        recomputes=tuple(recomputes),
+        micro_batches=tuple(mbs),
+        gpus=gpus,
+        sequence_parallel=pins.sequence_parallel,
+        block_layers=block_layers,
+        optional_recomputes=frozenset(i for i, v in enumerate(recomputes) if v[:3] in optional),
+    )
+
+
+def _layouts(
+    model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, nvlink_domain_gpus: int
+) -> tuple[tuple[tuple[int, ...], ...], tuple[frozenset[int], ...]]:
+    """``build_space``'s layouts, sorted, and each one's block-method layer counts; the last ones
+    again when asked again with only the global batch changed, which no layout depends on (the
+    default batch, ``planner.defaults``, is chosen from the layouts the search then searches)."""
+    key = (id(model), replace(training, global_batch_size=1), gpus, pins, nvlink_domain_gpus)
+    if _LAST_LAYOUTS and _LAST_LAYOUTS[0] == key:
+        return _LAST_LAYOUTS[2]
 
     def tp_allowed(t: int) -> bool:
         if pins.max_tp is not None:
@@ -247,44 +279,13 @@ def _build_space(
                 )
                 if not reasons_within(LAYOUT_MESH, training.framework, model, training, mesh):
                     layouts.append(tuple(getattr(mesh, name) for name in LAYOUT_FIELDS))
-
-    def offload_options(pinned: bool | None) -> list[bool]:
-        return [pinned] if pinned is not None else ([False, True] if pins.allow_offload else [False])
-
-    zeros = [
-        (z, o)
-        for z in ([pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage))
-        for o in offload_options(pins.optimizer_offload)
-    ]
     sorted_layouts = tuple(sorted(layouts, key=_order))
     block_layers = tuple(block_layer_counts(model, layout, pins) for layout in sorted_layouts)
-    choices = recompute_choices(model, pins, sorted(set().union(*block_layers)))
-    optional = {c for c in choices if _optional(c, pins)}
-    recomputes = sorted(
-        ((*c, o) for c in choices for o in offload_options(pins.activation_offload)),
-        key=lambda v: tuple(tie_break_value(n, x) for n, x in zip(ACTIVATIONS_FIELDS, v, strict=True)),
-    )
-    if pins.micro_batch_size is not None:
-        mbs = [pins.micro_batch_size]
-    else:
-        mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
-    # Each domain value checked once (its checks read no other group), so ``Space.config`` need not.
-    for values in [dict(zip(STATES_FIELDS, z, strict=True)) for z in zeros] + [
-        dict(zip(ACTIVATIONS_FIELDS, r, strict=True)) for r in recomputes
-    ]:
-        ParallelConfig(tp=1, pp=1, dp=1, **values)
-    for u in mbs:
-        ParallelConfig(tp=1, pp=1, dp=1, micro_batch_size=u)
-    return Space(
-        layouts=sorted_layouts,
-        zero_stages=tuple(zeros),
-        recomputes=tuple(recomputes),
-        micro_batches=tuple(mbs),
-        gpus=gpus,
-        sequence_parallel=pins.sequence_parallel,
-        block_layers=block_layers,
-        optional_recomputes=frozenset(i for i, v in enumerate(recomputes) if v[:3] in optional),
-    )
+    _LAST_LAYOUTS[:] = key, model, (sorted_layouts, block_layers)  # the model kept: its id stays its own
+    return sorted_layouts, block_layers
+
+
+_LAST_LAYOUTS: list = []
 
 
 def recompute_choices(
