@@ -438,6 +438,23 @@ computing it, to fit beside no states row (a smaller micro-batch's row already d
 among the candidates, then left out with the other rows that fit nothing."""
 
 
+def search_terms(
+    space: Space,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    constants: StepTimeConstants | None = None,
+) -> Terms:
+    """The tables the search ranks: only the rows that fit beside some row of the other table
+    (``compile_terms(fitting_only=True)``: the step time of the others is never computed), or, when
+    none does, the whole tables, which say why nothing fits (a batch no layout divides, what the
+    framework cannot run) and which candidate comes closest."""
+    terms = compile_terms(space, model, hardware, training, constants, fitting_only=True)
+    if terms.activations:
+        return terms
+    return compile_terms(space, model, hardware, training, constants)
+
+
 class _FitFound(Exception):
     """Raised by the tabulation with ``until_fit`` at the first candidate that fits."""
 
