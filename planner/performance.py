@@ -282,11 +282,9 @@ def pipeline_time(
     counts = stage_layers(model, config)
     tp_hidden = tp_hidden_share(training, config, c)
     ep_hidden = c.ep_overlap if moe_ep_overlap_runs(training, config) else 0.0
-    slowest = max(
-        (
-            _stage_microbatch(model, hardware, training, config, c, rates, counts[st], st == config.pp - 1)
-            for st in sorted(set(loaded_stages(config)))
-        ),
+    stages = {(counts[st], st == config.pp - 1): None for st in sorted(set(loaded_stages(config)))}
+    slowest = max(  # stages of as many layers, neither the last, take as long: each timed once
+        (_stage_microbatch(model, hardware, training, config, c, rates, n, last) for n, last in stages),
         key=lambda terms: sum(terms.values()) - terms["tp"] * tp_hidden - terms["ep"] * ep_hidden,
     )
     microbatch, tp, cp = slowest["compute"], slowest["tp"], slowest["cp"]
