@@ -9,11 +9,13 @@ Cases: llama2-13b on 64 GPUs; llama3.1-405b on 16384 (tp within a node, and any 
 h 20480, 128 heads) on 5128; the MoE models mixtral-8x7b on 512 GPUs at 8k tokens, qwen3-235b-a22b
 on 512 and deepseek-v3 on 1024; uneven pipeline stages: llama3.1-405b with tp 8, cp 1, pp 16 on 8192
 GPUs at 8k tokens (126 layers: 7, 8 x 14, 7), bloom-176b on pp 12 (70 layers); llama3.1-405b on 1k,
-10k and 100k GPUs (how time grows with the GPU count). Columns: ``compile`` tabulates the terms
-(shared by both methods); ``cp-sat`` is ``planner.solver.solve`` for one plan and ``top 5`` for five
-(presolve, model building and every solve; OR-Tools already imported); ``brute`` enumerates every
-candidate (``planner.search.brute_force``, five plans cost the same as one); ``same`` compares the
-five plans of both.
+10k and 100k GPUs (how time grows with the GPU count). Columns: ``candidates`` counts the whole
+space; ``compile`` tabulates the terms the command searches (``planner.space.search_terms``: the
+rows that fit beside some row of the other table; shared by both methods); ``cp-sat`` is
+``planner.solver.solve`` for one plan and ``top 5`` for five (presolve, model building and every
+solve; OR-Tools already imported); ``brute`` enumerates every candidate of those tables
+(``planner.search.brute_force``, five plans cost the same as one); ``same`` compares the five
+plans of both.
 
 Targets (issue 10, item 8), on every bundled model and each ``--gpus`` count with ``--top 5`` and the
 CLI's defaults (h100-80gb, the model's context up to 8192 tokens, ~4M tokens per step): CP-SAT never
@@ -42,7 +44,7 @@ from planner.io import bundled_models, load_model  # noqa: E402
 from planner.scaling import choose_units, scale_terms  # noqa: E402
 from planner.search import brute_force, count_candidates  # noqa: E402
 from planner.solver import solve  # noqa: E402
-from planner.space import Pins, build_space, capacity_units, compile_terms  # noqa: E402
+from planner.space import Pins, build_space, capacity_units, search_terms  # noqa: E402
 from planner.specs import ModelSpec, TrainingSpec  # noqa: E402
 
 SOLVE_TARGET_S = 0.3
@@ -97,8 +99,9 @@ def measure(
     """Tabulate once per repeat, then time CP-SAT (one and ``TOP`` plans) and brute force."""
     space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
     # A fresh (equal) training run each time: the evaluator's cache (planner.memo) matches specs by
-    # identity, so every repeat tabulates from cold, as a command does.
-    t_compile, terms = median_of(lambda: compile_terms(space, model, hardware, replace(training)), repeats)
+    # identity, so every repeat tabulates from cold, as a command does; the tables the command
+    # searches (the rows that fit beside some row of the other table, or the whole tables).
+    t_compile, terms = median_of(lambda: search_terms(space, model, hardware, replace(training)), repeats)
     terms = scale_terms(terms, choose_units(space, terms))
     capacity = capacity_units(hardware)
     t_solve, _ = median_of(lambda: solve(space, terms, capacity, 1), repeats)

@@ -201,6 +201,21 @@ def _expert_tp(model: ModelSpec, training: TrainingSpec, config: Any) -> list[st
     ]
 
 
+def _megatron_split(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
+    """Megatron-Core ``TransformerConfig`` / ``get_num_layers_to_build``: the layer split and its
+    chunks (the message built only for a split it cannot build: the space asks for every layout)."""
+    if config.pp == 1:
+        return []
+    if megatron_split_form(model.num_layers, config.pp, config.vpp, *split(model, config)) is not None:
+        return []
+    counts = stage_layer_counts(model.num_layers, config.pp, *split(model, config))
+    return [
+        f"Megatron-LM cannot build {model.num_layers} layers as {run_lengths(counts)} with vpp "
+        f"{config.vpp} (every rank's layers, or layer slots counting the embedding and loss, must "
+        "split into vpp chunks)"
+    ]
+
+
 def _megatron_sequence(model: ModelSpec, training: TrainingSpec, config: Any) -> list[str]:
     """Megatron sequence parallelism splits each context-parallel rank's tokens over tp
     (``planner.rules.sequence_parallel_reasons``: asserted in the first forward)."""
@@ -311,13 +326,7 @@ RULES: tuple[Rule, ...] = (
     Rule(
         MEGATRON,
         frozenset({Group.LAYOUT}),
-        lambda m, t, c: _when(
-            c.pp > 1 and megatron_split_form(m.num_layers, c.pp, c.vpp, *split(m, c)) is None,
-            f"Megatron-LM cannot build {m.num_layers} layers as "
-            f"{run_lengths(stage_layer_counts(m.num_layers, c.pp, *split(m, c)))} with vpp {c.vpp} "
-            "(every rank's layers, or layer slots counting the embedding and loss, must split into "
-            "vpp chunks)",
-        ),
+        _megatron_split,
         "pick another --vpp or --first-stage-layers/--last-stage-layers",
     ),
     # Megatron-Core tensor_parallel/mappings.py: sequence parallelism splits the sequence over tp.

@@ -275,49 +275,76 @@ def chunk_recompute_share(config: ParallelConfig, chunk_layers: float) -> float:
     return R.block_recompute_share(chunk_layers, config.recompute_num_layers)
 
 
-@by_fields_read(2)  # the states rows ask again for each ZeRO stage (planner.memo)
+@dataclass(frozen=True, slots=True)
+class StageActivations:
+    """What one rank of a stage holds, whatever the block method's layer count
+    (``stage_activation_bytes`` adds that)."""
+
+    layers: int
+    """Decoder layers of the stage."""
+    layer_microbatches: float
+    """Layer-micro-batches whose activations stay on the GPU at once."""
+    kept: float
+    """Bytes one layer keeps for its backward without recompute."""
+    stored: float
+    """Bytes one layer keeps under the configuration's recompute (under full recompute: what a
+    recomputed layer keeps, its input)."""
+    embedding: float
+    output: float
+
+
+@by_fields_read(2)  # many rows share it: the ZeRO stage, the block method's count (planner.memo)
+def stage_activation_terms(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int
+) -> StageActivations:
+    """The parts of ``stage_activation_bytes`` that the block method's layer count does not change."""
+    s, b, h, t = rank_seq_len(training, config), config.micro_batch_size, model.hidden_size, config.tp
+    e, sp, dropout = training.precision.activation_bytes, config.sequence_parallel, model.dropout_enabled
+    m = num_microbatches(training, config)
+    num_layers = stage_layers(model, config)[stage]
+    embedding = output = 0.0
+    if stage == 0:
+        embedding = A.in_flight_microbatches(config.pp, stage, m) * A.embedding_activation_bytes(
+            s, b, h, t=t, sequence_parallel=sp, dropout=dropout
+        )
+    if stage == config.pp - 1:
+        output = A.output_activation_bytes(
+            s, b, h, vocab_for(model, training, t), t=t, sequence_parallel=sp, e=e, kernels=A.Kernels.FUSED
+        )
+    return StageActivations(
+        layers=num_layers,
+        layer_microbatches=A.resident_layer_microbatches(
+            S.stage_in_flight_layer_microbatches(num_layers, config.pp, config.vpp, stage, m),
+            config.activation_offload,
+        ),
+        kept=layer_activation_bytes(model, training, config, Recompute.NONE),
+        stored=layer_activation_bytes(model, training, config, config.recompute),
+        embedding=embedding,
+        output=output,
+    )
+
+
 def stage_activation_bytes(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, stage: int
 ) -> dict[str, float]:
     """Activation bytes on one rank of ``stage``: layers, embedding, output, recompute working set."""
-    s, b, h, t = rank_seq_len(training, config), config.micro_batch_size, model.hidden_size, config.tp
-    e, sp, dropout = training.precision.activation_bytes, config.sequence_parallel, model.dropout_enabled
-
-    def layer(recompute: Recompute) -> float:
-        return layer_activation_bytes(model, training, config, recompute)
-
-    m = num_microbatches(training, config)
-    in_flight = A.in_flight_microbatches(config.pp, stage, m)
-    num_layers = stage_layers(model, config)[stage]
-    layer_microbatches = A.resident_layer_microbatches(
-        S.stage_in_flight_layer_microbatches(num_layers, config.pp, config.vpp, stage, m),
-        config.activation_offload,
-    )
-    kept = layer(Recompute.NONE)
+    terms = stage_activation_terms(model, training, config, stage)
+    kept = terms.kept
     if config.recompute is Recompute.FULL:  # the block method keeps the other layers whole
-        chunk = num_layers / config.vpp
-        share, recomputed = chunk_recompute_share(config, chunk), layer(Recompute.FULL)
+        chunk = terms.layers / config.vpp
+        share, recomputed = chunk_recompute_share(config, chunk), terms.stored
         stored = share * recomputed + (1 - share) * kept
         layers = config.recompute_num_layers or chunk  # 0: every layer
         working = R.block_recompute_working_bytes(chunk, layers, recomputed, kept)
     else:
-        stored = layer(config.recompute)
+        stored = terms.stored
         working = A.recompute_working_bytes(kept, stored)
-    parts = {
-        "layers": stored * layer_microbatches,
+    return {
+        "layers": stored * terms.layer_microbatches,
         "recompute_working": working,
-        "embedding": 0.0,
-        "output": 0.0,
+        "embedding": terms.embedding,
+        "output": terms.output,
     }
-    if stage == 0:
-        parts["embedding"] = in_flight * A.embedding_activation_bytes(
-            s, b, h, t=t, sequence_parallel=sp, dropout=dropout
-        )
-    if stage == config.pp - 1:
-        parts["output"] = A.output_activation_bytes(
-            s, b, h, vocab_for(model, training, t), t=t, sequence_parallel=sp, e=e, kernels=A.Kernels.FUSED
-        )
-    return parts
 
 
 @by_fields_read(2)  # the rows of one layout and ZeRO stage share it whatever their vpp (planner.memo)

@@ -313,6 +313,17 @@ LAYOUT_MESH = frozenset({Group.LAYOUT, Group.DERIVED})
 """What one layout decides: its mesh sizes and what follows from them (dp, sequence parallelism)."""
 
 
+def checked_config(values: Mapping[str, Any]) -> ParallelConfig:
+    """The ``ParallelConfig`` of a value for every field, without running its checks again: for
+    values already checked as a whole (``planner.space``: the tables build one configuration per
+    row from domains whose every layout, recompute choice and micro-batch was built as a
+    ``ParallelConfig`` once)."""
+    config = object.__new__(ParallelConfig)
+    for name in ParallelConfig.__slots__:
+        object.__setattr__(config, name, values[name])
+    return config
+
+
 def sequence_parallel_of(tp: int, pinned: bool | None) -> bool:
     """A layout's sequence parallelism: on with tp above 1 unless pinned off (``--no-sequence-parallel``)."""
     return tp > 1 and pinned is not False

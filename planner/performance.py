@@ -34,7 +34,8 @@ from planner.evaluate import (
     stage_layers,
     stage_params,
 )
-from planner.rates import Rates
+from planner.memo import by_fields_read
+from planner.rates import Rates, rates_of
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 from planner.stepmodel import microbatch_compute_s
 
@@ -193,19 +194,30 @@ def expert_parallel_comm_s(
     model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates, num_layers: float
 ) -> float:
     """Token dispatch and combine of one micro-batch, forward and backward (twice more where
-    recompute repeats the MoE forward: ``_recomputed_collectives``), over the ``etp * ep``
-    consecutive ranks of a dispatch group; each TP rank sends its ``1/t`` of the tokens. The
-    all-to-all dispatcher sends ``k`` copies of each over the ``ep`` ranks and, with ``etp > 1``,
-    all-gathers them over the expert's ``etp`` ranks (reduce-scatter after); the flex (DeepEP)
-    dispatcher sends each token once per rank and once per other NVLink domain that holds one of
-    its experts (``constraints/moe_comm.py``)."""
+    recompute repeats the MoE forward: ``_recomputed_collectives``), over ``num_layers`` layers:
+    ``expert_dispatch_s`` for each pass of each MoE layer."""
     if not model.is_moe or config.expert_dispatch_ranks == 1:
         return 0.0
+    passes = EP_ALL_TO_ALL_PER_LAYER + _recomputed_collectives(model, config, num_layers)[1]
+    moe_layers = num_layers * model.num_moe_layers / model.num_layers
+    return moe_layers * passes * expert_dispatch_s(model, training, config, rates)
+
+
+@by_fields_read(2)  # the same dispatch for many rows of the tables (planner.memo)
+def expert_dispatch_s(
+    model: ModelSpec, training: TrainingSpec, config: ParallelConfig, rates: Rates
+) -> float:
+    """One dispatch (or combine) of one micro-batch's tokens in one MoE layer, over the
+    ``etp * ep`` consecutive ranks of a dispatch group; each TP rank sends its ``1/t`` of the
+    tokens. The all-to-all dispatcher sends ``k`` copies of each over the ``ep`` ranks and, with
+    ``etp > 1``, all-gathers them over the expert's ``etp`` ranks (reduce-scatter after); the flex
+    (DeepEP) dispatcher sends each token once per rank and once per other NVLink domain that holds
+    one of its experts (``constraints/moe_comm.py``)."""
     s, b, k = rank_seq_len(training, config), config.micro_batch_size, model.num_experts_per_token
     tokens = s * b / config.tp * model.hidden_size * training.precision.activation_bytes
     span, domain = config.expert_dispatch_ranks, rates.hardware.nvlink_domain_gpus
     if config.dispatcher is Dispatcher.FLEX:
-        one = MC.hierarchical_dispatch_s(
+        return MC.hierarchical_dispatch_s(
             tokens,
             k,
             model.num_experts,
@@ -217,15 +229,10 @@ def expert_parallel_comm_s(
             model.moe_router_groups,
             model.moe_router_group_topk,
         )
-    else:
-        one = rates.all_to_all_s(tokens * k, config.ep, span)
-        if config.etp > 1:
-            one += rates.all_gather_s(
-                MC.expert_tp_gather_bytes(tokens, k, config.etp), config.etp, config.etp
-            )
-    passes = EP_ALL_TO_ALL_PER_LAYER + _recomputed_collectives(model, config, num_layers)[1]
-    moe_layers = num_layers * model.num_moe_layers / model.num_layers
-    return moe_layers * passes * one
+    one = rates.all_to_all_s(tokens * k, config.ep, span)
+    if config.etp > 1:
+        one += rates.all_gather_s(MC.expert_tp_gather_bytes(tokens, k, config.etp), config.etp, config.etp)
+    return one
 
 
 def context_parallel_comm_s(
@@ -270,16 +277,14 @@ def pipeline_time(
     With context parallelism each rank runs ``s/cp`` tokens of each sequence against keys that span
     the whole sequence. ``c`` defaults to the GPU's own constants (``hardware.step_constants``)."""
     c = c or hardware.step_constants
-    rates = Rates(hardware, c)
+    rates = rates_of(hardware, c)
     m = num_microbatches(training, config)
     counts = stage_layers(model, config)
     tp_hidden = tp_hidden_share(training, config, c)
     ep_hidden = c.ep_overlap if moe_ep_overlap_runs(training, config) else 0.0
-    slowest = max(
-        (
-            _stage_microbatch(model, hardware, training, config, c, rates, counts[st], st == config.pp - 1)
-            for st in sorted(set(loaded_stages(config)))
-        ),
+    stages = {(counts[st], st == config.pp - 1): None for st in sorted(set(loaded_stages(config)))}
+    slowest = max(  # stages of as many layers, neither the last, take as long: each timed once
+        (_stage_microbatch(model, hardware, training, config, c, rates, n, last) for n, last in stages),
         key=lambda terms: sum(terms.values()) - terms["tp"] * tp_hidden - terms["ep"] * ep_hidden,
     )
     microbatch, tp, cp = slowest["compute"], slowest["tp"], slowest["cp"]
@@ -396,7 +401,7 @@ def data_parallel_time(
     recompute at one sequence per micro-batch, so the term depends only on the layout and ZeRO stage,
     as the solver's table requires."""
     c = c or hardware.step_constants
-    rates = Rates(hardware, c)
+    rates = rates_of(hardware, c)
     grads, weights = data_parallel_comm_parts_s(model, training, config, rates)
     # What the framework overlaps (TrainingSpec.overlap_*) hides behind compute; the rest is exposed.
     hidden = grads * training.overlap_grad_reduce + weights * training.overlap_param_gather

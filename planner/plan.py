@@ -22,7 +22,7 @@ from planner.scaling import Units, choose_units, scale_terms
 from planner.search import Candidate, brute_force, count_candidates, least_memory
 from planner.solver import load as load_solver
 from planner.solver import solve
-from planner.space import Pins, Space, build_space, capacity_units, compile_terms
+from planner.space import Pins, Space, build_space, capacity_units, search_terms
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 from planner.validate import validate_pins
 from planner.verify import boundary_candidates, check_reported
@@ -89,7 +89,7 @@ def run(
             f"no tp x cp x pp layout divides --gpus {req.gpus} for this model; "
             f"tp from {valid_tp(req.model)}, pp from {valid_pp(req.model)}"
         )
-    terms = compile_terms(space, req.model, req.hardware, req.training, req.constants)
+    terms = search_terms(space, req.model, req.hardware, req.training, req.constants)
     capacity = capacity_units(req.hardware)
     if not terms.activations:
         batch_fits = any(

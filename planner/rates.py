@@ -35,6 +35,17 @@ def interpolate_log(points: Sequence[tuple[float, float]], x: float) -> float:
     return y0 + (y1 - y0) * (lx - x0) / (x1 - x0) if x1 > x0 else y1
 
 
+def rates_of(hardware: HardwareSpec, c: StepTimeConstants) -> "Rates":
+    """``Rates(hardware, c)``, the same object while the pair is the same (by identity: the tables
+    ask for every row, and the evaluator's caches, ``planner.memo``, match it by identity)."""
+    if not (_LAST and _LAST[0] is hardware and _LAST[1] is c):
+        _LAST[:] = hardware, c, Rates(hardware, c)
+    return _LAST[2]
+
+
+_LAST: list = []
+
+
 class Rates:
     """Achieved rates of one GPU for the step-time model."""
 

@@ -80,6 +80,7 @@ def scale_terms(terms: Terms, units: Units) -> Terms:
         {k: tuple(memory_up(v) for v in mem) for k, mem in terms.activations.items()},
         {k: time_nearest(v, t) for k, v in terms.pipeline_us.items()},
         {k: time_nearest(v, t) for k, v in terms.data_parallel_us.items()},
+        terms.candidates,
     )
 
 

@@ -38,7 +38,10 @@ def enumerate_candidates(space: Space, terms: Terms) -> list[Candidate]:
 
 def count_candidates(terms: Terms) -> int:
     """How many candidates ``enumerate_candidates`` lists, without listing them: on each layout, its
-    states rows times its activations rows (a candidate is one of each on the same layout)."""
+    states rows times its activations rows (a candidate is one of each on the same layout); of the
+    whole tables where ``compile_terms`` left rows out (``Terms.candidates``)."""
+    if terms.candidates is not None:
+        return terms.candidates
     states: dict[int, int] = {}
     for p, _ in terms.states:
         states[p] = states.get(p, 0) + 1

@@ -12,7 +12,7 @@ the same plan.
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, make_dataclass
+from dataclasses import dataclass, field, make_dataclass, replace
 from enum import Enum
 from functools import partial
 from itertools import product
@@ -29,6 +29,7 @@ from planner.layout import (
     LAYOUT_MESH,
     Group,
     canonical_modules,
+    checked_config,
     group_fields,
     sequence_parallel_of,
     tie_break_value,
@@ -136,7 +137,7 @@ class Space:
         values["micro_batch_size"] = self.micro_batches[mbs]
         values["dp"] = self.gpus // (tp * values["cp"] * values["pp"])
         values["sequence_parallel"] = sequence_parallel_of(tp, self.sequence_parallel)
-        return ParallelConfig(**values)
+        return checked_config(values)  # build_space checked each domain value
 
     def mbs_fits(self, layout: int, mbs: int, global_batch: int) -> bool:
         """dp * mbs divides the global batch (grad accumulation is a whole number); interleaved
@@ -184,6 +185,54 @@ def build_space(
     ``MIN_TOKENS_PER_CP_RANK`` tokens of a sequence; vpp up to ``MAX_VPP`` chunks per rank. Layouts
     the framework cannot run are left out (``planner.capability``).
     """
+    sorted_layouts, block_layers = _layouts(model, training, gpus, pins, nvlink_domain_gpus)
+
+    def offload_options(pinned: bool | None) -> list[bool]:
+        return [pinned] if pinned is not None else ([False, True] if pins.allow_offload else [False])
+
+    zeros = [
+        (z, o)
+        for z in ([pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage))
+        for o in offload_options(pins.optimizer_offload)
+    ]
+    choices = recompute_choices(model, pins, sorted(set().union(*block_layers)))
+    optional = {c for c in choices if _optional(c, pins)}
+    recomputes = sorted(
+        ((*c, o) for c in choices for o in offload_options(pins.activation_offload)),
+        key=lambda v: tuple(tie_break_value(n, x) for n, x in zip(ACTIVATIONS_FIELDS, v, strict=True)),
+    )
+    if pins.micro_batch_size is not None:
+        mbs = [pins.micro_batch_size]
+    else:
+        mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
+    # Each domain value checked once (its checks read no other group), so ``Space.config`` need not.
+    for values in [dict(zip(STATES_FIELDS, z, strict=True)) for z in zeros] + [
+        dict(zip(ACTIVATIONS_FIELDS, r, strict=True)) for r in recomputes
+    ]:
+        ParallelConfig(tp=1, pp=1, dp=1, **values)
+    for u in mbs:
+        ParallelConfig(tp=1, pp=1, dp=1, micro_batch_size=u)
+    return Space(
+        layouts=sorted_layouts,
+        zero_stages=tuple(zeros),
+        recomputes=tuple(recomputes),
+        micro_batches=tuple(mbs),
+        gpus=gpus,
+        sequence_parallel=pins.sequence_parallel,
+        block_layers=block_layers,
+        optional_recomputes=frozenset(i for i, v in enumerate(recomputes) if v[:3] in optional),
+    )
+
+
+def _layouts(
+    model: ModelSpec, training: TrainingSpec, gpus: int, pins: Pins, nvlink_domain_gpus: int
+) -> tuple[tuple[tuple[int, ...], ...], tuple[frozenset[int], ...]]:
+    """``build_space``'s layouts, sorted, and each one's block-method layer counts; the last ones
+    again when asked again with only the global batch changed, which no layout depends on (the
+    default batch, ``planner.defaults``, is chosen from the layouts the search then searches)."""
+    key = (id(model), replace(training, global_batch_size=1), gpus, pins, nvlink_domain_gpus)
+    if _LAST_LAYOUTS and _LAST_LAYOUTS[0] == key:
+        return _LAST_LAYOUTS[2]
 
     def tp_allowed(t: int) -> bool:
         if pins.max_tp is not None:
@@ -230,37 +279,13 @@ def build_space(
                 )
                 if not reasons_within(LAYOUT_MESH, training.framework, model, training, mesh):
                     layouts.append(tuple(getattr(mesh, name) for name in LAYOUT_FIELDS))
-
-    def offload_options(pinned: bool | None) -> list[bool]:
-        return [pinned] if pinned is not None else ([False, True] if pins.allow_offload else [False])
-
-    zeros = [
-        (z, o)
-        for z in ([pins.zero_stage] if pins.zero_stage is not None else list(ZeroStage))
-        for o in offload_options(pins.optimizer_offload)
-    ]
     sorted_layouts = tuple(sorted(layouts, key=_order))
     block_layers = tuple(block_layer_counts(model, layout, pins) for layout in sorted_layouts)
-    choices = recompute_choices(model, pins, sorted(set().union(*block_layers)))
-    optional = {c for c in choices if _optional(c, pins)}
-    recomputes = sorted(
-        ((*c, o) for c in choices for o in offload_options(pins.activation_offload)),
-        key=lambda v: tuple(tie_break_value(n, x) for n, x in zip(ACTIVATIONS_FIELDS, v, strict=True)),
-    )
-    if pins.micro_batch_size is not None:
-        mbs = [pins.micro_batch_size]
-    else:
-        mbs = [u for u in divisors(training.global_batch_size) if u <= MAX_MICRO_BATCH]
-    return Space(
-        layouts=sorted_layouts,
-        zero_stages=tuple(zeros),
-        recomputes=tuple(recomputes),
-        micro_batches=tuple(mbs),
-        gpus=gpus,
-        sequence_parallel=pins.sequence_parallel,
-        block_layers=block_layers,
-        optional_recomputes=frozenset(i for i, v in enumerate(recomputes) if v[:3] in optional),
-    )
+    _LAST_LAYOUTS[:] = key, model, (sorted_layouts, block_layers)  # the model kept: its id stays its own
+    return sorted_layouts, block_layers
+
+
+_LAST_LAYOUTS: list = []
 
 
 def recompute_choices(
@@ -372,6 +397,10 @@ class Terms:
     """(layout, recompute, mbs) -> compute, bubble, TP and p2p time."""
     data_parallel_us: dict[tuple[int, int], int]
     """(layout, zero) -> exposed DP communication and optimizer time."""
+    candidates: int | None = None
+    """Candidates of the whole tables when rows were left out (``compile_terms(fitting_only=True)``):
+    states rows times activations rows on each layout, counted before leaving out those that fit
+    nothing; None when the tables are whole (``search.count_candidates`` counts them)."""
 
 
 def compile_terms(
@@ -401,6 +430,29 @@ def compile_terms(
         return _tabulate(space, model, hardware, training, constants, times, until_fit, fitting_only)
     except _FitFound as found:
         return found.terms
+
+
+FITS_NOTHING = (math.inf,) * len(loaded_stages(ParallelConfig(tp=1, pp=1, dp=1)))
+"""The activations row of a candidate that ``compile_terms(fitting_only=True)`` knows, without
+computing it, to fit beside no states row (a smaller micro-batch's row already does not): counted
+among the candidates, then left out with the other rows that fit nothing."""
+
+
+def search_terms(
+    space: Space,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    constants: StepTimeConstants | None = None,
+) -> Terms:
+    """The tables the search ranks: only the rows that fit beside some row of the other table
+    (``compile_terms(fitting_only=True)``: the step time of the others is never computed), or, when
+    none does, the whole tables, which say why nothing fits (a batch no layout divides, what the
+    framework cannot run) and which candidate comes closest."""
+    terms = compile_terms(space, model, hardware, training, constants, fitting_only=True)
+    if terms.activations:
+        return terms
+    return compile_terms(space, model, hardware, training, constants)
 
 
 class _FitFound(Exception):
@@ -482,12 +534,19 @@ def _tabulate(
         for r in base + modules:
             if not space.allows(p, r):
                 continue
-            configs = {u: space.config(p, 0, r, u) for u in fitting}
-            if reasons_within(ACTIVATIONS_TABLE, framework, model, training, configs[fitting[0]]):
+            first = space.config(p, 0, r, fitting[0])
+            if reasons_within(ACTIVATIONS_TABLE, framework, model, training, first):
                 continue
-            for u, config in configs.items():
+            too_large = False  # a smaller micro-batch's row fits beside no states row (fitting_only)
+            for u in fitting:
+                if too_large:  # nor does this one: activations never shrink as the micro-batch grows
+                    if r not in optional:
+                        acts[p, r, u] = FITS_NOTHING  # counted as a candidate, never in a plan
+                    continue
+                config = space.config(p, 0, r, u)
                 if r not in optional:
                     tabulate(p, r, u, config)
+                    too_large = fitting_only and (p, r, u) not in kept_rows
                     continue
                 partners = _partners(
                     acts.get((p, none_row, u)), acts.get((p, full_row, u)), states_of.get(p, []), capacity
@@ -497,6 +556,8 @@ def _tabulate(
                 row = activation_row(model, training, config)
                 if any(_fits(row, s, capacity) for s in partners):  # else never in a plan that fits
                     tabulate(p, r, u, config, row)
+                else:
+                    too_large = fitting_only and not any(_fits(row, s, capacity) for s in states_of[p])
         counts = sorted(n for n in block if space.allows(p, block[n]))
         if not counts or reasons_within(
             ACTIVATIONS_TABLE, framework, model, training, space.config(p, 0, block[counts[0]], fitting[0])
@@ -517,7 +578,10 @@ def _tabulate(
                     found[states_row] = fewest
             for i in sorted(set(found.values())):
                 tabulate(p, block[counts[i]], u, space.config(p, 0, block[counts[i]], u), row_at(i))
+    candidates = None
     if fitting_only:  # and the states rows that fit beside none of those
+        per_layout = {p: len(rows) for p, rows in states_of.items()}
+        candidates = sum(per_layout.get(p, 0) for p, _, _ in acts)
         acts = {key: row for key, row in acts.items() if key in kept_rows}
         acts_of: dict[int, list[tuple[int, ...]]] = {}
         for (p, _, _), row in acts.items():
@@ -530,7 +594,7 @@ def _tabulate(
                 dpt[p, z] = data_parallel_units(
                     model, hardware, training, space.config(p, z, 0, 0), constants
                 )
-    return Terms(states, acts, pipe, dpt)
+    return Terms(states, acts, pipe, dpt, candidates)
 
 
 def data_parallel_units(

@@ -23,7 +23,7 @@ from planner.calibration import StepTimeConstants
 from planner.counts import attention_params
 from planner.evaluate import chunk_recompute_share, separate_norms
 from planner.memo import by_fields_read
-from planner.rates import Rates
+from planner.rates import Rates, rates_of
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
 FORWARD_PASSES, BACKWARD_PASSES = 1, 2  # memory-bound work: backward reads and writes about twice
@@ -122,7 +122,7 @@ def layer_operations(
 ) -> dict[str, OpTime]:
     """Seconds of each operation of one layer for one micro-batch on one rank. An MoE model's dense
     layers (DeepSeek-V3's first three) are averaged in."""
-    rates = Rates(hardware, c)
+    rates = rates_of(hardware, c)
     h, t = model.hidden_size, config.tp
     tokens = config.micro_batch_size * training.seq_len / config.cp
     fp8 = training.precision is Precision.FP8
@@ -159,7 +159,7 @@ def head_operations(
 ) -> dict[str, OpTime]:
     """The last stage's LM head (bf16: Transformer Engine leaves it out of FP8) and the
     vocabulary-parallel cross-entropy, for one micro-batch on one rank."""
-    rates = Rates(hardware, c)
+    rates = rates_of(hardware, c)
     tokens = config.micro_batch_size * training.seq_len / config.cp
     vocab = model.vocab_size / config.tp
     loss = rates.memory_s(K.cross_entropy_bytes(tokens, vocab))
@@ -183,7 +183,7 @@ def selective_recompute_s(
     layer or its shared experts (only those of the modules named are computed). An MoE model's
     dense layers are averaged in, as in ``layer_operations``."""
     chosen = R.effective_modules(config.recompute_modules)
-    rates = Rates(hardware, c)
+    rates = rates_of(hardware, c)
     h, t, e = model.hidden_size, config.tp, training.precision.activation_bytes
     tokens = config.micro_batch_size * training.seq_len / config.cp
     fp8 = training.precision is Precision.FP8

@@ -7,7 +7,7 @@ from test_solver import problems
 
 from constraints.memory import min_gpus_for_states as states_bound
 from planner.diagnose import min_gpus_for_states
-from planner.search import brute_force, fits_within
+from planner.search import brute_force, count_candidates, fits_within
 from planner.space import build_space, capacity_units, compile_terms
 
 
@@ -42,14 +42,17 @@ def test_the_probe_that_stops_at_the_first_fit_answers_as_the_whole_tables(probl
     assert fits_within(probe, capacity) == fits_within(whole, capacity)
 
 
-@settings(max_examples=60, deadline=None)
-@given(problems(), st.integers(1, 3))
+@settings(max_examples=80, deadline=None)
+@given(problems(), st.integers(1, 5))
 def test_the_tables_of_the_rows_that_fit_hold_the_best_plans_of_the_whole_tables(problem, top):
-    """``compile_terms(fitting_only=True)`` (the diagnosis's best plans under other pins) against
-    brute force over the whole tables: the same plans, objectives and peaks."""
+    """``compile_terms(fitting_only=True)`` (the search's tables, and the diagnosis's best plans
+    under other pins) against brute force over the whole tables: the same plans, objectives and
+    peaks, and the same candidate count."""
     model, training, gpus, hardware, pins = problem
     space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
     capacity = capacity_units(hardware)
-    whole = brute_force(space, compile_terms(space, model, hardware, training), capacity, top)
+    tables = compile_terms(space, model, hardware, training)
+    whole = brute_force(space, tables, capacity, top)
     fitting = compile_terms(space, model, hardware, training, fitting_only=True)
     assert brute_force(space, fitting, capacity, top) == whole
+    assert count_candidates(fitting) == count_candidates(tables)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from planner.evaluate import layer_activation_bytes, stage_activation_bytes, stage_params, stage_states_bytes
+from planner.evaluate import layer_activation_bytes, stage_activation_terms, stage_params, stage_states_bytes
 from planner.hardware import preset
 from planner.io import load_model
 from planner.memo import by_fields_read
@@ -91,7 +91,7 @@ def test_cached_layers_equal_the_uncached_ones():
         assert stage_params(model, training, config, stage) == stage_params.__wrapped__(
             model, training, config, stage
         )
-        assert stage_activation_bytes(model, training, config, 0) == stage_activation_bytes.__wrapped__(
+        assert stage_activation_terms(model, training, config, 0) == stage_activation_terms.__wrapped__(
             model, training, config, 0
         )
         assert stage_states_bytes(model, training, config, stage) == stage_states_bytes.__wrapped__(

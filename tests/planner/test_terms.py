@@ -7,8 +7,10 @@ tabulated time equals the evaluator's step time of the same configuration, and i
 memory equals the evaluator's memory rounded up: a misplaced term fails loudly.
 """
 
+import itertools
 import math
 import random
+from dataclasses import replace
 
 import pytest
 
@@ -16,8 +18,8 @@ from planner.evaluate import memory
 from planner.hardware import preset
 from planner.io import load_model
 from planner.performance import performance
-from planner.search import enumerate_candidates
-from planner.space import Pins, build_space, compile_terms, time_units
+from planner.search import brute_force, count_candidates, enumerate_candidates
+from planner.space import Pins, build_space, capacity_units, compile_terms, time_units
 from planner.specs import Dispatcher, Framework, Precision, TrainingSpec, ZeroStage
 
 SAMPLES_PER_SPACE = 150
@@ -76,3 +78,39 @@ def test_tables_reproduce_the_evaluator(name, gpus, training, pins):
         ) <= (TIME_SLACK_UNITS), config
         evaluated_bytes = math.ceil(memory(model, hardware, training, config).total)
         assert 0 <= c.peak_memory - evaluated_bytes <= MEMORY_SLACK_BYTES, config
+
+
+@pytest.mark.parametrize(("name", "gpus", "training", "pins"), SPACES, ids=[s[0] for s in SPACES])
+@pytest.mark.parametrize("memory_gib", [80, 24])
+def test_the_search_s_tables_hold_the_best_plans_and_count_of_the_whole_tables(
+    name, gpus, training, pins, memory_gib
+):
+    """The search tabulates the step time of only the rows that fit beside some row of the other
+    table, and skips the activations of a micro-batch above one whose row fits nothing
+    (``compile_terms(fitting_only=True)``): its five best plans and its candidate count are those
+    of the whole tables, on roomy and on tight GPUs."""
+    model = load_model(name)
+    hardware = replace(preset("h100-80gb"), memory_bytes=memory_gib * 2**30)
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
+    capacity = capacity_units(hardware)
+    whole = compile_terms(space, model, hardware, training)
+    fitting = compile_terms(space, model, hardware, training, fitting_only=True)
+    assert len(fitting.activations) < len(whole.activations)  # rows were left out
+    assert brute_force(space, fitting, capacity, 5) == brute_force(space, whole, capacity, 5)
+    assert count_candidates(fitting) == count_candidates(whole)
+
+
+@pytest.mark.parametrize(("name", "gpus", "training", "pins"), SPACES, ids=[s[0] for s in SPACES])
+def test_activations_never_shrink_as_the_micro_batch_grows(name, gpus, training, pins):
+    """What the skip above rests on: on every layout and recompute choice, each stage's activations
+    row is at least as large at a larger micro-batch (fewer micro-batches in flight, each larger)."""
+    model, hardware = load_model(name), preset("h100-80gb")
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
+    rows: dict[tuple[int, int], list[tuple[int, tuple[int, ...]]]] = {}
+    for (p, r, u), row in compile_terms(space, model, hardware, training, times=False).activations.items():
+        rows.setdefault((p, r), []).append((u, row))
+    assert sum(len(v) > 1 for v in rows.values()) > 10  # many rows with more than one micro-batch
+    for by_mbs in rows.values():
+        by_mbs.sort()
+        for (_, smaller), (_, larger) in itertools.pairwise(by_mbs):
+            assert all(map(int.__le__, smaller, larger))
