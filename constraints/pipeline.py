@@ -19,6 +19,7 @@ on the others (its Megatron-DeepSpeed partition counted the embedding and head a
 """
 
 from enum import Enum
+from functools import cache
 
 MAX_END_STAGE_TRIM = 2
 """Layers an end stage may hold below a middle stage in the searched splits: the recipes trim one
@@ -130,6 +131,7 @@ def account_for_ends(num_layers: int, pp: int, vpp: int, first: int, last: int) 
     return None
 
 
+@cache  # the search asks for every layout; many share the split (tp, cp, ep change nothing here)
 def megatron_split_form(num_layers: int, pp: int, vpp: int, first: int, last: int) -> SplitForm | None:
     """The first of Megatron-LM's ways to build this split, or None if it has none.
 

@@ -48,6 +48,7 @@ from planner.rules import (
     valid_tp,
 )
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
+from planner.workers import in_processes, processes_for
 
 TIME_SCALE_PER_S = 1_000_000  # objective resolution: microseconds
 MEMORY_SCALE_PER_BYTE = 1  # memory resolution: bytes, rounded up
@@ -473,26 +474,16 @@ def _tabulate(
     until_fit: bool,
     fitting_only: bool,
 ) -> Terms:
-    """``compile_terms``'s tables."""
-    states, acts, pipe, dpt = {}, {}, {}, {}
+    """``compile_terms``'s tables, layout by layout: the rows of one layout depend on nothing of
+    another's, so large spaces share the layouts among processes (``planner.workers``)."""
     framework = training.framework
     constants = constants or hardware.step_constants  # once: a profile's are rebuilt on each access
     # the dispatcher changes no memory: a memory-only probe keeps every layout
     slower = slower_dispatchers(space, model, hardware, training, constants) if times else frozenset()
-    for p, z in product(range(len(space.layouts)), range(len(space.zero_stages))):
-        config = space.config(p, z, 0, 0)
-        if p in slower or reasons_within(STATES_TABLE, framework, model, training, config):
-            continue
-        reserve = bytes_up(
-            M.reserve_bytes(hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes)
-        )
-        states[p, z] = tuple(
-            bytes_up(sum(stage_states_bytes(model, training, config, st))) + reserve
-            for st in loaded_stages(config)
-        )
-        if times and not fitting_only:
-            dpt[p, z] = data_parallel_units(model, hardware, training, config, constants)
     capacity = capacity_units(hardware)
+    reserve = bytes_up(
+        M.reserve_bytes(hardware.memory_bytes, training.reserve_fraction, training.reserve_fixed_bytes)
+    )
     plain = {v[:3]: i for i, v in enumerate(space.recomputes) if not v[3]}  # without offload
     none_row, full_row = plain.get((Recompute.NONE, 0, ())), plain.get((Recompute.FULL, 0, ()))
     optional = space.optional_recomputes
@@ -500,37 +491,42 @@ def _tabulate(
     modules = [r for r in sorted(optional) if not space.recomputes[r][1]]
     base = [r for r in range(len(space.recomputes)) if r not in optional]
 
-    states_of: dict[int, list[tuple[int, ...]]] = {}
-    for (p, _), row in states.items():
-        states_of.setdefault(p, []).append(row)
+    def states_rows(p: int) -> dict[tuple[int, int], tuple[int, ...]]:
+        """The (layout, states) rows of layout ``p``: memory of each ``loaded_stages`` stage."""
+        rows = {}
+        for z in range(len(space.zero_stages)) if p not in slower else ():
+            config = space.config(p, z, 0, 0)
+            if not reasons_within(STATES_TABLE, framework, model, training, config):
+                rows[p, z] = tuple(
+                    bytes_up(sum(stage_states_bytes(model, training, config, st))) + reserve
+                    for st in loaded_stages(config)
+                )
+        return rows
 
-    kept_rows: set[tuple[int, int, int]] = set()  # with fitting_only: the rows that fit
+    def layout_rows(p: int, beside: list[tuple[int, ...]], tables: _LayoutRows) -> None:
+        """The activations rows of layout ``p`` (and their step time) into ``tables``, and the keys
+        of those that fit beside some row of ``beside`` (the layout's states rows)."""
+        acts, pipe, kept_rows = tables.activations, tables.pipeline_us, tables.kept
 
-    def tabulate(p: int, r: int, u: int, config: ParallelConfig, row: tuple[int, ...] | None = None) -> None:
-        acts[p, r, u] = row or activation_row(model, training, config)
-        fits = (until_fit or fitting_only) and any(
-            _fits(acts[p, r, u], s, capacity) for s in states_of.get(p, ())
-        )
-        if until_fit and fits:
-            raise _FitFound(Terms(states, acts, pipe, dpt))
-        if fits:
-            kept_rows.add((p, r, u))
-        if times and (fits or not fitting_only):
-            pipe[p, r, u] = time_units(
-                sum(pipeline_time(model, hardware, training, config, constants).values())
-            )
+        def tabulate(u: int, r: int, config: ParallelConfig, row: tuple[int, ...] | None = None) -> None:
+            acts[p, r, u] = row or activation_row(model, training, config)
+            fits = (until_fit or fitting_only) and any(_fits(acts[p, r, u], s, capacity) for s in beside)
+            if until_fit and fits:
+                raise _FitFound(Terms(tables.states, acts, pipe, tables.data_parallel_us))
+            if fits:
+                kept_rows.add((p, r, u))
+            if times and (fits or not fitting_only):
+                pipe[p, r, u] = time_units(
+                    sum(pipeline_time(model, hardware, training, config, constants).values())
+                )
 
-    order = range(len(space.layouts))
-    if until_fit:  # the likeliest to fit first: the order changes what is visited, not the answer
-        order = sorted(states_of, key=lambda p: (min(max(row) for row in states_of[p]), p))
-    for p in order:
         fitting = [
             u
             for u in range(len(space.micro_batches))
             if p not in slower and space.mbs_fits(p, u, training.global_batch_size)
         ]
         if not fitting:
-            continue
+            return
         for r in base + modules:
             if not space.allows(p, r):
                 continue
@@ -545,28 +541,24 @@ def _tabulate(
                     continue
                 config = space.config(p, 0, r, u)
                 if r not in optional:
-                    tabulate(p, r, u, config)
+                    tabulate(u, r, config)
                     too_large = fitting_only and (p, r, u) not in kept_rows
                     continue
-                partners = _partners(
-                    acts.get((p, none_row, u)), acts.get((p, full_row, u)), states_of.get(p, []), capacity
-                )
+                partners = _partners(acts.get((p, none_row, u)), acts.get((p, full_row, u)), beside, capacity)
                 if not partners:
                     continue
                 row = activation_row(model, training, config)
                 if any(_fits(row, s, capacity) for s in partners):  # else never in a plan that fits
-                    tabulate(p, r, u, config, row)
+                    tabulate(u, r, config, row)
                 else:
-                    too_large = fitting_only and not any(_fits(row, s, capacity) for s in states_of[p])
+                    too_large = fitting_only and not any(_fits(row, s, capacity) for s in beside)
         counts = sorted(n for n in block if space.allows(p, block[n]))
         if not counts or reasons_within(
             ACTIVATIONS_TABLE, framework, model, training, space.config(p, 0, block[counts[0]], fitting[0])
         ):
-            continue
+            return
         for u in fitting:
-            partners = _partners(
-                acts.get((p, none_row, u)), acts.get((p, full_row, u)), states_of.get(p, []), capacity
-            )
+            partners = _partners(acts.get((p, none_row, u)), acts.get((p, full_row, u)), beside, capacity)
             indices, rows = [block[n] for n in counts], {}
             row_at = partial(_memo_row, model, training, space, p, u, indices, rows)
             found: dict[tuple[int, ...], int] = {}  # states row -> fewest layers that fit beside it
@@ -577,24 +569,72 @@ def _tabulate(
                 if fewest is not None:
                     found[states_row] = fewest
             for i in sorted(set(found.values())):
-                tabulate(p, block[counts[i]], u, space.config(p, 0, block[counts[i]], u), row_at(i))
-    candidates = None
-    if fitting_only:  # and the states rows that fit beside none of those
-        per_layout = {p: len(rows) for p, rows in states_of.items()}
-        candidates = sum(per_layout.get(p, 0) for p, _, _ in acts)
-        acts = {key: row for key, row in acts.items() if key in kept_rows}
-        acts_of: dict[int, list[tuple[int, ...]]] = {}
-        for (p, _, _), row in acts.items():
-            acts_of.setdefault(p, []).append(row)
-        states = {
-            k: row for k, row in states.items() if any(_fits(a, row, capacity) for a in acts_of.get(k[0], ()))
-        }
+                tabulate(u, block[counts[i]], space.config(p, 0, block[counts[i]], u), row_at(i))
+
+    if until_fit:  # the likeliest to fit first: the order changes what is visited, not the answer
+        tables = _LayoutRows()
+        for p in range(len(space.layouts)):
+            tables.states.update(states_rows(p))
         if times:
-            for p, z in states:
-                dpt[p, z] = data_parallel_units(
-                    model, hardware, training, space.config(p, z, 0, 0), constants
-                )
-    return Terms(states, acts, pipe, dpt, candidates)
+            tables.data_parallel_us = {
+                (p, z): data_parallel_units(model, hardware, training, space.config(p, z, 0, 0), constants)
+                for p, z in tables.states
+            }
+        states_of: dict[int, list[tuple[int, ...]]] = {}
+        for (p, _), row in tables.states.items():
+            states_of.setdefault(p, []).append(row)
+        for p in sorted(states_of, key=lambda p: (min(max(row) for row in states_of[p]), p)):
+            layout_rows(p, states_of[p], tables)
+        return Terms(tables.states, tables.activations, tables.pipeline_us, tables.data_parallel_us)
+
+    def layout_tables(p: int) -> _LayoutRows:
+        """Every table's rows of layout ``p``; with ``fitting_only`` only those that fit beside a
+        row of the other table (and ``candidates``, the whole tables' count on this layout)."""
+        tables = _LayoutRows(states=states_rows(p))
+        beside = list(tables.states.values())
+        layout_rows(p, beside, tables)
+        if fitting_only:
+            tables.candidates = len(beside) * len(tables.activations)
+            tables.activations = {k: row for k, row in tables.activations.items() if k in tables.kept}
+            tables.states = {
+                k: row
+                for k, row in tables.states.items()
+                if any(_fits(a, row, capacity) for a in tables.activations.values())
+            }
+        if times:
+            tables.data_parallel_us = {
+                (p, z): data_parallel_units(model, hardware, training, space.config(p, z, 0, 0), constants)
+                for p, z in tables.states
+            }
+        return tables
+
+    whole = _LayoutRows(candidates=0 if fitting_only else None)
+    processes = processes_for(len(space.layouts))
+    if processes == 1:
+        parts = [layout_tables(p) for p in range(len(space.layouts))]
+    else:
+        parts = in_processes(layout_tables, range(len(space.layouts)), processes)
+    for part in parts:  # in layout order, as one process would have filled them
+        whole.states.update(part.states)
+        whole.activations.update(part.activations)
+        whole.pipeline_us.update(part.pipeline_us)
+        whole.data_parallel_us.update(part.data_parallel_us)
+        if fitting_only:
+            whole.candidates += part.candidates
+    return Terms(whole.states, whole.activations, whole.pipeline_us, whole.data_parallel_us, whole.candidates)
+
+
+@dataclass(slots=True)
+class _LayoutRows:
+    """Rows of the tables being filled (of one layout, or of all), and with ``fitting_only`` the
+    activations keys that fit and the candidate count."""
+
+    states: dict[tuple[int, int], tuple[int, ...]] = field(default_factory=dict)
+    activations: dict[tuple[int, int, int], tuple[int, ...]] = field(default_factory=dict)
+    pipeline_us: dict[tuple[int, int, int], int] = field(default_factory=dict)
+    data_parallel_us: dict[tuple[int, int], int] = field(default_factory=dict)
+    kept: set[tuple[int, int, int]] = field(default_factory=set)
+    candidates: int | None = None
 
 
 def data_parallel_units(

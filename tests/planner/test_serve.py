@@ -94,8 +94,9 @@ def test_memory_grows_with_batch_and_context_and_falls_with_tp(case):
 @settings(max_examples=40, deadline=None)
 @given(serving(), st.sampled_from([1, 2, 4, 8]))
 def test_default_layout_keeps_tp_within_a_node_and_finds_the_fewest_gpus(case, node):
-    """tp never exceeds the node unless pinned; when no tp within a node fits, the layout is the
-    fewest GPUs (tp x pp) that fit, checked against every smaller split."""
+    """tp never exceeds the node unless pinned; the smallest tp within a node that fits without
+    pipeline stages; when none does, the fewest GPUs (tp x pp) that fit, checked against every
+    smaller split."""
     model, spec = case
     hardware = replace(H100, gpus_per_node=node, nvlink_domain_gpus=node)
     layout = choose_layout(model, hardware, spec, None, None)
@@ -103,7 +104,10 @@ def test_default_layout_keeps_tp_within_a_node_and_finds_the_fewest_gpus(case, n
     split = min_pp(model, hardware, spec)
     fits = serve_memory(model, hardware, replace(spec, tp=layout.tp, pp=layout.pp)).fits
     assert fits == (split is not None)
-    if split is not None:
+    tp = min_tp(model, hardware, spec)
+    if tp is not None:  # a split with fewer GPUs may fit too (tp 1 x pp 5 against tp 8): no stages
+        assert (layout.tp, layout.pp) == (tp, 1)
+    elif split is not None:
         assert layout.tp * layout.pp == split[0] * split[1]
         for t in (t for t in valid_serving_tp(model) if t <= node):
             for p in (p for p in range(1, model.num_layers + 1) if model.num_layers % p == 0):

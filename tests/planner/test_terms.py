@@ -14,13 +14,16 @@ from dataclasses import replace
 
 import pytest
 
+from planner import space as space_module
+from planner import workers
 from planner.evaluate import memory
 from planner.hardware import preset
 from planner.io import load_model
 from planner.performance import performance
 from planner.search import brute_force, count_candidates, enumerate_candidates
-from planner.space import Pins, build_space, capacity_units, compile_terms, time_units
+from planner.space import Pins, Terms, build_space, capacity_units, compile_terms, time_units
 from planner.specs import Dispatcher, Framework, Precision, TrainingSpec, ZeroStage
+from planner.workers import MIN_LAYOUTS_PER_PROCESS, processes_for
 
 SAMPLES_PER_SPACE = 150
 SEED = 9
@@ -114,3 +117,26 @@ def test_activations_never_shrink_as_the_micro_batch_grows(name, gpus, training,
         by_mbs.sort()
         for (_, smaller), (_, larger) in itertools.pairwise(by_mbs):
             assert all(map(int.__le__, smaller, larger))
+
+
+@pytest.mark.parametrize("fitting_only", [False, True])
+def test_tables_shared_among_processes_equal_one_process_s(monkeypatch, fitting_only):
+    """Large spaces are tabulated by several processes (``planner.workers``): the same rows in the
+    same order, so the same plans and documents, as one process."""
+    name, gpus, training, pins = SPACES[1]  # mixtral-8x7b: MoE, offload allowed
+    model, hardware = load_model(name), preset("h100-80gb")
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
+    tables = {}
+    for processes in (1, 3):
+        monkeypatch.setattr(space_module, "processes_for", lambda layouts, n=processes: n)
+        terms = compile_terms(space, model, hardware, training, fitting_only=fitting_only)
+        tables[processes] = [list(getattr(terms, t).items()) for t in Terms.__slots__ if t != "candidates"]
+        tables[processes].append(terms.candidates)
+    assert tables[3] == tables[1]
+    assert len(tables[1][1]) > 100
+
+
+def test_one_process_for_small_spaces_and_off_linux(monkeypatch):
+    assert processes_for(MIN_LAYOUTS_PER_PROCESS - 1) == 1
+    monkeypatch.setattr(workers.sys, "platform", "darwin")
+    assert processes_for(100 * MIN_LAYOUTS_PER_PROCESS) == 1

@@ -1,0 +1,69 @@
+"""The tabulation's layouts shared among processes (``planner.space.compile_terms``).
+
+The rows of one layout are computed from the request and pure functions alone, so the layouts can
+be dealt among processes and their rows put back in layout order, as one process would have
+produced them: the tables, and so the plans and documents, are the same byte for byte
+(``tests/planner/test_terms.py``). The command's own process takes one share (its caches,
+``planner.memo``, stay warm for the plan it then reports); forked workers take the others: they
+inherit the tabulation's state, so only layout indices go out and rows come back. Fork is used on
+Linux only (macOS and Windows would start workers by re-importing the planner, which costs more than
+it saves), and only where every process gets ``MIN_LAYOUTS_PER_PROCESS`` layouts.
+"""
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import Any
+
+MIN_LAYOUTS_PER_PROCESS = 500
+"""Below this a process's share costs about what starting it does (a fork, and the rows pickled
+back); 500 layouts of an MoE model tabulate in about 0.3 s on the development machine."""
+MAX_PROCESSES = 8
+
+_JOB: list[Callable[[int], Any]] = []  # the tabulation under way, inherited by the forked workers
+
+
+def processes_for(layouts: int) -> int:
+    """How many processes tabulate ``layouts`` layouts: as many as the CPUs this process may run on
+    (at most ``MAX_PROCESSES``) while each gets ``MIN_LAYOUTS_PER_PROCESS``; one off Linux."""
+    if sys.platform != "linux":
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES, layouts // MIN_LAYOUTS_PER_PROCESS))
+
+
+def in_processes(job: Callable[[int], Any], layouts: Sequence[int], processes: int) -> list[Any]:
+    """``job(p)`` of each layout ``p``, in the order of ``layouts``: every ``processes``-th layout to
+    each process (neighbouring layouts cost alike), the first share in this one."""
+    shares = [list(layouts[k::processes]) for k in range(processes)]
+    try:
+        pool = ProcessPoolExecutor(
+            processes - 1, mp_context=get_context("fork"), initializer=_ignore_interrupts
+        )
+    except OSError:  # no shared memory for the pool's queues (some containers): this process alone
+        return [job(p) for p in layouts]
+    _JOB[:] = [job]
+    try:
+        with pool:
+            pending = [pool.submit(_results, share) for share in shares[1:]]
+            done = [_results(shares[0])] + [future.result() for future in pending]
+    finally:
+        _JOB.clear()
+    by_layout = {
+        p: result
+        for share, results in zip(shares, done, strict=True)
+        for p, result in zip(share, results, strict=True)
+    }
+    return [by_layout[p] for p in layouts]
+
+
+def _results(share: list[int]) -> list[Any]:
+    """The job's result of each layout of ``share``."""
+    return [_JOB[0](p) for p in share]
+
+
+def _ignore_interrupts() -> None:
+    """Ctrl-C is the command's to handle: a worker ends with the pool."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
