@@ -9,8 +9,9 @@ says which, by field rules; no row is special-cased):
 1. the shared constants and the GEMM efficiencies on every row: the defaults of
    ``planner/calibration.py`` (what a GPU without its own fit gets);
 2. per tensor-core architecture (``ARCHITECTURES``), then per GPU generation, its 16-bit and FP8
-   GEMM efficiencies on its own rows, where it has at least ``MIN_ROWS`` rows of that precision
-   (else a generation keeps its architecture's value, else the shared one, and says so);
+   GEMM efficiencies on its own rows, where it has at least ``MIN_ROWS`` rows of that precision from
+   at least ``MIN_MODELS`` models (else a generation keeps its architecture's value, else the
+   shared one, and says so);
 3. the shared constants again, with those values in place; steps 2 and 3 twice.
 
 Prints the constants, the loss, and each generation's ``constants:`` block for its preset files.
@@ -47,6 +48,11 @@ SHARED = tuple(GRID)
 PER_GENERATION = {"gemm_max_efficiency": False, "gemm_fp8_efficiency": True}
 """Constants fitted per GPU generation, and whether on its FP8 rows (else its 16-bit rows)."""
 MIN_ROWS = 3
+MIN_MODELS = 2
+"""Models a group's rows must span for the group to take its own GEMM efficiency: the rows of one
+model cannot tell the GPU's efficiency from that model's own misfit (a recompute its source does
+not state, its shapes), which a second model's rows do not share. (DGX Cloud v25.05's six GB200 rows
+are all Llama 3.1 405B: with Megatron-Bridge's held out, they alone set Blackwell's efficiencies.)"""
 SWEEPS = 2
 
 
@@ -108,11 +114,12 @@ def descend(
 
 
 def _per_group(rows: Sequence[Row], start: StepTimeConstants) -> dict[str, float]:
-    """The per-generation constants fitted on ``rows`` where they hold ``MIN_ROWS`` of the precision."""
+    """The per-generation constants fitted on ``rows`` where they hold ``MIN_ROWS`` of the precision
+    from ``MIN_MODELS`` models."""
     values, c = {}, start
     for name, fp8 in PER_GENERATION.items():
         subset = [r for r in rows if (r.training.precision is Precision.FP8) == fp8]
-        if len(subset) >= MIN_ROWS:
+        if len(subset) >= MIN_ROWS and len({r.model.name for r in subset}) >= MIN_MODELS:
             c = descend(subset, c, [name])
             values[name] = getattr(c, name)
     return values
