@@ -445,14 +445,19 @@ def search_terms(
     hardware: HardwareSpec,
     training: TrainingSpec,
     constants: StepTimeConstants | None = None,
+    *,
+    states_fit: bool = True,
 ) -> Terms:
     """The tables the search ranks: only the rows that fit beside some row of the other table
     (``compile_terms(fitting_only=True)``: the step time of the others is never computed), or, when
     none does, the whole tables, which say why nothing fits (a batch no layout divides, what the
-    framework cannot run) and which candidate comes closest."""
-    terms = compile_terms(space, model, hardware, training, constants, fitting_only=True)
-    if terms.activations:
-        return terms
+    framework cannot run) and which candidate comes closest; those straight away when the caller
+    knows that no GPU can hold the model states (``states_fit`` False:
+    ``diagnose.min_gpus_for_states``)."""
+    if states_fit:
+        terms = compile_terms(space, model, hardware, training, constants, fitting_only=True)
+        if terms.activations:
+            return terms
     return compile_terms(space, model, hardware, training, constants)
 
 
