@@ -34,6 +34,16 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   7, 8 x 14, 7), the two ends as even as they can be, the first the heavier on a tie; a row with
   no such split, or one Megatron cannot build with its vpp (``megatron_split_form``), is skipped as
   not representable;
+- the network between nodes is the row's cluster's where its source states it: a per-node figure
+  in its notes (``1600 Gbps node-node interconnect``, MosaicML's: 200 Gb/s per GPU, a DGX A100's),
+  or a cluster named in ``CLUSTER_NETWORK_GBPS`` (BLOOM's Jean Zay: four 100 Gb/s Omni-Path links
+  per node of 8 GPUs, a quarter of a DGX A100's); else the preset's (one NIC per GPU, as on the
+  DGX clusters of the other sources);
+- rows whose notes name Megatron-DeepSpeed and that pipeline (pp > 1) ran DeepSpeed's pipeline
+  engine, which reduces the gradients after the batch's last micro-batch
+  (``deepspeed/runtime/pipe/schedule.py``, ``TrainSchedule.steps``: ``ReduceTiedGrads``,
+  ``ReduceGrads``, ``OptimizerStep`` at the last step): no gradient reduction or parameter gather
+  overlaps compute (``overlap_grad_reduce`` and ``overlap_param_gather`` off);
 - ``selective (norm, act)`` recompute lists Megatron-Core's ``--recompute-modules`` in the
   Megatron-Bridge table's words: ``norm`` is ``layernorm``, ``act`` ``moe_act``, ``shared_expert``
   ``shared_experts`` (the table's own note: "norm, act" = layernorm + moe_act); a bare ``selective``
@@ -92,6 +102,16 @@ GPUS = {
     "GB200": "gb200",
     "GB300": "gb300",
 }
+CLUSTER_NETWORK_GBPS = {
+    "jean zay": 4 * 100 / 8,  # four Omni-Path 100 Gb/s links per node of 8 A100 80GB
+}
+"""Network per GPU (Gb/s, one direction) of clusters a source names without stating it, by the name
+in its title or notes: Jean Zay's A100 partition, where BLOOM and its prequel sweep ran (Le Scao et
+al. 2022, "BLOOM", arXiv:2211.05100, Section 3.4.1 Hardware: "4 Omni-Path 100 Gbps links per node,
+arranged in an enhanced hypercube 8D global topology")."""
+STATED_NETWORK = re.compile(r"(\d+)\s*Gbps node-node interconnect", re.IGNORECASE)
+"""A row's notes stating its network per node (MosaicML's tables: ``1600 Gbps node-node interconnect``)."""
+BITS_PER_BYTE = 8
 GENERATIONS = {preset: generation.upper() for preset, generation in GENERATION_OF_PRESET.items()}
 """GPU generation of each preset the rows use (``planner.known_accuracy``'s, which the plan's
 accuracy warning reads back by the same names)."""
@@ -220,6 +240,21 @@ def stage_split(model: ModelSpec, pp: int, vpp: int) -> tuple[int, int]:
     return max(built, key=lambda s: (s[0] + s[1], -abs(s[0] - s[1]), s[0]))
 
 
+def cluster_hardware(hardware: HardwareSpec, entry: dict) -> HardwareSpec:
+    """``hardware`` with the network of the row's cluster where its source states it (see the
+    module docstring), else as the preset has it."""
+    text = f"{(entry.get('source') or {}).get('title', '')} {entry.get('notes') or ''}"
+    stated = STATED_NETWORK.search(text)
+    if stated:
+        per_gpu_gbps = float(stated.group(1)) / hardware.gpus_per_node
+    else:
+        named = [gbps for name, gbps in CLUSTER_NETWORK_GBPS.items() if name in text.lower()]
+        if not named:
+            return hardware
+        per_gpu_gbps = named[0]
+    return replace(hardware, inter_node_bandwidth_bytes_per_s=per_gpu_gbps / BITS_PER_BYTE * 1e9)
+
+
 def precision_of(entry: dict) -> Precision:
     """``fp8``, ``FP8-CS``, ``FP8-MX`` are FP8 training; ``fp16`` FP16; anything else (``bf16``,
     ``BF16``, ``amp_bf16``, annotated variants) bf16."""
@@ -249,7 +284,7 @@ def expert_layout(entry: dict) -> tuple[int, Dispatcher]:
 def row_of(entry: dict) -> Row:
     p, meas, derived = entry["parallel"], entry["measured"], entry.get("derived") or {}
     model = model_of(entry["model"])
-    hardware = preset(GPUS[entry["gpu"]])
+    hardware = cluster_hardware(preset(GPUS[entry["gpu"]]), entry)
     gpus, tp, pp, cp = entry["gpus"], p["tp"], p["pp"], p.get("cp") or 1
     dp = p.get("dp") or derived.get("dp") or gpus // (tp * cp * pp)
     zero = p.get("zero_stage")
@@ -260,6 +295,7 @@ def row_of(entry: dict) -> Row:
     precision = precision_of(entry)
     notes = str(entry.get("notes") or "")
     ep_overlap = re.search(r"1f1b overlap|a2a overlap", notes, re.IGNORECASE) is not None
+    deepspeed_pipeline = "megatron-deepspeed" in notes.lower() and pp > 1
     training = TrainingSpec(
         seq_len=entry["model"]["seq_len"],
         global_batch_size=p["gbs"],
@@ -271,6 +307,8 @@ def row_of(entry: dict) -> Row:
         else Framework.MEGATRON,
         flash_attention=flash,
         overlap_moe_expert_parallel_comm=ep_overlap,
+        overlap_grad_reduce=not deepspeed_pipeline,
+        overlap_param_gather=not deepspeed_pipeline,
     )
     etp, dispatcher = expert_layout(entry)
     first, last = stage_split(model, pp, p.get("vpp") or 1)

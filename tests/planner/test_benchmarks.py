@@ -59,6 +59,28 @@ def test_the_loader_reads_what_the_recipes_leave_unstated():
     assert row_of(_entry(recompute="selective (norm, act)")).config.recompute.value == "selective"
 
 
+def test_the_loader_reads_the_clusters_network_and_deepspeeds_pipeline_where_the_source_says():
+    """BLOOM's paper (Le Scao et al. 2022, Section 3.4.1): Jean Zay's nodes of 8 A100s have four
+    100 Gb/s Omni-Path links; MosaicML's table states 1600 Gbps per node; DeepSpeed's pipeline
+    engine reduces gradients after the last micro-batch (``TrainSchedule.steps``)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from planner.hardware import preset
+
+    from published import row_of
+
+    plain = row_of(_entry())
+    assert plain.hardware == preset("gb200")  # no network stated: the preset's NIC per GPU
+    assert plain.training.overlap_grad_reduce and plain.training.overlap_param_gather
+    notes = "Megatron-DeepSpeed on 48-node Jean Zay partition"
+    jean_zay = _entry(pp=2) | {"notes": notes, "gpu": "A100-80GB-SXM"}
+    bloom = row_of(jean_zay)
+    assert bloom.hardware.inter_node_bandwidth_bytes_per_s == 4 * 100e9 / 8 / 8
+    assert not bloom.training.overlap_grad_reduce and not bloom.training.overlap_param_gather
+    assert row_of(jean_zay | {"parallel": jean_zay["parallel"] | {"pp": 1}}).training.overlap_grad_reduce
+    stated = row_of(_entry() | {"notes": 'Table "A100 80GB with 1600 Gbps node-node interconnect (RoCE)"'})
+    assert stated.hardware.inter_node_bandwidth_bytes_per_s == 1600e9 / 8 / stated.hardware.gpus_per_node
+
+
 def _deepseek_v3_columns(**changes):
     """The model columns of the Megatron-Bridge 25.11 DeepSeek-V3 rows of the calibration data:
     nothing about latent attention or the dense first layers but the name."""

@@ -85,7 +85,7 @@ def readme_accuracy_line(prefix: str) -> str:
     ("args", "figure"),
     [
         (["--gpus", "64", "--gpu", "gb300", "llama3-70b"], BY_GPU_GENERATION["gb300"]),
-        (["--gpus", "64", "--gpu", "a100-80gb", "llama3-70b"], BY_GPU_GENERATION["a100"]),
+        (["--gpus", "64", "--gpu", "gb200", "llama3-70b"], BY_GPU_GENERATION["gb200"]),
     ],
 )
 def test_weak_regimes_quote_the_benchmarks_figure(args, figure):
