@@ -116,7 +116,9 @@ def _read_presets() -> dict[str, HardwareSpec]:
     """Every preset file of the package, by name."""
     presets = {}
     for path in sorted(PRESET_DIR.glob("*.yaml")):
-        spec = hardware_from_mapping(yaml.load(path.read_text(), PRESET_LOADER), path.stem, f"planner/gpus/{path.name}")
+        spec = hardware_from_mapping(
+            yaml.load(path.read_text(), PRESET_LOADER), path.stem, f"planner/gpus/{path.name}"
+        )
         presets[spec.name] = spec
     return presets
 
