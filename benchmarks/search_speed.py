@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from planner.defaults import default_seq_len, target_global_batch, with_default_batch  # noqa: E402
+from planner.diagnose import min_gpus_for_states  # noqa: E402
 from planner.hardware import preset  # noqa: E402
 from planner.io import bundled_models, load_model  # noqa: E402
 from planner.scaling import choose_units, scale_terms  # noqa: E402
@@ -101,7 +102,10 @@ def measure(
     # A fresh (equal) training run each time: the evaluator's cache (planner.memo) matches specs by
     # identity, so every repeat tabulates from cold, as a command does; the tables the command
     # searches (the rows that fit beside some row of the other table, or the whole tables).
-    t_compile, terms = median_of(lambda: search_terms(space, model, hardware, replace(training)), repeats)
+    states_fit = gpus >= min_gpus_for_states(model, training, hardware, pins)
+    t_compile, terms = median_of(
+        lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit), repeats
+    )
     terms = scale_terms(terms, choose_units(space, terms))
     capacity = capacity_units(hardware)
     t_solve, _ = median_of(lambda: solve(space, terms, capacity, 1), repeats)

@@ -12,7 +12,7 @@ from typing import Any
 from planner.calibration import StepTimeConstants
 from planner.checkpoint import CheckpointRequest
 from planner.deadline import Deadline
-from planner.diagnose import fits_anywhere, smallest_fixes
+from planner.diagnose import fits_anywhere, min_gpus_for_states, smallest_fixes
 from planner.emit import Target
 from planner.errors import PlannerError
 from planner.evaluate import num_microbatches
@@ -89,7 +89,8 @@ def run(
             f"no tp x cp x pp layout divides --gpus {req.gpus} for this model; "
             f"tp from {valid_tp(req.model)}, pp from {valid_pp(req.model)}"
         )
-    terms = search_terms(space, req.model, req.hardware, req.training, req.constants)
+    states_fit = req.gpus >= min_gpus_for_states(req.model, req.training, req.hardware, req.pins)
+    terms = search_terms(space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit)
     capacity = capacity_units(req.hardware)
     if not terms.activations:
         batch_fits = any(

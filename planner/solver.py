@@ -64,6 +64,25 @@ def load():
     return cp_model
 
 
+def new_model(cp_model):
+    """An empty ``CpModel`` without the camel-case aliases of its methods (``addBoolOr`` for
+    ``add_bool_or``, ...) that OR-Tools attaches to every new model for code written before PEP 8:
+    attaching them walks every method of the model: 0.18 ms per model against 0.002 ms without, on
+    the development machine, about a solve of a tiny model (``TINY_MODEL_PARAMETERS``); this module
+    calls only the PEP 8 names."""
+    if not _MODEL_CLASS:
+
+        class Model(cp_model.CpModel):
+            def _add_pre_pep8_methods(self) -> None:
+                pass
+
+        _MODEL_CLASS.append(Model)
+    return _MODEL_CLASS[0]()
+
+
+_MODEL_CLASS: list = []
+
+
 def solve(
     space: Space,
     terms: Terms,
@@ -103,7 +122,7 @@ def solve(
         return SolveResult(status="infeasible", candidates=[], wall_time_s=0.0, objective=None, bound=None)
 
     # Variables: one selector per row of each table, and one per layout that both tables share.
-    model = cp_model.CpModel()
+    model = new_model(cp_model)
     pick_state = [model.new_bool_var(f"state_{p}_{z}") for (p, z), _ in states_rows]
     pick_act = [model.new_bool_var(f"act_{p}_{r}_{u}") for (p, r, u), _ in act_rows]
     layouts = sorted({p for (p, _), _ in states_rows} & {p for (p, _, _), _ in act_rows})

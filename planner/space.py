@@ -426,7 +426,10 @@ def compile_terms(
     their layout are left out, and their step time never computed, and so are the states rows that
     fit beside none of the rows kept: no plan that fits uses them, so the best plans that fit are
     those of the whole tables (the choice of the partial recompute rows still reads them first);
-    the candidate count and the least-memory candidate are not."""
+    so is the candidate count (``Terms.candidates``), not the least-memory candidate. Above a
+    micro-batch whose row fits beside no states row, the rows of the same layout and recompute
+    choice are counted without being computed (``FITS_NOTHING``). Large spaces are tabulated by
+    several processes (``planner.workers``), the rows put back in layout order."""
     try:
         return _tabulate(space, model, hardware, training, constants, times, until_fit, fitting_only)
     except _FitFound as found:
@@ -445,14 +448,19 @@ def search_terms(
     hardware: HardwareSpec,
     training: TrainingSpec,
     constants: StepTimeConstants | None = None,
+    *,
+    states_fit: bool = True,
 ) -> Terms:
     """The tables the search ranks: only the rows that fit beside some row of the other table
     (``compile_terms(fitting_only=True)``: the step time of the others is never computed), or, when
     none does, the whole tables, which say why nothing fits (a batch no layout divides, what the
-    framework cannot run) and which candidate comes closest."""
-    terms = compile_terms(space, model, hardware, training, constants, fitting_only=True)
-    if terms.activations:
-        return terms
+    framework cannot run) and which candidate comes closest; those straight away when the caller
+    knows that no GPU can hold the model states (``states_fit`` False:
+    ``diagnose.min_gpus_for_states``)."""
+    if states_fit:
+        terms = compile_terms(space, model, hardware, training, constants, fitting_only=True)
+        if terms.activations:
+            return terms
     return compile_terms(space, model, hardware, training, constants)
 
 

@@ -16,12 +16,13 @@ import pytest
 
 from planner import space as space_module
 from planner import workers
+from planner.errors import PlannerError
 from planner.evaluate import memory
 from planner.hardware import preset
 from planner.io import load_model
 from planner.performance import performance
 from planner.search import brute_force, count_candidates, enumerate_candidates
-from planner.space import Pins, Terms, build_space, capacity_units, compile_terms, time_units
+from planner.space import LAYOUT_FIELDS, Pins, Terms, build_space, capacity_units, compile_terms, time_units
 from planner.specs import Dispatcher, Framework, Precision, TrainingSpec, ZeroStage
 from planner.workers import MIN_LAYOUTS_PER_PROCESS, processes_for
 
@@ -140,3 +141,24 @@ def test_one_process_for_small_spaces_and_off_linux(monkeypatch):
     assert processes_for(MIN_LAYOUTS_PER_PROCESS - 1) == 1
     monkeypatch.setattr(workers.sys, "platform", "darwin")
     assert processes_for(100 * MIN_LAYOUTS_PER_PROCESS) == 1
+
+
+def test_an_error_in_a_worker_process_reaches_the_command(monkeypatch):
+    """A row that fails in a forked worker (here the rows of the last layout that has any, in the
+    last process's share) stops the tabulation with the worker's own one-line error, as in one
+    process."""
+    name, gpus, training, pins = SPACES[1]
+    model, hardware = load_model(name), preset("h100-80gb")
+    space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
+    last = max(p for p, _, _ in compile_terms(space, model, hardware, training).activations)
+    real = space_module.activation_row
+
+    def failing(model, training, config):
+        if tuple(getattr(config, f) for f in LAYOUT_FIELDS) == space.layouts[last]:
+            raise PlannerError("the memory of a candidate is nan: check sizes")
+        return real(model, training, config)
+
+    monkeypatch.setattr(space_module, "activation_row", failing)
+    monkeypatch.setattr(space_module, "processes_for", lambda layouts: 3)
+    with pytest.raises(PlannerError, match="memory of a candidate is nan"):
+        compile_terms(space, model, hardware, training)
