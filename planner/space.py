@@ -657,11 +657,13 @@ def data_parallel_units(
 
 
 def activation_row(model: ModelSpec, training: TrainingSpec, config: ParallelConfig) -> tuple[int, ...]:
-    """Activation memory of ``config`` on each of ``evaluate.loaded_stages``, integer bytes."""
-    return tuple(
-        bytes_up(sum(stage_activation_bytes(model, training, config, st).values()))
-        for st in loaded_stages(config)
-    )
+    """Activation memory of ``config`` on each of ``evaluate.loaded_stages``, integer bytes (each
+    stage once: they repeat when the pipeline has fewer than three)."""
+    stages = loaded_stages(config)
+    held = {
+        st: bytes_up(sum(stage_activation_bytes(model, training, config, st).values())) for st in set(stages)
+    }
+    return tuple(held[st] for st in stages)
 
 
 def _partners(
