@@ -3,11 +3,10 @@
 The rows of one layout are computed from the request and pure functions alone, so the layouts can
 be dealt among processes and their rows put back in layout order, as one process would have
 produced them: the tables, and so the plans and documents, are the same byte for byte
-(``tests/planner/test_terms.py``). The command's own process takes one share (its caches,
-``planner.memo``, stay warm for the plan it then reports); forked workers take the others: they
-inherit the tabulation's state, so only layout indices go out and rows come back. Fork is used on
-Linux only (macOS and Windows would start workers by re-importing the planner, which costs more than
-it saves), and only where every process gets ``MIN_LAYOUTS_PER_PROCESS`` layouts.
+(``tests/planner/test_terms.py``). The workers are forked: they inherit the tabulation's state,
+so only layout indices go out and rows come back. Fork is used on Linux only (macOS and Windows
+would start workers by re-importing the planner, which costs more than it saves), and only where
+every worker gets ``MIN_LAYOUTS_PER_PROCESS`` layouts.
 """
 
 import os
@@ -22,6 +21,7 @@ MIN_LAYOUTS_PER_PROCESS = 500
 """Below this a process's share costs about what starting it does (a fork, and the rows pickled
 back); 500 layouts of an MoE model tabulate in about 0.3 s on the development machine."""
 MAX_PROCESSES = 8
+RUNS_PER_PROCESS = 4
 
 _JOB: list[Callable[[int], Any]] = []  # the tabulation under way, inherited by the forked workers
 
@@ -35,32 +35,26 @@ def processes_for(layouts: int) -> int:
 
 
 def in_processes(job: Callable[[int], Any], layouts: Sequence[int], processes: int) -> list[Any]:
-    """``job(p)`` of each layout ``p``, in the order of ``layouts``: a run of consecutive layouts to
-    each process, the first in this one. Consecutive layouts share their tp, cp and expert layout,
-    so each process evaluates mostly its own layers (``planner.memo`` caches them per process):
-    mixtral-8x7b on 512 GPUs took 1.6 CPU s in one process, 1.8 in two taking runs, 2.2 in two
-    taking every other layout."""
-    n = len(layouts)
-    shares = [list(layouts[k * n // processes : (k + 1) * n // processes]) for k in range(processes)]
+    """``job(p)`` of each layout ``p``, in the order of ``layouts``, computed by ``processes``
+    forked workers. The layouts go in ``RUNS_PER_PROCESS`` runs per worker, each run to the next
+    worker free: consecutive layouts share their tp, cp and expert layout, so each worker evaluates
+    mostly its own layers (``planner.memo`` caches them per process; mixtral-8x7b on 512 GPUs took
+    1.6 CPU s in one process, 1.8 in two taking runs, 2.2 in two taking every other layout), and
+    runs of unequal cost even out (one run per worker left qwen3-30b-a3b's second half twice the
+    first's work)."""
+    n, runs = len(layouts), processes * RUNS_PER_PROCESS
+    shares = [list(layouts[k * n // runs : (k + 1) * n // runs]) for k in range(runs)]
     try:
-        pool = ProcessPoolExecutor(
-            processes - 1, mp_context=get_context("fork"), initializer=_ignore_interrupts
-        )
+        pool = ProcessPoolExecutor(processes, mp_context=get_context("fork"), initializer=_ignore_interrupts)
     except OSError:  # no shared memory for the pool's queues (some containers): this process alone
         return [job(p) for p in layouts]
     _JOB[:] = [job]
     try:
         with pool:
-            pending = [pool.submit(_results, share) for share in shares[1:]]
-            done = [_results(shares[0])] + [future.result() for future in pending]
+            done = list(pool.map(_results, shares))
     finally:
         _JOB.clear()
-    by_layout = {
-        p: result
-        for share, results in zip(shares, done, strict=True)
-        for p, result in zip(share, results, strict=True)
-    }
-    return [by_layout[p] for p in layouts]
+    return [result for results in done for result in results]
 
 
 def _results(share: list[int]) -> list[Any]:
