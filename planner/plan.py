@@ -6,6 +6,7 @@ the chosen configuration (``launch_of``).
 
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,7 @@ from planner.space import Pins, Space, build_space, capacity_units, search_terms
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 from planner.validate import validate_pins
 from planner.verify import boundary_candidates, check_reported
+from planner.workers import meanwhile
 
 __all__ = ["Request", "Outcome", "run", "best_config", "launch_of", "fits_anywhere", "validate_pins"]
 
@@ -90,7 +92,10 @@ def run(
             f"tp from {valid_tp(req.model)}, pp from {valid_pp(req.model)}"
         )
     states_fit = req.gpus >= min_gpus_for_states(req.model, req.training, req.hardware, req.pins)
-    terms = search_terms(space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit)
+    with nullcontext() if req.exhaustive else meanwhile(load_solver):  # imported while workers tabulate
+        terms = search_terms(
+            space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit
+        )
     capacity = capacity_units(req.hardware)
     if not terms.activations:
         batch_fits = any(

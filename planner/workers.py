@@ -12,8 +12,9 @@ every worker gets ``MIN_LAYOUTS_PER_PROCESS`` layouts.
 import os
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from multiprocessing import get_context
 from typing import Any
 
@@ -24,6 +25,7 @@ MAX_PROCESSES = 8
 RUNS_PER_PROCESS = 4
 
 _JOB: list[Callable[[int], Any]] = []  # the tabulation under way, inherited by the forked workers
+_MEANWHILE: list[Callable[[], Any]] = []  # work for this process while it waits for the workers
 
 
 def processes_for(layouts: int) -> int:
@@ -51,10 +53,29 @@ def in_processes(job: Callable[[int], Any], layouts: Sequence[int], processes: i
     _JOB[:] = [job]
     try:
         with pool:
-            done = list(pool.map(_results, shares))
+            pending = pool.map(_results, shares)  # every run submitted: the workers are forked
+            while _MEANWHILE:
+                _MEANWHILE.pop(0)()
+            done = list(pending)
     finally:
         _JOB.clear()
     return [result for results in done for result in results]
+
+
+@contextmanager
+def meanwhile(task: Callable[[], Any]) -> Iterator[None]:
+    """Run ``task`` in this process while worker processes tabulate in the block, where it would
+    otherwise wait idle, or at the end of the block when none did (the command imports OR-Tools so,
+    a quarter of a second it no longer adds to a large space's)."""
+    _MEANWHILE.append(task)
+    try:
+        yield
+    except BaseException:
+        _MEANWHILE.clear()
+        raise
+    if _MEANWHILE:
+        _MEANWHILE.clear()
+        task()
 
 
 def _results(share: list[int]) -> list[Any]:

@@ -15,7 +15,6 @@ from dataclasses import replace
 import pytest
 
 from planner import space as space_module
-from planner import workers
 from planner.errors import PlannerError
 from planner.evaluate import memory
 from planner.hardware import preset
@@ -24,7 +23,6 @@ from planner.performance import performance
 from planner.search import brute_force, count_candidates, enumerate_candidates
 from planner.space import LAYOUT_FIELDS, Pins, Terms, build_space, capacity_units, compile_terms, time_units
 from planner.specs import Dispatcher, Framework, Precision, TrainingSpec, ZeroStage
-from planner.workers import MIN_LAYOUTS_PER_PROCESS, processes_for
 
 SAMPLES_PER_SPACE = 150
 SEED = 9
@@ -135,12 +133,6 @@ def test_tables_shared_among_processes_equal_one_process_s(monkeypatch, fitting_
         tables[processes].append(terms.candidates)
     assert tables[3] == tables[1]
     assert len(tables[1][1]) > 100
-
-
-def test_one_process_for_small_spaces_and_off_linux(monkeypatch):
-    assert processes_for(MIN_LAYOUTS_PER_PROCESS - 1) == 1
-    monkeypatch.setattr(workers.sys, "platform", "darwin")
-    assert processes_for(100 * MIN_LAYOUTS_PER_PROCESS) == 1
 
 
 def test_an_error_in_a_worker_process_reaches_the_command(monkeypatch):

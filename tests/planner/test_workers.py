@@ -1,0 +1,41 @@
+"""How the tabulation shares a large space among processes (``planner/workers.py``); that the
+tables are the same as one process's is ``tests/planner/test_terms.py``'s."""
+
+import os
+
+import pytest
+
+from planner import workers
+from planner.workers import MIN_LAYOUTS_PER_PROCESS, in_processes, meanwhile, processes_for
+
+
+def test_one_process_for_small_spaces_and_off_linux(monkeypatch):
+    assert processes_for(MIN_LAYOUTS_PER_PROCESS - 1) == 1
+    monkeypatch.setattr(workers.sys, "platform", "darwin")
+    assert processes_for(100 * MIN_LAYOUTS_PER_PROCESS) == 1
+
+
+def test_results_come_back_in_layout_order_from_other_processes():
+    results = in_processes(lambda p: (p * p, os.getpid()), range(50), 2)
+    assert [r for r, _ in results] == [p * p for p in range(50)]
+    assert os.getpid() not in {pid for _, pid in results}  # the workers computed them
+
+
+def test_the_task_meanwhile_runs_once_while_workers_work_or_after_the_block():
+    ran = []
+    with meanwhile(lambda: ran.append(os.getpid())):
+        in_processes(lambda p: p, range(10), 2)
+        assert ran == [os.getpid()]  # in this process, while the workers worked
+    assert ran == [os.getpid()]
+    with meanwhile(lambda: ran.append("after")):
+        pass  # no workers: the task runs when the block ends
+    assert ran == [os.getpid(), "after"]
+
+
+def test_the_task_meanwhile_does_not_run_when_the_block_fails():
+    ran = []
+    with pytest.raises(ValueError), meanwhile(lambda: ran.append(1)):
+        raise ValueError("bad input")
+    with meanwhile(lambda: ran.append(2)):
+        pass
+    assert ran == [2]
