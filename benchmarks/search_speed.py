@@ -20,7 +20,7 @@ plans of both.
 Targets (issue 10, item 8), on every bundled model and each ``--gpus`` count with ``--top 5`` and the
 CLI's defaults (h100-80gb, the model's context up to 8192 tokens, ~4M tokens per step): CP-SAT never
 slower than brute force on the same space; the search (``cp-sat top 5`` above) at most 0.3 s; the
-whole command, ``plan --gpus N MODEL --top 5 --format json`` (``planner.cli.main``) in a fresh
+whole command, ``plan --gpus N MODEL --top 5 --format json`` (``planner.cli.entry``) in a fresh
 interpreter (imports, tabulation, search, diagnosis when nothing fits, document), at most 1.5 s.
 Every time is the median of ``--repeats`` runs, in wall-clock seconds on this machine, which may be
 shared: the load average is printed beside the figures.
@@ -52,7 +52,7 @@ SOLVE_TARGET_S = 0.3
 COMMAND_TARGET_S = 1.5
 TOP = 5
 DEFAULT_GPU_COUNTS = "8,512,8192,100000"
-CLI = "import sys; from planner.cli import main; sys.argv[0] = 'plan'; main()"  # what the plan script runs
+CLI = "import sys; from planner.cli import entry; sys.argv[0] = 'plan'; entry()"  # what the plan script runs
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
