@@ -92,7 +92,9 @@ def run(
             f"tp from {valid_tp(req.model)}, pp from {valid_pp(req.model)}"
         )
     states_fit = req.gpus >= min_gpus_for_states(req.model, req.training, req.hardware, req.pins)
-    with nullcontext() if req.exhaustive else meanwhile(load_solver):  # imported while workers tabulate
+    # OR-Tools imported while workers tabulate; not at all where the model states alone do not fit
+    searching = states_fit and not req.exhaustive
+    with meanwhile(load_solver) if searching else nullcontext():
         terms = search_terms(
             space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit
         )
@@ -131,7 +133,8 @@ def run(
         objective = chosen[0].objective if chosen else None
         bound, method = objective, "exhaustive"
     else:
-        load_solver()  # imported before the clock starts: the time is the search's
+        if searching:
+            load_solver()  # imported before the clock starts: the time is the search's
         start = time.perf_counter()  # the whole search, as for brute force: presolve, model, solves
         result = solve(space, terms, capacity, req.top, deadline)
         wall = time.perf_counter() - start

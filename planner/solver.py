@@ -97,10 +97,9 @@ def solve(
     two selected rows belong to the one selected layout, the only dimension the tables share. The
     objective is a linear sum over the selected rows; ``terms`` must keep it within CP-SAT's integer
     range (``planner.scaling``), and a model CP-SAT refuses is an error, never "infeasible". No solve
-    starts after the ``deadline`` and none runs past it.
+    starts after the ``deadline`` and none runs past it. OR-Tools is imported only when the presolve
+    leaves rows to search (``load``).
     """
-    cp_model = load()
-
     # Data: the rows that can be part of a ``top``-best plan (``planner.presolve``: over capacity,
     # dominated, or costlier than ``top`` plans found greedily are left out; the best ``top`` plans
     # are unchanged and the model gets smaller), and those greedy plans to start from.
@@ -118,8 +117,9 @@ def solve(
         list(terms.states.items()), list(terms.activations.items()), state_cost, act_cost, capacity, top
     )
     states_rows, act_rows, known = reduced.states, reduced.activations, reduced.known
-    if not states_rows or not act_rows:
+    if not states_rows or not act_rows:  # nothing fits: proven without a model
         return SolveResult(status="infeasible", candidates=[], wall_time_s=0.0, objective=None, bound=None)
+    cp_model = load()
 
     # Variables: one selector per row of each table, and one per layout that both tables share.
     model = new_model(cp_model)

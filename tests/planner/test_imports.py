@@ -50,3 +50,12 @@ def test_a_search_loads_it():
     args = ["--gpus", "8", "--format", "json", "llama2-7b"]
     out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
     assert "ortools" in out.stdout.strip().splitlines()[-1]
+
+
+def test_a_request_whose_model_states_fit_no_gpu_count_leaves_it_unloaded():
+    """Fewer GPUs than hold the model states (``diagnose.min_gpus_for_states``): nothing can fit,
+    the presolve proves it without a model, and the diagnosis searches by enumeration."""
+    probe = PROBE.replace("assert result.exit_code == 0", "assert result.exit_code == 1")
+    args = ["--gpus", "8", "--format", "json", "llama3.1-405b"]
+    out = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
