@@ -53,10 +53,14 @@ def in_processes(job: Callable[[int], Any], layouts: Sequence[int], processes: i
     _JOB[:] = [job]
     try:
         with pool:
-            pending = pool.map(_results, shares)  # every run submitted: the workers are forked
-            while _MEANWHILE:
-                _MEANWHILE.pop(0)()
-            done = list(pending)
+            try:
+                pending = pool.map(_results, shares)  # every run submitted: the workers are forked
+                while _MEANWHILE:
+                    _MEANWHILE.pop(0)()
+                done = list(pending)
+            except BaseException:  # an error, Ctrl-C: the runs not started are dropped, not waited for
+                pool.shutdown(cancel_futures=True)
+                raise
     finally:
         _JOB.clear()
     return [result for results in done for result in results]
