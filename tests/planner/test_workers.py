@@ -1,7 +1,9 @@
 """How the tabulation shares a large space among processes (``planner/workers.py``); that the
 tables are the same as one process's is ``tests/planner/test_terms.py``'s."""
 
+import multiprocessing
 import os
+import time
 
 import pytest
 
@@ -39,3 +41,23 @@ def test_the_task_meanwhile_does_not_run_when_the_block_fails():
     with meanwhile(lambda: ran.append(2)):
         pass
     assert ran == [2]
+
+
+def test_an_interruption_while_workers_work_drops_the_runs_not_started():
+    """Ctrl-C (here an error raised by this process while it waits) ends the tabulation without
+    running the runs still queued, and leaves no worker behind."""
+    import multiprocessing
+    import time
+
+    def slow(p):
+        time.sleep(0.05)
+        return p
+
+    def interrupt():
+        raise KeyboardInterrupt
+
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt), meanwhile(interrupt):
+        in_processes(slow, range(400), 2)  # 20 s of work in all, 2.5 s a run
+    assert time.perf_counter() - start < 10
+    assert multiprocessing.active_children() == []
