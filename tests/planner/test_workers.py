@@ -46,8 +46,6 @@ def test_the_task_meanwhile_does_not_run_when_the_block_fails():
 def test_an_interruption_while_workers_work_drops_the_runs_not_started():
     """Ctrl-C (here an error raised by this process while it waits) ends the tabulation without
     running the runs still queued, and leaves no worker behind."""
-    import multiprocessing
-    import time
 
     def slow(p):
         time.sleep(0.05)
