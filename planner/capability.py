@@ -206,9 +206,10 @@ def _megatron_split(model: ModelSpec, training: TrainingSpec, config: Any) -> li
     chunks (the message built only for a split it cannot build: the space asks for every layout)."""
     if config.pp == 1:
         return []
-    if megatron_split_form(model.num_layers, config.pp, config.vpp, *split(model, config)) is not None:
+    first, last = split(model, config)
+    if megatron_split_form(model.num_layers, config.pp, config.vpp, first, last) is not None:
         return []
-    counts = stage_layer_counts(model.num_layers, config.pp, *split(model, config))
+    counts = stage_layer_counts(model.num_layers, config.pp, first, last)
     return [
         f"Megatron-LM cannot build {model.num_layers} layers as {run_lengths(counts)} with vpp "
         f"{config.vpp} (every rank's layers, or layer slots counting the embedding and loss, must "

@@ -92,7 +92,8 @@ def run(
             f"tp from {valid_tp(req.model)}, pp from {valid_pp(req.model)}"
         )
     states_fit = req.gpus >= min_gpus_for_states(req.model, req.training, req.hardware, req.pins)
-    # OR-Tools imported while workers tabulate; not at all where the model states alone do not fit
+    # OR-Tools imported while workers tabulate (or after), so before the search's clock starts; not
+    # at all where the model states alone do not fit (the presolve proves that without a model)
     searching = states_fit and not req.exhaustive
     with meanwhile(load_solver) if searching else nullcontext():
         terms = search_terms(
@@ -133,8 +134,6 @@ def run(
         objective = chosen[0].objective if chosen else None
         bound, method = objective, "exhaustive"
     else:
-        if searching:
-            load_solver()  # imported before the clock starts: the time is the search's
         start = time.perf_counter()  # the whole search, as for brute force: presolve, model, solves
         result = solve(space, terms, capacity, req.top, deadline)
         wall = time.perf_counter() - start

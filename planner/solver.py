@@ -7,6 +7,7 @@ rows are first reduced to those that can be part of a ``top``-best plan (``plann
 
 import time
 from dataclasses import dataclass
+from functools import cache
 
 from planner.deadline import NO_DEADLINE, Deadline
 from planner.errors import PlannerError
@@ -70,17 +71,18 @@ def new_model(cp_model):
     attaching them walks every method of the model: 0.18 ms per model against 0.002 ms without, on
     the development machine, about a solve of a tiny model (``TINY_MODEL_PARAMETERS``); this module
     calls only the PEP 8 names."""
-    if not _MODEL_CLASS:
-
-        class Model(cp_model.CpModel):
-            def _add_pre_pep8_methods(self) -> None:
-                pass
-
-        _MODEL_CLASS.append(Model)
-    return _MODEL_CLASS[0]()
+    return _model_class(cp_model)()
 
 
-_MODEL_CLASS: list = []
+@cache
+def _model_class(cp_model):
+    """``CpModel`` whose new instances skip the camel-case aliases (``new_model``)."""
+
+    class Model(cp_model.CpModel):
+        def _add_pre_pep8_methods(self) -> None:
+            pass
+
+    return Model
 
 
 def solve(

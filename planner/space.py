@@ -37,7 +37,7 @@ from planner.layout import (
     tie_break_value,
 )
 from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
-from planner.rates import Rates
+from planner.rates import rates_of
 from planner.rules import (
     divisors,
     nvlink_tp_reason,
@@ -530,6 +530,13 @@ def _tabulate(
                 )
         return rows
 
+    def data_parallel_rows(states: dict[tuple[int, int], tuple[int, ...]]) -> dict[tuple[int, int], int]:
+        """The (layout, states) table's time of each of ``states``' keys."""
+        return {
+            (p, z): data_parallel_units(model, hardware, training, space.config(p, z, 0, 0), constants)
+            for p, z in states
+        }
+
     def layout_rows(p: int, beside: list[tuple[int, ...]], tables: _LayoutRows) -> None:
         """The activations rows of layout ``p`` (and their step time) into ``tables``, and the keys
         of those that fit beside some row of ``beside`` (the layout's states rows)."""
@@ -603,10 +610,7 @@ def _tabulate(
         for p in range(len(space.layouts)):
             tables.states.update(states_rows(p))
         if times:
-            tables.data_parallel_us = {
-                (p, z): data_parallel_units(model, hardware, training, space.config(p, z, 0, 0), constants)
-                for p, z in tables.states
-            }
+            tables.data_parallel_us = data_parallel_rows(tables.states)
         states_of: dict[int, list[tuple[int, ...]]] = {}
         for (p, _), row in tables.states.items():
             states_of.setdefault(p, []).append(row)
@@ -629,10 +633,7 @@ def _tabulate(
                 if any(_fits(a, row, capacity) for a in tables.activations.values())
             }
         if times:
-            tables.data_parallel_us = {
-                (p, z): data_parallel_units(model, hardware, training, space.config(p, z, 0, 0), constants)
-                for p, z in tables.states
-            }
+            tables.data_parallel_us = data_parallel_rows(tables.states)
         return tables
 
     whole = _LayoutRows(candidates=0 if fitting_only else None)
@@ -774,7 +775,7 @@ def slower_dispatchers(
     twins: dict[tuple, list[int]] = {}
     for p, layout in enumerate(space.layouts):
         twins.setdefault(layout[:position] + layout[position + 1 :], []).append(p)
-    rates = Rates(hardware, constants or hardware.step_constants)
+    rates = rates_of(hardware, constants or hardware.step_constants)  # the tabulation's: its caches warm
     slower: set[int] = set()
     dispatch: dict[tuple, float] = {}  # by the fields the dispatch time reads: pp, vpp, ends share it
 

@@ -137,7 +137,7 @@ def test_tables_shared_among_processes_equal_one_process_s(monkeypatch, fitting_
 
 def test_an_error_in_a_worker_process_reaches_the_command(monkeypatch):
     """A row that fails in a forked worker (here the rows of the last layout that has any, in the
-    last process's share) stops the tabulation with the worker's own one-line error, as in one
+    last run of layouts) stops the tabulation with the worker's own one-line error, as in one
     process."""
     name, gpus, training, pins = SPACES[1]
     model, hardware = load_model(name), preset("h100-80gb")
