@@ -44,6 +44,11 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   (``deepspeed/runtime/pipe/schedule.py``, ``TrainSchedule.steps``: ``ReduceTiedGrads``,
   ``ReduceGrads``, ``OptimizerStep`` at the last step): no gradient reduction or parameter gather
   overlaps compute (``overlap_grad_reduce`` and ``overlap_param_gather`` off);
+- rows run by NVIDIA's NeMo 2 or Megatron-Bridge performance scripts (sources named in
+  ``BF16_GRADIENT_SOURCES``) keep and reduce their gradients in bf16 (Megatron's
+  ``--grad-reduce-in-bf16``, ``TrainingSpec.grad_reduce_in_bf16``): both scripts set
+  ``grad_reduce_in_fp32 = False`` for every pretraining run; the other sources keep Megatron's fp32
+  main gradients (DeepSpeed and FSDP rows have 16-bit gradients either way);
 - ``selective (norm, act)`` recompute lists Megatron-Core's ``--recompute-modules`` in the
   Megatron-Bridge table's words: ``norm`` is ``layernorm``, ``act`` ``moe_act``, ``shared_expert``
   ``shared_experts`` (the table's own note: "norm, act" = layernorm + moe_act); a bare ``selective``
@@ -109,6 +114,15 @@ CLUSTER_NETWORK_GBPS = {
 in its title or notes: Jean Zay's A100 partition, where BLOOM and its prequel sweep ran (Le Scao et
 al. 2022, "BLOOM", arXiv:2211.05100, Section 3.4.1 Hardware: "4 Omni-Path 100 Gbps links per node,
 arranged in an enhanced hypercube 8D global topology")."""
+BF16_GRADIENT_SOURCES = {
+    "megatron-bridge performance summary": "Megatron-Bridge v0.2.x scripts/performance/configs/*/"
+    "*_llm_pretrain.py: cfg.ddp.grad_reduce_in_fp32 = False (every pretraining config)",
+    "dgx cloud benchmarking performance recipes v25.05": "NeMo 25.04 scripts/performance/helpers.py, "
+    "set_primary_perf_configs: recipe.trainer.plugins.grad_reduce_in_fp32 = False (bf16 and fp8)",
+}
+"""Sources (by a lower-case part of their title) whose runs reduce bf16 gradients, with the line of
+their scripts that says so. The other sources' scripts were not found to set it (the DGX Cloud v24.11
+recipes' NeMo 24.09 configurations were not available to check): they keep Megatron's fp32 default."""
 STATED_NETWORK = re.compile(r"(\d+)\s*Gbps node-node interconnect", re.IGNORECASE)
 """A row's notes stating its network per node (MosaicML's tables: ``1600 Gbps node-node interconnect``)."""
 BITS_PER_BYTE = 8
@@ -255,6 +269,12 @@ def cluster_hardware(hardware: HardwareSpec, entry: dict) -> HardwareSpec:
     return replace(hardware, inter_node_bandwidth_bytes_per_s=per_gpu_gbps / BITS_PER_BYTE * 1e9)
 
 
+def bf16_gradients(entry: dict) -> bool:
+    """Whether a row's source ran with bf16 gradients (``BF16_GRADIENT_SOURCES``)."""
+    title = str(entry.get("source", {}).get("title", "")).lower()
+    return any(name in title for name in BF16_GRADIENT_SOURCES)
+
+
 def precision_of(entry: dict) -> Precision:
     """``fp8``, ``FP8-CS``, ``FP8-MX`` are FP8 training; ``fp16`` FP16; anything else (``bf16``,
     ``BF16``, ``amp_bf16``, annotated variants) bf16."""
@@ -307,6 +327,7 @@ def row_of(entry: dict) -> Row:
         else Framework.MEGATRON,
         flash_attention=flash,
         overlap_moe_expert_parallel_comm=ep_overlap,
+        grad_reduce_in_bf16=bf16_gradients(entry) and zero < ZeroStage.GRADIENTS,
         overlap_grad_reduce=not deepspeed_pipeline,
         overlap_param_gather=not deepspeed_pipeline,
     )

@@ -46,13 +46,18 @@ def gathered_weight_bytes_per_param(precision: Precision, fp8_param_gather: bool
     return HALF_BYTES if precision.is_mixed else FP32_BYTES
 
 
-def grad_bytes_per_param(precision: Precision, framework: Framework) -> int:
-    """Bytes of one gradient: Megatron accumulates into an fp32 main-grad buffer (4); DeepSpeed
-    keeps 16-bit gradients (2); fp32 training 4. Sources: Megatron-LM
-    ``theoretical_memory_usage.py`` (18 B = 2 + 4 + 12); ZeRO paper Fig. 1 (2 + 2 + 12)."""
+def grad_bytes_per_param(precision: Precision, framework: Framework, reduce_in_bf16: bool = False) -> int:
+    """Bytes of one gradient: Megatron accumulates into an fp32 main-grad buffer (4) unless told to
+    keep and reduce it in bf16 (2: ``--grad-reduce-in-bf16``, Megatron-Core's
+    ``DistributedDataParallelConfig.grad_reduce_in_fp32=False``, whose buffer then takes the
+    parameters' dtype); DeepSpeed keeps 16-bit gradients (2); fp32 training 4. Sources: Megatron-LM
+    ``theoretical_memory_usage.py`` (18 B = 2 + 4 + 12), ``megatron/core/distributed/
+    param_and_grad_buffer.py`` (the grad buffer's dtype); ZeRO paper Fig. 1 (2 + 2 + 12)."""
     if not precision.is_mixed:
         return FP32_BYTES
-    return MEGATRON_MAIN_GRAD_BYTES if framework is Framework.MEGATRON else HALF_BYTES
+    if framework is Framework.MEGATRON and not reduce_in_bf16:
+        return MEGATRON_MAIN_GRAD_BYTES
+    return HALF_BYTES
 
 
 def optimizer_bytes_per_param(precision: Precision) -> int:
@@ -75,10 +80,15 @@ def weights_bytes(
 
 
 def gradients_bytes(
-    num_params: float, precision: Precision, framework: Framework, zero: ZeroStage, dp: int
+    num_params: float,
+    precision: Precision,
+    framework: Framework,
+    zero: ZeroStage,
+    dp: int,
+    reduce_in_bf16: bool = False,
 ) -> float:
     """Gradients on one rank: sharded from ZeRO-2 on (reduce-scatter instead of all-reduce)."""
-    per_param = grad_bytes_per_param(precision, framework)
+    per_param = grad_bytes_per_param(precision, framework, reduce_in_bf16)
     return sharded_bytes(num_params, per_param, dp, zero >= ZeroStage.GRADIENTS)
 
 

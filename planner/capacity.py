@@ -204,7 +204,7 @@ def min_gpus(req: Request, progress: "Progress | None" = None) -> MinGpus:
     training, hardware = req.training, req.hardware
     per_param = (
         M.weight_bytes_per_param(training.precision)
-        + M.grad_bytes_per_param(training.precision, training.framework)
+        + M.grad_bytes_per_param(training.precision, training.framework, training.grad_reduce_in_bf16)
         + M.optimizer_bytes_per_param(training.precision)
     )
     usable = hardware.memory_bytes - M.reserve_bytes(

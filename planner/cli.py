@@ -276,6 +276,7 @@ def train(
     overlap_param_gather: bool,
     overlap_moe_expert_parallel_comm: bool,
     tp_comm_overlap: bool,
+    grad_reduce_in_bf16: bool,
     sequence_parallel: bool | None,
     allow_inter_node_tp: bool,
     top: int,
@@ -328,6 +329,7 @@ def train(
         overlap_param_gather,
         tp_comm_overlap,
         overlap_moe_expert_parallel_comm,
+        grad_reduce_in_bf16,
     )
     if sequence_parallel is None and training.framework is Framework.DEEPSPEED:
         sequence_parallel = False  # DeepSpeed has no Megatron-style sequence parallelism

@@ -151,6 +151,7 @@ def sweep_command(
     overlap_param_gather: bool,
     overlap_moe_expert_parallel_comm: bool,
     tp_comm_overlap: bool,
+    grad_reduce_in_bf16: bool,
     tokens: str | None,
     price_per_gpu_hour: float | None,
     prices: tuple[str, ...],
@@ -194,6 +195,7 @@ def sweep_command(
             overlap_param_gather,
             tp_comm_overlap,
             overlap_moe_expert_parallel_comm,
+            grad_reduce_in_bf16,
         )
         for seq in parse_seq_lens(seq_len)
     ]

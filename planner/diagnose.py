@@ -50,7 +50,7 @@ def min_gpus_for_states(model: ModelSpec, training: TrainingSpec, hardware: Hard
     prec = training.precision
     per_param = (
         M.weight_bytes_per_param(prec, training.fp8_param_gather)
-        + M.grad_bytes_per_param(prec, training.framework)
+        + M.grad_bytes_per_param(prec, training.framework, training.grad_reduce_in_bf16)
         + M.optimizer_bytes_per_param(prec)
     )
     usable = hardware.memory_bytes - M.reserve_bytes(

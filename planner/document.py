@@ -98,6 +98,7 @@ def document_and_launch(req: Request, outcome: Outcome) -> tuple[dict[str, Any],
             "overlap_param_gather": req.training.overlap_param_gather,
             "tp_comm_overlap": req.training.tp_comm_overlap,
             "overlap_moe_expert_parallel_comm": req.training.overlap_moe_expert_parallel_comm,
+            "grad_reduce_in_bf16": req.training.grad_reduce_in_bf16,
             **({"global_batch_note": req.global_batch_note} if req.global_batch_note else {}),
         },
     }

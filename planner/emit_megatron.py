@@ -48,7 +48,8 @@ def run_args(training: TrainingSpec, config: ParallelConfig, save_interval: int)
     communication overlap the step-time model prices (``TrainingSpec.overlap_grad_reduce``,
     ``overlap_param_gather`` with a sharded optimizer, ``tp_comm_overlap`` with sequence
     parallelism: Megatron asserts it; ``overlap_moe_expert_parallel_comm`` where
-    ``moe_ep_overlap_runs``), fused cross entropy (the memory model's 4-byte logits)."""
+    ``moe_ep_overlap_runs``), bf16 gradients (``grad_reduce_in_bf16``), fused cross entropy (the
+    memory model's 4-byte logits)."""
     a = [
         "--save",
         DEFAULT_CHECKPOINT_DIR,
@@ -72,6 +73,8 @@ def run_args(training: TrainingSpec, config: ParallelConfig, save_interval: int)
         a += ["--tp-comm-overlap"]
     if moe_ep_overlap_runs(training, config):
         a += ["--overlap-moe-expert-parallel-comm"]
+    if training.grad_reduce_in_bf16:
+        a += ["--grad-reduce-in-bf16"]
     return a + ["--cross-entropy-loss-fusion"]
 
 

@@ -361,8 +361,11 @@ def stage_states_bytes(
     weights = sum(M.weights_bytes(n, prec, zero, g, fp8_gather) for n, g in groups) + M.unsharded_unit_bytes(
         unit, stage_total, dp, M.weight_bytes_per_param(prec, fp8_gather), zero >= M.ZeroStage.WEIGHTS
     )
-    gradients = sum(M.gradients_bytes(n, prec, fw, zero, g) for n, g in groups) + M.unsharded_unit_bytes(
-        unit, stage_total, dp, M.grad_bytes_per_param(prec, fw), zero >= M.ZeroStage.GRADIENTS
+    bf16_grads = training.grad_reduce_in_bf16
+    gradients = sum(
+        M.gradients_bytes(n, prec, fw, zero, g, bf16_grads) for n, g in groups
+    ) + M.unsharded_unit_bytes(
+        unit, stage_total, dp, M.grad_bytes_per_param(prec, fw, bf16_grads), zero >= M.ZeroStage.GRADIENTS
     )
     optimizer = sum(M.optimizer_bytes(n, prec, zero, g, config.optimizer_offload) for n, g in groups)
     return weights, gradients, optimizer

@@ -341,7 +341,7 @@ def data_parallel_comm_parts_s(
     )
     prec, zero = training.precision, config.zero_stage
     w = M.gathered_weight_bytes_per_param(prec, training.fp8_param_gather)
-    g = M.grad_bytes_per_param(prec, training.framework)
+    g = M.grad_bytes_per_param(prec, training.framework, training.grad_reduce_in_bf16)
     span, grads, weights = config.num_gpus, 0.0, 0.0
     for params, dp in (
         (held.params - held.expert_params, config.shard_group),
@@ -417,7 +417,7 @@ def data_parallel_time(
     )
     prec, fw, zero = training.precision, training.framework, config.zero_stage
     w = M.gathered_weight_bytes_per_param(prec, training.fp8_param_gather)
-    g = M.grad_bytes_per_param(prec, fw)
+    g = M.grad_bytes_per_param(prec, fw, training.grad_reduce_in_bf16)
     updated, host = 0.0, 0.0
     for params, dp in (
         (held.params - held.expert_params, config.shard_group),

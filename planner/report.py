@@ -105,6 +105,7 @@ def training_summary(training: Any) -> dict[str, Any]:
         "overlap_param_gather": training.overlap_param_gather,
         "tp_comm_overlap": training.tp_comm_overlap,
         "overlap_moe_expert_parallel_comm": training.overlap_moe_expert_parallel_comm,
+        "grad_reduce_in_bf16": training.grad_reduce_in_bf16,
     }
 
 
@@ -130,7 +131,8 @@ def _assumptions(training: dict[str, Any]) -> list[str]:
     if training.get("overlap_moe_expert_parallel_comm"):
         tp_hidden += f", MoE dispatch {c.ep_overlap:.0%} hidden where Megatron overlaps it"
     return [
-        f"{training['framework']} memory conventions, {training['precision']}, "
+        f"{training['framework']} memory conventions, {training['precision']}"
+        f"{', bf16 gradients' if training.get('grad_reduce_in_bf16') else ''}, "
         f"FlashAttention {'on' if training['flash_attention'] else 'off'}, fused kernels and cross entropy.",
         f"Memory kept free for the CUDA context, NCCL buffers and fragmentation: {reserve}.",
         f"Data-parallel communication {dp_hidden} behind backward, ring attention "

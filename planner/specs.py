@@ -320,6 +320,11 @@ class TrainingSpec:
     """FP8 training keeps the weights themselves in FP8 and all-gathers them as FP8 (Megatron
     ``--fp8-param-gather``, on in NVIDIA's FP8 recipes); False keeps bf16 weights and Transformer
     Engine's cached FP8 casts beside them."""
+    grad_reduce_in_bf16: bool = False
+    """Megatron keeps and reduces the gradients in bf16 (2 bytes per parameter, half the
+    data-parallel traffic) instead of its default fp32 main-grad buffer (Megatron-LM
+    ``--grad-reduce-in-bf16``; NeMo's and Megatron-Bridge's ``grad_reduce_in_fp32=False``, set by
+    NVIDIA's performance recipes). DeepSpeed and FSDP keep 16-bit gradients either way."""
 
     overlap_grad_reduce: bool = True
     """Data-parallel gradient reduction runs during the backward, bucket by bucket (Megatron
@@ -343,6 +348,11 @@ class TrainingSpec:
             raise PlannerError(
                 "--overlap-param-gather needs --overlap-grad-reduce (Megatron asserts it); "
                 "add --no-overlap-param-gather"
+            )
+        if self.grad_reduce_in_bf16 and self.precision not in (Precision.BF16, Precision.FP8):
+            raise PlannerError(
+                f"--grad-reduce-in-bf16 needs --precision bf16 or fp8 (got {self.precision.value}); "
+                "drop the option"
             )
         if self.fp8_param_gather and self.precision is not Precision.FP8:
             raise PlannerError("fp8_param_gather needs --precision fp8")

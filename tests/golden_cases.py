@@ -786,6 +786,7 @@ CASES += [
         "zero": 1,
         "recompute": "full",
         "mbs": 1,
+        "grad_reduce_in_bf16": True,  # NVIDIA's recipes' bf16 main gradients
     },
 ]
 
@@ -976,6 +977,7 @@ def plan_case(case: dict, framework: Framework = Framework.MEGATRON) -> dict:
         overlap_param_gather=case.get("overlap_param_gather", True),
         tp_comm_overlap=case.get("tp_comm_overlap", False),
         overlap_moe_expert_parallel_comm=case.get("overlap_moe_expert_parallel_comm", False),
+        grad_reduce_in_bf16=case.get("grad_reduce_in_bf16", False),
     )
     pins = Pins(
         tp=case.get("tp"),

@@ -111,6 +111,15 @@ def test_framework_bytes_per_param():
     )
 
 
+def test_bf16_main_gradients_are_the_zero_papers_two_bytes():
+    """Megatron with ``--grad-reduce-in-bf16`` (NVIDIA's recipes' ``grad_reduce_in_fp32=False``)
+    holds 16-bit gradients: the ZeRO paper's mixed-precision 2 + 2 + K, K = 12 (Fig. 1); fp32
+    training is unchanged."""
+    bf16 = M.grad_bytes_per_param(Precision.BF16, Framework.MEGATRON, reduce_in_bf16=True)
+    assert M.weight_bytes_per_param(Precision.BF16) + bf16 + M.optimizer_bytes_per_param(Precision.BF16) == 16
+    assert M.grad_bytes_per_param(Precision.FP32, Framework.MEGATRON, reduce_in_bf16=True) == 4
+
+
 def test_unsharded_units_never_exceed_the_stage():
     assert M.unsharded_unit_bytes(10, 15, 4, 2, True) == pytest.approx(15 * 0.75 * 2)
     assert M.unsharded_unit_bytes(10, 100, 1, 2, True) == 0

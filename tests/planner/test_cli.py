@@ -345,3 +345,28 @@ def test_moe_pins_reach_the_plan_and_the_megatron_arguments(tmp_path):
     assert args[args.index("--moe-token-dispatcher-type") + 1] == "flex"
     assert "--overlap-grad-reduce" not in args and "--overlap-param-gather" not in args
     assert "--tp-comm-overlap" in args
+
+
+def test_bf16_gradients_reach_the_memory_the_time_and_the_megatron_arguments(tmp_path):
+    """--grad-reduce-in-bf16 halves the Megatron gradient buffer (4 to 2 bytes per parameter: the
+    buffer takes the bf16 parameters' dtype) and the data-parallel gradient traffic, and is emitted."""
+    pinned = ["--gpus", "64", "--tp", "2", "--pp", "1", "--cp", "1", "--zero", "1", "--mbs", "1"]
+    pinned += ["--recompute", "none", "--format", "json", "llama2-13b"]
+    fp32 = json.loads(invoke(*pinned).stdout)
+    result = invoke("--grad-reduce-in-bf16", "-o", tmp_path, *pinned)
+    assert result.exit_code == 0, result.output
+    bf16 = json.loads(result.stdout)
+    assert (
+        fp32["training"]["grad_reduce_in_bf16"] is False and bf16["training"]["grad_reduce_in_bf16"] is True
+    )
+    assert bf16["memory_gib"]["gradients"] == pytest.approx(fp32["memory_gib"]["gradients"] / 2, rel=1e-3)
+    assert bf16["performance"]["breakdown"]["dp_comm"] < fp32["performance"]["breakdown"]["dp_comm"]
+    assert "--grad-reduce-in-bf16" in (tmp_path / "megatron_args.txt").read_text().split()
+
+
+def test_bf16_gradients_need_bf16_or_fp8_training():
+    result = CliRunner().invoke(
+        main, ["--gpus", "8", "--precision", "fp16", "--grad-reduce-in-bf16", "llama3.2-1b"]
+    )
+    assert result.exit_code == 2 and result.stderr.startswith("Error: --grad-reduce-in-bf16"), result.output
+    assert result.stderr.count("\n") == 1

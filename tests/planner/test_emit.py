@@ -124,6 +124,8 @@ def check_validate_args_rules(args: list[str], env: dict[str, str], gpus: int) -
         assert "--disable-bias-linear" in a
     if "--recompute-method" in a:
         assert a["--recompute-granularity"] == "full"
+    if "--grad-reduce-in-bf16" in a:  # read only under --bf16 (validate_args); fp16 keeps its own
+        assert "--bf16" in a
     assert not ("--bf16" in a and "--fp16" in a)
 
 
@@ -157,6 +159,7 @@ def test_the_golden_set_covers_every_zero_stage_and_recompute():
     assert any("--tp-comm-overlap" in a for a in args)
     assert any("--overlap-moe-expert-parallel-comm" in a for a in args)
     assert any("--overlap-grad-reduce" not in a for a in args)
+    assert any("--grad-reduce-in-bf16" in a for a in args)  # bf16 main gradients
 
 
 @st.composite
