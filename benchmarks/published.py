@@ -115,14 +115,19 @@ in its title or notes: Jean Zay's A100 partition, where BLOOM and its prequel sw
 al. 2022, "BLOOM", arXiv:2211.05100, Section 3.4.1 Hardware: "4 Omni-Path 100 Gbps links per node,
 arranged in an enhanced hypercube 8D global topology")."""
 BF16_GRADIENT_SOURCES = {
-    "megatron-bridge performance summary": "Megatron-Bridge v0.2.x scripts/performance/configs/*/"
-    "*_llm_pretrain.py: cfg.ddp.grad_reduce_in_fp32 = False (every pretraining config)",
-    "dgx cloud benchmarking performance recipes v25.05": "NeMo 25.04 scripts/performance/helpers.py, "
-    "set_primary_perf_configs: recipe.trainer.plugins.grad_reduce_in_fp32 = False (bf16 and fp8)",
+    ("megatron-bridge performance summary", ""): "Megatron-Bridge v0.2.x scripts/performance/configs/"
+    "*/*_llm_pretrain.py: cfg.ddp.grad_reduce_in_fp32 = False (every pretraining config)",
+    ("dgx cloud benchmarking performance recipes v25.05", ""): "NeMo 25.04 scripts/performance/"
+    "helpers.py, set_primary_perf_configs: recipe.trainer.plugins.grad_reduce_in_fp32 = False (bf16 "
+    "and fp8)",
+    ("dgx cloud benchmarking performance recipes v24.11", "nemo"): "NVIDIA/dgxc-benchmarking @ 35a9aecc "
+    "grok1/grok1_314b.yaml, optim: mcore_distributed_optim, grad_sync_dtype: bf16 (NeMo's "
+    "DistributedDataParallelConfig grad_reduce_in_fp32 = grad_sync_dtype is fp32); the collection's "
+    "Nemotron-4 configurations set the same (nemotron/nemotron4-*-synth.yaml)",
 }
-"""Sources (by a lower-case part of their title) whose runs reduce bf16 gradients, with the line of
-their scripts that says so. The other sources' scripts were not found to set it (the DGX Cloud v24.11
-recipes' NeMo 24.09 configurations were not available to check): they keep Megatron's fp32 default."""
+"""Sources (a lower-case part of their title, and a word their rows' notes must hold: the v24.11
+collection's NeMo rows, not its MaxText ones) whose runs reduce bf16 gradients, with the line of
+their configurations that says so. The other sources keep Megatron's fp32 default."""
 STATED_NETWORK = re.compile(r"(\d+)\s*Gbps node-node interconnect", re.IGNORECASE)
 """A row's notes stating its network per node (MosaicML's tables: ``1600 Gbps node-node interconnect``)."""
 BITS_PER_BYTE = 8
@@ -272,7 +277,8 @@ def cluster_hardware(hardware: HardwareSpec, entry: dict) -> HardwareSpec:
 def bf16_gradients(entry: dict) -> bool:
     """Whether a row's source ran with bf16 gradients (``BF16_GRADIENT_SOURCES``)."""
     title = str(entry.get("source", {}).get("title", "")).lower()
-    return any(name in title for name in BF16_GRADIENT_SOURCES)
+    notes = str(entry.get("notes") or "").lower()
+    return any(name in title and word in notes for name, word in BF16_GRADIENT_SOURCES)
 
 
 def precision_of(entry: dict) -> Precision:

@@ -24,7 +24,7 @@ class StepTimeConstants:
 
     gemm_max_efficiency: float = 0.675
     """Fraction of the dense 16-bit peak that large matrix products reach (fitted)."""
-    gemm_fp8_efficiency: float = 0.675
+    gemm_fp8_efficiency: float = 0.65
     """Fraction of the dense FP8 peak that large FP8 matrix products reach (fitted on FP8 rows)."""
     attention_efficiency: float = 0.35
     """Fraction of the 16-bit peak that fused attention reaches on long sequences, forward and
@@ -41,7 +41,7 @@ class StepTimeConstants:
     """Achieved share of the NVLink per-GPU bandwidth for NCCL collectives (fitted)."""
     network_efficiency: float = 0.9
     """Achieved share of the network per-GPU bandwidth for NCCL collectives across nodes (fitted)."""
-    dp_overlap: float = 0.8
+    dp_overlap: float = 0.7
     """Share of data-parallel communication hidden behind the step's compute while it is shorter than
     that compute (Megatron's ``--overlap-grad-reduce`` / ``--overlap-param-gather``, FSDP prefetch);
     beyond it, what exceeds the compute is exposed (fitted)."""
