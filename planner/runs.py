@@ -19,7 +19,7 @@ from planner.layout import GRAD_ACCUM_KEY, config_from_block
 from planner.specs import Framework, HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
 
 RUN_KEYS = ("name", "model", "gpu", "gpus", "parallelism", "seq_len", "global_batch", "precision",
-            "framework", "flash_attention", "step_time_s", "tokens_per_s")  # fmt: skip
+            "framework", "flash_attention", "grad_reduce_in_bf16", "step_time_s", "tokens_per_s")  # fmt: skip
 REQUIRED_KEYS = ("model", "gpus", "parallelism", "seq_len", "global_batch")
 
 
@@ -111,12 +111,17 @@ def measured_run(run: Any, index: int, source: str, base_dir: Path, default_gpu:
     hardware = _named(load_hardware, _file_or_name(gpu, base_dir, f"{where}.gpu"), f"{where}.gpu")
     gpus = _positive_int(run["gpus"], f"{where}.gpus")
     config = parallel_config(run["parallelism"], gpus, f"{where}.parallelism")
+    precision = _choice(Precision, run.get("precision", Precision.BF16.value), f"{where}.precision")
+    bf16_grads = _boolean(run.get("grad_reduce_in_bf16", False), f"{where}.grad_reduce_in_bf16")
+    if bf16_grads and precision not in (Precision.BF16, Precision.FP8):
+        raise PlannerError(f"{where}.grad_reduce_in_bf16 needs precision bf16 or fp8, got {precision.value}")
     training = TrainingSpec(
         seq_len=_positive_int(run["seq_len"], f"{where}.seq_len"),
         global_batch_size=_positive_int(run["global_batch"], f"{where}.global_batch"),
-        precision=_choice(Precision, run.get("precision", Precision.BF16.value), f"{where}.precision"),
+        precision=precision,
         framework=_choice(Framework, run.get("framework", Framework.MEGATRON.value), f"{where}.framework"),
         flash_attention=_boolean(run.get("flash_attention", True), f"{where}.flash_attention"),
+        grad_reduce_in_bf16=bf16_grads,
     )
     per_step = config.dp * config.micro_batch_size
     if training.global_batch_size % per_step:

@@ -229,6 +229,7 @@ def changed(path, value):
         ("parallelism.recompute", "some", r"\.parallelism\.recompute must be one of none, selective, full"),
         ("parallelism.zero_stage", 4, r"\.parallelism\.zero_stage must be one of 0, 1, 2, 3, got 4"),
         ("parallelism.sequence_parallel", "on", r"\.parallelism\.sequence_parallel must be true or false"),
+        ("grad_reduce_in_bf16", "yes", r"\.grad_reduce_in_bf16 must be true or false"),
         (
             "parallelism.grad_accum_steps",
             3,
@@ -240,6 +241,17 @@ def test_bad_runs_are_one_line_errors_naming_run_and_key(path, value, message):
     with pytest.raises(PlannerError, match=message) as caught:
         runs_from_list(changed(path, value), "runs.yaml", EXAMPLES, None)
     assert str(caught.value).startswith("runs.yaml: ") and "\n" not in str(caught.value)
+
+
+def test_a_run_states_bf16_gradients():
+    """NVIDIA's recipes reduce bf16 gradients (``--grad-reduce-in-bf16``): a run says so, and the
+    model then holds half the Megatron gradient bytes; fp16 runs cannot."""
+    [run] = changed("grad_reduce_in_bf16", True)
+    [parsed] = runs_from_list([run], "runs.yaml", EXAMPLES, None)
+    assert parsed.training.grad_reduce_in_bf16 is True
+    run["precision"] = "fp16"
+    with pytest.raises(PlannerError, match=r"\.grad_reduce_in_bf16 needs precision bf16 or fp8, got fp16"):
+        runs_from_list([run], "runs.yaml", EXAMPLES, None)
 
 
 @pytest.mark.parametrize("document", [[], {"runs": []}, "runs", [3]])
