@@ -56,7 +56,8 @@ def render_table(doc: dict[str, Any]) -> str:
         f"cluster: {doc['cluster']['gpus']} x {doc['cluster']['gpu']}, "
         f"{doc['cluster']['mem_gib']:.1f} GiB each, {doc['cluster']['gpus_per_node']} per node",
         f"training: seq {doc['training']['seq_len']}, global batch {doc['training']['global_batch_size']} "
-        f"sequences, {doc['training']['precision']}, {doc['training']['framework']}",
+        f"sequences, {doc['training']['precision']}, {doc['training']['framework']}"
+        + (", bf16 gradients" if doc["training"].get("grad_reduce_in_bf16") else ""),
     ]
     if "global_batch_note" in doc["training"]:
         lines.append(f"  global batch: {doc['training']['global_batch_note']}")

@@ -362,6 +362,8 @@ def test_bf16_gradients_reach_the_memory_the_time_and_the_megatron_arguments(tmp
     assert bf16["memory_gib"]["gradients"] == pytest.approx(fp32["memory_gib"]["gradients"] / 2, rel=1e-3)
     assert bf16["performance"]["breakdown"]["dp_comm"] < fp32["performance"]["breakdown"]["dp_comm"]
     assert "--grad-reduce-in-bf16" in (tmp_path / "megatron_args.txt").read_text().split()
+    table = invoke("--grad-reduce-in-bf16", *pinned[:-3], "--format", "table", "llama2-13b").stdout
+    assert "bf16, megatron, bf16 gradients" in table.splitlines()[3]
 
 
 def test_bf16_gradients_need_bf16_or_fp8_training():
