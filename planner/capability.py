@@ -313,13 +313,14 @@ RULES: tuple[Rule, ...] = (
             "Megatron-LM offloads the optimizer with its distributed optimizer only (ZeRO-1)",
         ),
     ),
-    # Megatron-Core TransformerConfig: activation offloading rejects pp > 1 and full recompute.
+    # Megatron-Core TransformerConfig: activation offloading rejects pp > 1 and any recompute
+    # granularity ("CPU offloading does not work when activation recomputation is enabled").
     Rule(
         MEGATRON,
         frozenset({Group.ACTIVATIONS, Group.LAYOUT}),
         lambda m, t, c: _when(
-            c.activation_offload and (c.pp > 1 or c.recompute is Recompute.FULL),
-            "Megatron-Core activation offloading runs without pipelining and instead of full recompute",
+            c.activation_offload and (c.pp > 1 or c.recompute is not Recompute.NONE),
+            "Megatron-Core activation offloading runs without pipelining and instead of recompute",
         ),
     ),
     Rule(MEGATRON, frozenset({Group.ACTIVATIONS}), _megatron_modules),

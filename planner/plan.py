@@ -110,7 +110,7 @@ def run(
             raise PlannerError(
                 f"--framework {req.training.framework.value} cannot run the recompute / offload these pins "
                 "leave (DeepSpeed offloads activations only with full recompute; Megatron-LM without "
-                "pipelining and instead of full recompute); change the pins or use --framework megatron"
+                "pipelining and instead of recompute); change the pins or use --framework megatron"
             )
         raise PlannerError(
             f"--global-batch {req.training.global_batch_size} is not divisible by dp*mbs "

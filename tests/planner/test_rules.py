@@ -5,7 +5,9 @@ builds and runs.
 whether Megatron-LM (the commit it names) accepts the arguments and builds a decoder layer on rank 0
 of tp ranks (``scripts/megatron_args_reference.py`` ``tp_probes``); ``sequence_probes``: for two
 models, some sequence lengths, tp and cp, with sequence parallelism on and off, whether it accepts
-the arguments and runs the context-parallel split and the embedding's sequence-parallel split."""
+the arguments and runs the context-parallel split and the embedding's sequence-parallel split;
+``offload_probes``: activation offload beside each recompute mode and with pipelining, whether it
+builds the ``TransformerConfig``."""
 
 import pytest
 from hypothesis import given, settings
@@ -134,3 +136,29 @@ def test_no_searched_layout_splits_a_sequence_megatron_cannot():
     for layout in build_space(model, training, 72, Pins(), 72).layouts:
         mesh = dict(zip(LAYOUT_FIELDS, layout, strict=True))
         assert not sequence_parallel_reasons(training.seq_len, mesh["tp"], mesh["cp"])
+
+
+OFFLOAD_PROBES = fixture("megatron_arguments.json")["offload_probes"]
+
+
+@pytest.mark.parametrize("probe", OFFLOAD_PROBES, ids=lambda p: f"pp{p['pp']}-{p['recompute']}")
+def test_activation_offload_verdicts_agree_with_megatrons_transformer_config(probe):
+    """Megatron-Core refuses CPU activation offloading with pipelining and beside any recompute
+    granularity, selective included (``TransformerConfig.__post_init__``): the planner refuses the
+    same, and emits exactly the arguments Megatron judged."""
+    from planner.capability import unsupported_reasons
+    from planner.emit_megatron import megatron_args
+    from planner.specs import Recompute
+
+    model = load_model(probe["model"])
+    training = TrainingSpec(seq_len=4096, global_batch_size=64)
+    config = ParallelConfig(
+        tp=1,
+        pp=probe["pp"],
+        dp=probe["gpus"] // probe["pp"],
+        activation_offload=True,
+        recompute=Recompute(probe["recompute"]),
+    )
+    assert megatron_args(model, training, config).content == probe["args"]
+    refused = unsupported_reasons(Framework.MEGATRON, model, training, config)
+    assert (not refused) is probe["accepted"], (refused, probe.get("error"))
