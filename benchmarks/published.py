@@ -44,10 +44,11 @@ What the NVIDIA recipes (NeMo, Megatron-Bridge, DGX Cloud) set without the table
   (``deepspeed/runtime/pipe/schedule.py``, ``TrainSchedule.steps``: ``ReduceTiedGrads``,
   ``ReduceGrads``, ``OptimizerStep`` at the last step): no gradient reduction or parameter gather
   overlaps compute (``overlap_grad_reduce`` and ``overlap_param_gather`` off);
-- rows run by NVIDIA's NeMo 2 or Megatron-Bridge performance scripts (sources named in
+- rows run by NVIDIA's NeMo or Megatron-Bridge performance recipes (sources named in
   ``BF16_GRADIENT_SOURCES``) keep and reduce their gradients in bf16 (Megatron's
-  ``--grad-reduce-in-bf16``, ``TrainingSpec.grad_reduce_in_bf16``): both scripts set
-  ``grad_reduce_in_fp32 = False`` for every pretraining run; the other sources keep Megatron's fp32
+  ``--grad-reduce-in-bf16``, ``TrainingSpec.grad_reduce_in_bf16``): the NeMo 2 and Megatron-Bridge
+  performance scripts set ``grad_reduce_in_fp32 = False`` for every pretraining run, the DGX Cloud
+  v24.11 NeMo configurations ``grad_sync_dtype: bf16``; the other sources keep Megatron's fp32
   main gradients (DeepSpeed and FSDP rows have 16-bit gradients either way);
 - ``selective (norm, act)`` recompute lists Megatron-Core's ``--recompute-modules`` in the
   Megatron-Bridge table's words: ``norm`` is ``layernorm``, ``act`` ``moe_act``, ``shared_expert``
