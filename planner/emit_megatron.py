@@ -24,6 +24,7 @@ from planner.emit import (
 from planner.emit_shell import flag_pairs
 from planner.performance import moe_ep_overlap_runs
 from planner.specs import (
+    MEGATRON_BF16_PRECISIONS,
     Dispatcher,
     Framework,
     ModelSpec,
@@ -291,7 +292,7 @@ def precision_and_sharding_args(model: ModelSpec, training: TrainingSpec, config
     """bf16/fp16/FP8, the distributed optimizer or Megatron-FSDP, CPU offload and recompute."""
     notes: list[str] = []
     a: list[str] = []
-    if training.precision in (Precision.BF16, Precision.FP8):
+    if training.precision in MEGATRON_BF16_PRECISIONS:
         a += ["--bf16"]
     if training.precision is Precision.FP8:
         a += ["--fp8-format", "hybrid", "--fp8-amax-history-len", "1024", "--fp8-amax-compute-algo", "max"]

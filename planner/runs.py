@@ -16,7 +16,15 @@ from typing import Any
 from planner.errors import PlannerError
 from planner.io import load_hardware, load_model
 from planner.layout import GRAD_ACCUM_KEY, config_from_block
-from planner.specs import Framework, HardwareSpec, ModelSpec, ParallelConfig, Precision, TrainingSpec
+from planner.specs import (
+    MEGATRON_BF16_PRECISIONS,
+    Framework,
+    HardwareSpec,
+    ModelSpec,
+    ParallelConfig,
+    Precision,
+    TrainingSpec,
+)
 
 RUN_KEYS = ("name", "model", "gpu", "gpus", "parallelism", "seq_len", "global_batch", "precision",
             "framework", "flash_attention", "grad_reduce_in_bf16", "step_time_s", "tokens_per_s")  # fmt: skip
@@ -113,7 +121,7 @@ def measured_run(run: Any, index: int, source: str, base_dir: Path, default_gpu:
     config = parallel_config(run["parallelism"], gpus, f"{where}.parallelism")
     precision = _choice(Precision, run.get("precision", Precision.BF16.value), f"{where}.precision")
     bf16_grads = _boolean(run.get("grad_reduce_in_bf16", False), f"{where}.grad_reduce_in_bf16")
-    if bf16_grads and precision not in (Precision.BF16, Precision.FP8):
+    if bf16_grads and precision not in MEGATRON_BF16_PRECISIONS:
         raise PlannerError(f"{where}.grad_reduce_in_bf16 needs precision bf16 or fp8, got {precision.value}")
     training = TrainingSpec(
         seq_len=_positive_int(run["seq_len"], f"{where}.seq_len"),

@@ -295,6 +295,11 @@ class HardwareSpec:
         return self.profile.step_constants() if self.profile else DEFAULT_CONSTANTS
 
 
+MEGATRON_BF16_PRECISIONS = frozenset({Precision.BF16, Precision.FP8})
+"""Precisions Megatron-LM runs under ``--bf16`` (FP8 too: Transformer Engine's FP8 GEMMs over bf16
+parameters); only under them does its ``validate_args`` read ``--grad-reduce-in-bf16``."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrainingSpec:
     """What is trained and how: sequence, batch, precision, framework conventions."""
@@ -349,7 +354,7 @@ class TrainingSpec:
                 "--overlap-param-gather needs --overlap-grad-reduce (Megatron asserts it); "
                 "add --no-overlap-param-gather"
             )
-        if self.grad_reduce_in_bf16 and self.precision not in (Precision.BF16, Precision.FP8):
+        if self.grad_reduce_in_bf16 and self.precision not in MEGATRON_BF16_PRECISIONS:
             raise PlannerError(
                 f"--grad-reduce-in-bf16 needs --precision bf16 or fp8 (got {self.precision.value}); "
                 "drop the option"

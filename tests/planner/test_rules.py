@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from planner.capability import reasons_within
+from planner.capability import reasons_within, unsupported_reasons
+from planner.emit_megatron import megatron_args
 from planner.io import load_model
 from planner.layout import LAYOUT_MESH
 from planner.rules import nvlink_tp_reason, sequence_parallel_reasons, tensor_parallel_reasons, valid_cp
 from planner.space import LAYOUT_FIELDS, Pins, build_space
-from planner.specs import Framework, ParallelConfig, TrainingSpec
+from planner.specs import Framework, ParallelConfig, Recompute, TrainingSpec
 
 from conftest import fixture
 
@@ -146,10 +147,6 @@ def test_activation_offload_verdicts_agree_with_megatrons_transformer_config(pro
     """Megatron-Core refuses CPU activation offloading with pipelining and beside any recompute
     granularity, selective included (``TransformerConfig.__post_init__``): the planner refuses the
     same, and emits exactly the arguments Megatron judged."""
-    from planner.capability import unsupported_reasons
-    from planner.emit_megatron import megatron_args
-    from planner.specs import Recompute
-
     model = load_model(probe["model"])
     training = TrainingSpec(seq_len=4096, global_batch_size=64)
     config = ParallelConfig(
