@@ -279,13 +279,10 @@ def pipeline_time(
     c = c or hardware.step_constants
     rates = rates_of(hardware, c)
     m = num_microbatches(training, config)
-    counts = stage_layers(model, config)
-    tp_hidden = tp_hidden_share(training, config, c)
-    ep_hidden = c.ep_overlap if moe_ep_overlap_runs(training, config) else 0.0
-    stages = {(counts[st], st == config.pp - 1): None for st in sorted(set(loaded_stages(config)))}
-    slowest = max(  # stages of as many layers, neither the last, take as long: each timed once
-        (_stage_microbatch(model, hardware, training, config, c, rates, n, last) for n, last in stages),
-        key=lambda terms: sum(terms.values()) - terms["tp"] * tp_hidden - terms["ep"] * ep_hidden,
+    tp_hidden, ep_hidden = _hidden_shares(training, config, c)
+    slowest = max(
+        _stage_terms(model, hardware, training, config, c, rates),
+        key=lambda terms: _paced(terms, tp_hidden, ep_hidden),
     )
     microbatch, tp, cp = slowest["compute"], slowest["tp"], slowest["cp"]
     return {
@@ -297,6 +294,81 @@ def pipeline_time(
         "pp_comm": pipeline_comm_s(model, training, config, rates),
         "offload": m * slowest["offload"],
     }
+
+
+def pipeline_time_floor(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants | None = None,
+) -> float:
+    """A lower bound, in seconds, of ``sum(pipeline_time(...).values())`` for ``config``'s layout
+    and micro-batch under every recompute choice and with or without activation offload
+    (``config`` itself is taken without either): what the search may skip a layout by
+    (``planner.space.compile_terms(top=...)``).
+
+    Why it bounds: recompute and offload only add to each stage's terms (the repeated forward's
+    compute and collectives, the exposed copy; recompute also stops Megatron overlapping the MoE
+    dispatch, ``moe_ep_overlap_runs``), and change neither the micro-batch count, the bubble
+    fraction nor the point-to-point sends. ``pipeline_time`` is ``m`` times the pace of its
+    slowest stage (``_paced``, the largest of the stages'), plus the bubble fraction times ``m``
+    times that stage's compute, TP and context-parallel time (at least the smallest stage's), plus
+    the sends; each is at least its value here, taken without recompute or offload.
+    ``tests/planner/test_bound.py`` checks it against every row of whole tables."""
+    c = c or hardware.step_constants
+    plain = _without_recompute(config)
+    rates = rates_of(hardware, c)
+    m = num_microbatches(training, plain)
+    tp_hidden, ep_hidden = _hidden_shares(training, plain, c)
+    stages = _stage_terms(model, hardware, training, plain, c, rates)
+    pace = max(_paced(terms, tp_hidden, ep_hidden) for terms in stages)
+    least = min(terms["compute"] + terms["tp"] + terms["cp"] for terms in stages)
+    bubble = T.pipeline_bubble_fraction(plain.pp, m, plain.vpp) * m * least
+    return m * pace + bubble + pipeline_comm_s(model, training, plain, rates)
+
+
+def _without_recompute(config: ParallelConfig) -> ParallelConfig:
+    """``config`` without recompute and activation offload (itself when it has neither)."""
+    if config.recompute is Recompute.NONE and not config.activation_offload:
+        return config
+    return replace(
+        config,
+        recompute=Recompute.NONE,
+        recompute_num_layers=0,
+        recompute_modules=(),
+        activation_offload=False,
+    )
+
+
+def _hidden_shares(
+    training: TrainingSpec, config: ParallelConfig, c: StepTimeConstants
+) -> tuple[float, float]:
+    """(TP, expert-parallel) shares of communication hidden behind computation."""
+    return tp_hidden_share(training, config, c), c.ep_overlap if moe_ep_overlap_runs(
+        training, config
+    ) else 0.0
+
+
+def _paced(terms: dict[str, float], tp_hidden: float, ep_hidden: float) -> float:
+    """What one micro-batch of a stage takes with its hidden communication left out: the stage
+    whose micro-batch takes longest sets the pace of 1F1B."""
+    return sum(terms.values()) - terms["tp"] * tp_hidden - terms["ep"] * ep_hidden
+
+
+def _stage_terms(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+    rates: Rates,
+) -> list[dict[str, float]]:
+    """``_stage_microbatch`` of each stage that can be the slowest (``evaluate.loaded_stages``);
+    stages of as many layers, neither the last, take as long: each is timed once."""
+    counts = stage_layers(model, config)
+    stages = {(counts[st], st == config.pp - 1): None for st in sorted(set(loaded_stages(config)))}
+    return [_stage_microbatch(model, hardware, training, config, c, rates, n, last) for n, last in stages]
 
 
 def _stage_microbatch(

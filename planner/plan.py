@@ -96,8 +96,9 @@ def run(
     # at all where the model states alone do not fit (the presolve proves that without a model)
     searching = states_fit and not req.exhaustive
     with meanwhile(load_solver) if searching else nullcontext():
+        # only the layouts that can hold one of the --top plans (planner.space.compile_terms)
         terms = search_terms(
-            space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit
+            space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit, top=req.top
         )
     capacity = capacity_units(req.hardware)
     if not terms.activations:
@@ -123,6 +124,10 @@ def run(
             "--framework megatron"
         )
     units = choose_units(space, terms)
+    if req.exhaustive:  # the oracle enumerates every layout's rows, ranked in the unit CP-SAT ranks by
+        terms = search_terms(
+            space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit
+        )
     terms = scale_terms(terms, units)
     counted = count_candidates(terms)
     limited = False

@@ -11,12 +11,13 @@ the same plan.
 """
 
 import gc
+import heapq
 import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, make_dataclass, replace
 from enum import Enum
-from functools import partial
+from functools import cache, partial
 from itertools import product
 
 from constraints import memory as M
@@ -36,7 +37,7 @@ from planner.layout import (
     sequence_parallel_of,
     tie_break_value,
 )
-from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time
+from planner.performance import data_parallel_time, expert_parallel_comm_s, pipeline_time, pipeline_time_floor
 from planner.rates import rates_of
 from planner.rules import (
     divisors,
@@ -416,6 +417,7 @@ def compile_terms(
     times: bool = True,
     until_fit: bool = False,
     fitting_only: bool = False,
+    top: int | None = None,
 ) -> Terms:
     """Evaluate every term over only the dimensions it depends on (not for layouts whose token
     dispatcher ``slower_dispatchers`` rules out); with ``times`` False only the memory tables (the
@@ -431,10 +433,14 @@ def compile_terms(
     so is the candidate count (``Terms.candidates``), not the least-memory candidate. Above a
     micro-batch whose row fits beside no states row, the rows of the same layout and recompute
     choice are counted without being computed (``FITS_NOTHING``). Large spaces are tabulated by
-    several processes (``planner.workers``), the rows put back in layout order."""
+    several processes (``planner.workers``), the rows put back in layout order.
+
+    With ``top`` (and ``fitting_only``) only the layouts that can hold one of the ``top`` best plans
+    that fit are tabulated (``_bounded``): the others' rows are left out of the tables and counted
+    by their base recompute choices (``_Floor.candidates``)."""
     with collector_paused():
         try:
-            return _tabulate(space, model, hardware, training, constants, times, until_fit, fitting_only)
+            return _tabulate(space, model, hardware, training, constants, times, until_fit, fitting_only, top)
         except _FitFound as found:
             return found.terms
 
@@ -469,18 +475,32 @@ def search_terms(
     constants: StepTimeConstants | None = None,
     *,
     states_fit: bool = True,
+    top: int | None = None,
 ) -> Terms:
     """The tables the search ranks: only the rows that fit beside some row of the other table
     (``compile_terms(fitting_only=True)``: the step time of the others is never computed), or, when
     none does, the whole tables, which say why nothing fits (a batch no layout divides, what the
     framework cannot run) and which candidate comes closest; those straight away when the caller
     knows that no GPU can hold the model states (``states_fit`` False:
-    ``diagnose.min_gpus_for_states``)."""
+    ``diagnose.min_gpus_for_states``). With ``top``, of the layouts only those that can hold one of
+    the ``top`` best plans (``compile_terms(top=...)``); the ``top`` best plans of these tables are
+    those of the tables without it, as long as the search ranks them in microseconds (the time unit
+    of every request but the most extreme, ``scaling.choose_units``: otherwise rounding to a coarser
+    unit could tie a row left out with one kept, and the tables are tabulated without ``top``)."""
     if states_fit:
-        terms = compile_terms(space, model, hardware, training, constants, fitting_only=True)
-        if terms.activations:
+        terms = compile_terms(space, model, hardware, training, constants, fitting_only=True, top=top)
+        if terms.activations and (top is None or microsecond_units(space, terms)):
             return terms
+        if terms.activations:
+            return compile_terms(space, model, hardware, training, constants, fitting_only=True)
     return compile_terms(space, model, hardware, training, constants)
+
+
+def microsecond_units(space: Space, terms: Terms) -> bool:
+    """Whether the search ranks ``terms`` in microseconds (``scaling.choose_units``)."""
+    from planner.scaling import choose_units  # noqa: PLC0415 (planner.scaling imports this module)
+
+    return choose_units(space, terms).time_us == 1
 
 
 class _FitFound(Exception):
@@ -500,6 +520,7 @@ def _tabulate(
     times: bool,
     until_fit: bool,
     fitting_only: bool,
+    top: int | None = None,
 ) -> Terms:
     """``compile_terms``'s tables, layout by layout: the rows of one layout depend on nothing of
     another's, so large spaces share the layouts among processes (``planner.workers``)."""
@@ -530,12 +551,14 @@ def _tabulate(
                 )
         return rows
 
+    @cache
+    def dp_units(p: int, z: int) -> int:
+        """The (layout, states) table's time of one row (once: the bounded tabulation asks first)."""
+        return data_parallel_units(model, hardware, training, space.config(p, z, 0, 0), constants)
+
     def data_parallel_rows(states: dict[tuple[int, int], tuple[int, ...]]) -> dict[tuple[int, int], int]:
         """The (layout, states) table's time of each of ``states``' keys."""
-        return {
-            (p, z): data_parallel_units(model, hardware, training, space.config(p, z, 0, 0), constants)
-            for p, z in states
-        }
+        return {(p, z): dp_units(p, z) for p, z in states}
 
     def layout_rows(p: int, beside: list[tuple[int, ...]], tables: _LayoutRows) -> None:
         """The activations rows of layout ``p`` (and their step time) into ``tables``, and the keys
@@ -638,7 +661,18 @@ def _tabulate(
 
     whole = _LayoutRows(candidates=0 if fitting_only else None)
     processes = processes_for(len(space.layouts))
-    if processes == 1:
+    if top is not None and fitting_only and times:
+
+        def floor_of(p: int) -> _Floor | None:
+            return _layout_floor(space, model, hardware, training, constants, p, p in slower)
+
+        floors = (
+            [floor_of(p) for p in range(len(space.layouts))]
+            if processes == 1
+            else in_processes(floor_of, range(len(space.layouts)), processes)
+        )
+        parts = _bounded(floors, dp_units, layout_tables, capacity, top)
+    elif processes == 1:
         parts = [layout_tables(p) for p in range(len(space.layouts))]
     else:
         parts = in_processes(layout_tables, range(len(space.layouts)), processes)
@@ -650,6 +684,114 @@ def _tabulate(
         if fitting_only:
             whole.candidates += part.candidates
     return Terms(whole.states, whole.activations, whole.pipeline_us, whole.data_parallel_us, whole.candidates)
+
+
+@dataclass(frozen=True, slots=True)
+class _Floor:
+    """What the bounded tabulation (``_bounded``) knows of a layout before tabulating it."""
+
+    pipeline_us: int
+    """No activations row of the layout has a shorter pipeline time (integer microseconds, as the
+    tables)."""
+    zeros: tuple[int, ...]
+    """The ZeRO stages (``Space.zero_stages`` indices) the framework runs on it."""
+    candidates: int
+    """Its candidates, counted without their memory: states rows the framework runs times
+    activations rows of the base recompute choices (none, selective, full; the block method's and
+    the module sets' rows are searched only where memory calls for them, which this count does not
+    compute)."""
+
+
+def _layout_floor(
+    space: Space,
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    constants: StepTimeConstants,
+    p: int,
+    slower: bool,
+) -> _Floor | None:
+    """Layout ``p``'s ``_Floor``, or None when it has no candidate (a slower dispatcher's twin, no
+    micro-batch that divides the batch, no ZeRO stage the framework runs): the least
+    ``performance.pipeline_time_floor`` of its micro-batches, rounded down (a microsecond and
+    ``FLOOR_SLACK`` below the float sum: the tables round the same terms, summed in another order,
+    to nearest)."""
+    fitting = [u for u in range(len(space.micro_batches)) if space.mbs_fits(p, u, training.global_batch_size)]
+    if slower or not fitting:
+        return None
+    framework = training.framework
+    zeros = tuple(
+        z
+        for z in range(len(space.zero_stages))
+        if not reasons_within(STATES_TABLE, framework, model, training, space.config(p, z, 0, 0))
+    )
+    if not zeros:
+        return None
+    base = [
+        r
+        for r in range(len(space.recomputes))
+        if r not in space.optional_recomputes
+        and space.allows(p, r)
+        and not reasons_within(
+            ACTIVATIONS_TABLE, framework, model, training, space.config(p, 0, r, fitting[0])
+        )
+    ]
+    pipeline = min(  # the floor holds for every recompute choice: any one names the micro-batch
+        pipeline_time_floor(model, hardware, training, space.config(p, 0, 0, u), constants) for u in fitting
+    )
+    return _Floor(
+        pipeline_us=max(0, math.floor(pipeline * TIME_SCALE_PER_S * (1 - FLOOR_SLACK)) - 1),
+        zeros=zeros,
+        candidates=len(zeros) * len(base) * len(fitting),
+    )
+
+
+FLOOR_SLACK = 1e-9
+"""Relative slack below a floor: the bound and the tables sum the same float terms in other
+orders, which differ by a few ulps (``2**-52`` of the sum), never by this much."""
+
+
+def _bounded(
+    floors: list[_Floor | None],
+    data_parallel_us: Callable[[int, int], int],
+    layout_tables: Callable[[int], "_LayoutRows"],
+    capacity: int,
+    top: int,
+) -> list["_LayoutRows"]:
+    """The rows of the layouts that can hold one of the ``top`` best plans that fit, in layout
+    order (branch and bound). Layouts are visited from the lowest pipeline floor up; each visited
+    one is tabulated unless its floor plus the least data-parallel time of its ZeRO stages
+    (``data_parallel_us(p, z)``, the states table's time) exceeds the ``top``-th least time of
+    the candidates that fit so far (memory as the search compares it, ``scaling.memory_up``), and
+    the visit stops at the first pipeline floor that exceeds it. Every candidate of a layout left
+    out then takes longer than ``top`` candidates that fit, at the tables' microsecond resolution,
+    so it is not among the ``top`` best whatever the tie-break; a layout left out contributes only
+    its candidate count."""
+    from planner.scaling import memory_up  # noqa: PLC0415 (planner.scaling imports this module)
+
+    order = sorted((f.pipeline_us, p) for p, f in enumerate(floors) if f is not None)
+    best: list[int] = []  # the ``top`` least times found, negated (a max-heap)
+    parts: dict[int, _LayoutRows] = {}
+    for floor_us, p in order:
+        if len(best) == top and floor_us > -best[0]:
+            break
+        if len(best) == top and floor_us + min(data_parallel_us(p, z) for z in floors[p].zeros) > -best[0]:
+            continue
+        part = parts[p] = layout_tables(p)
+        states = {(q, z): tuple(map(memory_up, row)) for (q, z), row in part.states.items()}
+        for (q, r, u), acts in part.activations.items():
+            held = tuple(map(memory_up, acts))
+            for (_, z), row in states.items():
+                if all(a + s <= capacity for a, s in zip(held, row, strict=True)):
+                    time = part.pipeline_us[q, r, u] + part.data_parallel_us[q, z]
+                    if len(best) < top:
+                        heapq.heappush(best, -time)
+                    elif time < -best[0]:
+                        heapq.heapreplace(best, -time)
+    for p, f in enumerate(floors):
+        if p not in parts and f is not None:
+            parts[p] = _LayoutRows(candidates=f.candidates)
+    return [parts[p] for p in sorted(parts)]
 
 
 @dataclass(slots=True)
