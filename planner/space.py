@@ -268,7 +268,7 @@ def _layouts(
             for first, last in pipeline_splits(model, p, v):
                 if pins.first_stage_layers not in (None, first) or pins.last_stage_layers not in (None, last):
                     continue
-                mesh = ParallelConfig(
+                mesh = _mesh(
                     tp=t,
                     cp=c,
                     pp=p,
@@ -290,6 +290,18 @@ def _layouts(
 
 
 _LAST_LAYOUTS: list = []
+
+_DEFAULTS = {name: getattr(ParallelConfig(tp=1, pp=1, dp=1), name) for name in ParallelConfig.__slots__}
+
+
+def _mesh(**values: object) -> ParallelConfig:
+    """A layout's configuration (the fields not given at their defaults) from values that pass
+    ``ParallelConfig``'s checks by construction, without running them again: ``_layouts`` draws
+    every size from the rules' domains, dp from the GPU count, ``ep * etp`` dividing a stage's ranks,
+    vpp and the split above 1 only with pp, sequence parallelism only with tp (the checks cost as
+    much as the capability rules, for each of tens of thousands of meshes on a large MoE space;
+    ``tests/planner/test_bound.py`` builds every layout of pinned and unpinned spaces with them)."""
+    return checked_config(_DEFAULTS | values)
 
 
 def recompute_choices(
@@ -355,7 +367,7 @@ def block_layer_counts(model: ModelSpec, layout: tuple[int, ...], pins: Pins) ->
     has at least that many layers, else every count below that chunk's layers (``compile_terms``
     tabulates only the smallest that fits beside each states row)."""
     mesh = dict(zip(LAYOUT_FIELDS, layout, strict=True))
-    config = ParallelConfig(**mesh, dp=mesh["ep"] * mesh["etp"])  # dp does not change the split
+    config = _mesh(**mesh, dp=mesh["ep"] * mesh["etp"])  # dp does not change the split
     chunk = largest_chunk_layers(model, config)
     if pins.recompute_num_layers is not None:
         n = pins.recompute_num_layers

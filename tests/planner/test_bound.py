@@ -16,7 +16,7 @@ from planner.performance import pipeline_time, pipeline_time_floor
 from planner.scaling import choose_units, scale_terms
 from planner.search import brute_force
 from planner.space import Pins, build_space, capacity_units, compile_terms, search_terms
-from planner.specs import Framework, Precision, Recompute, TrainingSpec, ZeroStage
+from planner.specs import Framework, ParallelConfig, Precision, Recompute, TrainingSpec, ZeroStage
 
 from strategies import models, trainings
 
@@ -172,3 +172,27 @@ def test_states_only_layouts_keep_their_zero_stages():
         for p in range(len(space.layouts))
     ]
     assert floors and all(f is None for f in floors)  # DeepSpeed's pipeline engine: ZeRO-0/1 only
+
+
+@pytest.mark.parametrize(
+    ("name", "gpus", "seq", "pins"),
+    [
+        ("qwen3-30b-a3b", 512, 8192, Pins()),
+        ("llama3.1-405b", 8192, 8192, Pins(tp=8, pp=16)),
+        ("bloom-176b", 384, 2048, Pins(pp=12, sequence_parallel=False)),
+        ("mixtral-8x7b", 96, 4096, Pins(vpp=2, ep=4, etp=2)),
+        ("llama2-7b", 1, 4096, Pins()),
+    ],
+)
+def test_every_layout_passes_the_configuration_checks(name, gpus, seq, pins):
+    """The layouts are built without re-running ``ParallelConfig``'s checks (``space._mesh``):
+    every one of them, at every micro-batch, passes them."""
+    model = load_model(name)
+    space = build_space(model, TrainingSpec(seq_len=seq, global_batch_size=gpus * 4), gpus, pins, 8)
+    assert space.layouts
+    for p in range(len(space.layouts)):
+        for u in range(len(space.micro_batches)):
+            config = space.config(p, 0, 0, u)
+            assert (
+                ParallelConfig(**{name: getattr(config, name) for name in ParallelConfig.__slots__}) == config
+            )
