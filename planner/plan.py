@@ -79,10 +79,11 @@ class Outcome:
 def run(
     req: Request, deadline: Deadline | None = None, progress: Callable[[str], None] | None = None
 ) -> Outcome:
-    """Search the space (CP-SAT, or brute force with ``exhaustive``), then check the answer against
-    the evaluator (``planner.verify``). The whole command, diagnosis included, starts no new work
-    after the deadline (by default ``req.time_limit_s`` from now). When nothing fits, each probe of
-    the diagnosis says what it tries to ``progress``."""
+    """Search the space (CP-SAT over the layouts that can hold one of the ``top`` plans, or, with
+    ``exhaustive``, brute force over every layout's rows: ``space.search_terms``), then check the
+    answer against the evaluator (``planner.verify``). The whole command, diagnosis included,
+    starts no new work after the deadline (by default ``req.time_limit_s`` from now). When nothing
+    fits, each probe of the diagnosis says what it tries to ``progress``."""
     deadline = deadline or Deadline(limit_s=req.time_limit_s)
     validate_pins(req)
     space = build_space(req.model, req.training, req.gpus, req.pins, req.hardware.nvlink_domain_gpus)

@@ -678,10 +678,11 @@ def _tabulate(
         def floor_of(p: int) -> _Floor | None:
             return _layout_floor(space, model, hardware, training, constants, p, p in slower)
 
+        share = processes_for(len(space.layouts), FLOOR_LAYOUTS_PER_PROCESS)
         floors = (
             [floor_of(p) for p in range(len(space.layouts))]
-            if processes == 1
-            else in_processes(floor_of, range(len(space.layouts)), processes)
+            if share == 1
+            else in_processes(floor_of, range(len(space.layouts)), share)
         )
         parts = _bounded(floors, dp_units, layout_tables, capacity, top)
     elif processes == 1:
@@ -757,6 +758,10 @@ def _layout_floor(
         candidates=len(zeros) * len(base) * len(fitting),
     )
 
+
+FLOOR_LAYOUTS_PER_PROCESS = 250
+"""Layouts per worker process of the floors (``planner.workers``): a layout's floor costs about
+half of tabulating it (``workers.MIN_LAYOUTS_PER_PROCESS``), so half as many pay for a worker."""
 
 FLOOR_SLACK = 1e-9
 """Relative slack below a floor: the bound and the tables sum the same float terms in other

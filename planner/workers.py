@@ -28,12 +28,13 @@ _JOB: list[Callable[[int], Any]] = []  # the tabulation under way, inherited by 
 _MEANWHILE: list[Callable[[], Any]] = []  # work for this process while it waits for the workers
 
 
-def processes_for(layouts: int) -> int:
+def processes_for(layouts: int, per_process: int = MIN_LAYOUTS_PER_PROCESS) -> int:
     """How many processes tabulate ``layouts`` layouts: as many as the CPUs this process may run on
-    (at most ``MAX_PROCESSES``) while each gets ``MIN_LAYOUTS_PER_PROCESS``; one off Linux."""
+    (at most ``MAX_PROCESSES``) while each gets ``per_process`` (by default
+    ``MIN_LAYOUTS_PER_PROCESS``); one off Linux."""
     if sys.platform != "linux":
         return 1
-    return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES, layouts // MIN_LAYOUTS_PER_PROCESS))
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_PROCESSES, layouts // per_process))
 
 
 def in_processes(job: Callable[[int], Any], layouts: Sequence[int], processes: int) -> list[Any]:
