@@ -50,7 +50,7 @@ from planner.io import bundled_models, load_model  # noqa: E402
 from planner.scaling import choose_units, scale_terms  # noqa: E402
 from planner.search import brute_force, count_candidates  # noqa: E402
 from planner.solver import solve  # noqa: E402
-from planner.space import Pins, build_space, capacity_units, search_terms  # noqa: E402
+from planner.space import Pins, bound_top, build_space, capacity_units, search_terms  # noqa: E402
 from planner.specs import ModelSpec, TrainingSpec  # noqa: E402
 
 SOLVE_TARGET_S = 0.3
@@ -123,9 +123,10 @@ def measure(
     space = build_space(model, training, gpus, pins, hardware.nvlink_domain_gpus)
     # A fresh (equal) training run each time: the evaluator's cache (planner.memo) matches specs by
     # identity, so every repeat tabulates from cold, as a command does.
-    states_fit = gpus >= min_gpus_for_states(model, training, hardware, pins)
+    fewest = min_gpus_for_states(model, training, hardware, pins)
+    states_fit, top = gpus >= fewest, bound_top(gpus, fewest, TOP)  # as planner.plan.run
     t_compile, terms = median_of(
-        lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit, top=TOP),
+        lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit, top=top),
         repeats,
     )
     t_all, every = median_of(

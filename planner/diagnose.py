@@ -123,12 +123,9 @@ def smallest_fixes(
 def best_plan(req: "Request", pins: Pins) -> dict[str, Any] | None:
     """The ``parallelism`` block of the best plan under other pins at this GPU count (brute force
     over the integer tables), or None when nothing fits. The step time of a row that fits beside
-    nothing is never computed (``compile_terms(fitting_only=True)``): when nothing fits, none is;
-    nor are the rows of a layout that cannot hold the best plan (``top=1``)."""
+    nothing is never computed (``compile_terms(fitting_only=True)``): when nothing fits, none is."""
     space = build_space(req.model, req.training, req.gpus, pins, req.hardware.nvlink_domain_gpus)
-    terms = compile_terms(
-        space, req.model, req.hardware, req.training, req.constants, fitting_only=True, top=1
-    )
+    terms = compile_terms(space, req.model, req.hardware, req.training, req.constants, fitting_only=True)
     best = brute_force(space, terms, capacity_units(req.hardware), 1)
     if not best:
         return None

@@ -23,7 +23,7 @@ from planner.scaling import Units, choose_units, scale_terms
 from planner.search import Candidate, brute_force, count_candidates, least_memory
 from planner.solver import load as load_solver
 from planner.solver import solve
-from planner.space import Pins, Space, build_space, capacity_units, search_terms
+from planner.space import Pins, Space, bound_top, build_space, capacity_units, search_terms
 from planner.specs import HardwareSpec, ModelSpec, ParallelConfig, TrainingSpec
 from planner.validate import validate_pins
 from planner.verify import boundary_candidates, check_reported
@@ -92,14 +92,16 @@ def run(
             f"no tp x cp x pp layout divides --gpus {req.gpus} for this model; "
             f"tp from {valid_tp(req.model)}, pp from {valid_pp(req.model)}"
         )
-    states_fit = req.gpus >= min_gpus_for_states(req.model, req.training, req.hardware, req.pins)
+    fewest = min_gpus_for_states(req.model, req.training, req.hardware, req.pins)
+    states_fit = req.gpus >= fewest
     # OR-Tools imported while workers tabulate (or after), so before the search's clock starts; not
     # at all where the model states alone do not fit (the presolve proves that without a model)
     searching = states_fit and not req.exhaustive
     with meanwhile(load_solver) if searching else nullcontext():
-        # only the layouts that can hold one of the --top plans (planner.space.compile_terms)
+        # where memory does not bind, only the layouts that can hold one of the --top plans
+        top = bound_top(req.gpus, fewest, req.top)
         terms = search_terms(
-            space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit, top=req.top
+            space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit, top=top
         )
     capacity = capacity_units(req.hardware)
     if not terms.activations:

@@ -508,6 +508,21 @@ def search_terms(
     return compile_terms(space, model, hardware, training, constants)
 
 
+ROOMY_STATES_MARGIN = 2
+"""The bound (``compile_terms(top=...)``) is used from this many times the fewest GPUs that hold the
+model states (``diagnose.min_gpus_for_states``) on. Closer to it the states take most of each GPU,
+memory decides which rows fit (few without recompute, whose time the floors assume), the floors
+leave nearly every layout to tabulate and only add their own cost: qwen3-30b-a3b on 8 GPUs (7 hold
+its states) tabulated all 240 of its layouts after their floors, 0.3 s more than without."""
+
+
+def bound_top(gpus: int, fewest_gpus: int, top: int) -> int | None:
+    """The ``top`` to bound the tabulation by on ``gpus`` GPUs, where ``fewest_gpus`` hold the model
+    states (``ROOMY_STATES_MARGIN``), or None: every layout's rows. Either way the plans are the
+    same; only the time to find them differs."""
+    return top if gpus >= ROOMY_STATES_MARGIN * fewest_gpus else None
+
+
 def microsecond_units(space: Space, terms: Terms) -> bool:
     """Whether the search ranks ``terms`` in microseconds (``scaling.choose_units``)."""
     from planner.scaling import choose_units  # noqa: PLC0415 (planner.scaling imports this module)
