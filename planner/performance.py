@@ -314,18 +314,56 @@ def pipeline_time_floor(
     fraction nor the point-to-point sends. ``pipeline_time`` is ``m`` times the pace of its
     slowest stage (``_paced``, the largest of the stages'), plus the bubble fraction times ``m``
     times that stage's compute, TP and context-parallel time (at least the smallest stage's), plus
-    the sends; each is at least its value here, taken without recompute or offload.
-    ``tests/planner/test_bound.py`` checks it against every row of whole tables."""
+    the sends; each is at least its value here, taken without recompute or offload, when a stage's
+    terms are those of its layers plus, on the last, the LM head's, as ``_stage_microbatch`` sums
+    them without recompute or offload. ``tests/planner/test_bound.py`` checks the floor against
+    every row of whole tables, and that it equals the step's pipeline time on one stage without
+    recompute."""
     c = c or hardware.step_constants
     plain = _without_recompute(config)
     rates = rates_of(hardware, c)
     m = num_microbatches(training, plain)
     tp_hidden, ep_hidden = _hidden_shares(training, plain, c)
-    stages = _stage_terms(model, hardware, training, plain, c, rates)
+    # Without recompute or offload each stage's terms are its layers times one layer's plus, on the
+    # last, the LM head's (``_stage_microbatch``): both cached on the fields they read, which many
+    # layouts share (they differ in pp, vpp and the split, hence in their stages' layer counts).
+    layer = _one_layer_terms(model, hardware, training, plain, c, rates)
+    head = _head_terms(model, hardware, training, plain, c, rates)
+    counts = stage_layers(model, plain)
+    stages = [
+        {k: n * v + (head[k] if last else 0.0) for k, v in layer.items()}
+        for n, last in {(counts[st], st == plain.pp - 1): None for st in loaded_stages(plain)}
+    ]
     pace = max(_paced(terms, tp_hidden, ep_hidden) for terms in stages)
     least = min(terms["compute"] + terms["tp"] + terms["cp"] for terms in stages)
     bubble = T.pipeline_bubble_fraction(plain.pp, m, plain.vpp) * m * least
     return m * pace + bubble + pipeline_comm_s(model, training, plain, rates)
+
+
+@by_fields_read(3)  # the same layer for the floors of many layouts (planner.memo)
+def _one_layer_terms(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+    rates: Rates,
+) -> dict[str, float]:
+    """``_stage_microbatch`` of one layer on a stage without the LM head."""
+    return _stage_microbatch(model, hardware, training, config, c, rates, 1, False)
+
+
+@by_fields_read(3)  # the same head for the floors of many layouts (planner.memo)
+def _head_terms(
+    model: ModelSpec,
+    hardware: HardwareSpec,
+    training: TrainingSpec,
+    config: ParallelConfig,
+    c: StepTimeConstants,
+    rates: Rates,
+) -> dict[str, float]:
+    """``_stage_microbatch`` of the LM head alone (no layer) on the last stage."""
+    return _stage_microbatch(model, hardware, training, config, c, rates, 0, True)
 
 
 def _without_recompute(config: ParallelConfig) -> ParallelConfig:
