@@ -15,7 +15,8 @@ reports (``solver.candidates``); ``compile`` tabulates the tables CP-SAT ranks
 on the layouts whose pipeline-time floor leaves them able to hold one of the ``--top`` plans);
 ``cp-sat`` is ``planner.solver.solve`` for one plan and ``top 5`` for five (presolve, model building
 and every solve; OR-Tools already imported); ``all`` tabulates what ``--exhaustive`` enumerates (the
-rows that fit on every layout) and ``brute`` enumerates them (``planner.search.brute_force``, five
+rows that fit on every layout; where memory binds, ``space.bound_top``, CP-SAT's tables are these
+too, and ``all`` is ``compile``) and ``brute`` enumerates them (``planner.search.brute_force``, five
 plans cost the same as one); ``same-t`` is brute force over CP-SAT's own tables; ``same`` compares
 CP-SAT's five plans with brute force's over every layout.
 
@@ -129,9 +130,12 @@ def measure(
         lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit, top=top),
         repeats,
     )
-    t_all, every = median_of(
-        lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit), repeats
-    )
+    if top is None:  # both methods tabulate every layout: the same tables, timed once
+        t_all, every = t_compile, terms
+    else:
+        t_all, every = median_of(
+            lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit), repeats
+        )
     units = choose_units(space, terms)  # --exhaustive ranks in CP-SAT's unit too
     terms, every = scale_terms(terms, units), scale_terms(every, units)
     capacity = capacity_units(hardware)
