@@ -62,3 +62,19 @@ def test_an_interruption_while_workers_work_drops_the_runs_not_started(tmp_path)
     ran = done.read_text().split() if done.exists() else []
     assert len(ran) < 400  # the runs queued behind the two being worked on never started
     assert multiprocessing.active_children() == []
+
+
+def test_layouts_built_by_workers_are_one_processs(monkeypatch):
+    """``space._layouts`` shares large spaces' (tp, cp, pp) meshes among processes: the same
+    layouts in the same order as one process builds."""
+    from planner import space
+    from planner.io import load_model
+    from planner.specs import TrainingSpec
+
+    model, training = load_model("qwen3-30b-a3b"), TrainingSpec(seq_len=8192, global_batch_size=512)
+    built = []
+    for forced in (1, 2):
+        monkeypatch.setattr(space, "processes_for", lambda work, share, forced=forced: forced)
+        space._LAST_LAYOUTS.clear()
+        built.append(space._layouts(model, training, 512, space.Pins(), 8))
+    assert built[0] == built[1] and len(built[0][0]) > 1000
