@@ -327,8 +327,8 @@ def pipeline_time_floor(
     # Without recompute or offload each stage's terms are its layers times one layer's plus, on the
     # last, the LM head's (``_stage_microbatch``): both cached on the fields they read, which many
     # layouts share (they differ in pp, vpp and the split, hence in their stages' layer counts).
-    layer = _one_layer_terms(model, hardware, training, plain, c, rates)
-    head = _head_terms(model, hardware, training, plain, c, rates)
+    layer = _stage_part(model, hardware, training, plain, c, rates, False)
+    head = _stage_part(model, hardware, training, plain, c, rates, True)
     counts = stage_layers(model, plain)
     stages = [
         {k: n * v + (head[k] if last else 0.0) for k, v in layer.items()}
@@ -340,30 +340,19 @@ def pipeline_time_floor(
     return m * pace + bubble + pipeline_comm_s(model, training, plain, rates)
 
 
-@by_fields_read(3)  # the same layer for the floors of many layouts (planner.memo)
-def _one_layer_terms(
+@by_fields_read(3)  # the same layer and head for the floors of many layouts (planner.memo)
+def _stage_part(
     model: ModelSpec,
     hardware: HardwareSpec,
     training: TrainingSpec,
     config: ParallelConfig,
     c: StepTimeConstants,
     rates: Rates,
+    head: bool,
 ) -> dict[str, float]:
-    """``_stage_microbatch`` of one layer on a stage without the LM head."""
-    return _stage_microbatch(model, hardware, training, config, c, rates, 1, False)
-
-
-@by_fields_read(3)  # the same head for the floors of many layouts (planner.memo)
-def _head_terms(
-    model: ModelSpec,
-    hardware: HardwareSpec,
-    training: TrainingSpec,
-    config: ParallelConfig,
-    c: StepTimeConstants,
-    rates: Rates,
-) -> dict[str, float]:
-    """``_stage_microbatch`` of the LM head alone (no layer) on the last stage."""
-    return _stage_microbatch(model, hardware, training, config, c, rates, 0, True)
+    """``_stage_microbatch`` of one layer on a stage without the LM head, or with ``head`` of the
+    LM head alone (no layer) on the last stage."""
+    return _stage_microbatch(model, hardware, training, config, c, rates, 0 if head else 1, head)
 
 
 def _without_recompute(config: ParallelConfig) -> ParallelConfig:
