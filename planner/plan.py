@@ -127,7 +127,8 @@ def run(
             "--framework megatron"
         )
     units = choose_units(space, terms)
-    if req.exhaustive:  # the oracle enumerates every layout's rows, ranked in the unit CP-SAT ranks by
+    if req.exhaustive and top is not None:  # the oracle enumerates every layout's rows, ranked in
+        # the unit CP-SAT ranks by (where memory binds, CP-SAT's tables are already every layout's)
         terms = search_terms(
             space, req.model, req.hardware, req.training, req.constants, states_fit=states_fit
         )
