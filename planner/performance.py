@@ -329,10 +329,9 @@ def pipeline_time_floor(
     # layouts share (they differ in pp, vpp and the split, hence in their stages' layer counts).
     layer = _stage_part(model, hardware, training, plain, c, rates, False)
     head = _stage_part(model, hardware, training, plain, c, rates, True)
-    counts = stage_layers(model, plain)
     stages = [
         {k: n * v + (head[k] if last else 0.0) for k, v in layer.items()}
-        for n, last in {(counts[st], st == plain.pp - 1): None for st in loaded_stages(plain)}
+        for n, last in _stage_shapes(model, plain)
     ]
     pace = max(_paced(terms, tp_hidden, ep_hidden) for terms in stages)
     least = min(terms["compute"] + terms["tp"] + terms["cp"] for terms in stages)
@@ -372,9 +371,8 @@ def _hidden_shares(
     training: TrainingSpec, config: ParallelConfig, c: StepTimeConstants
 ) -> tuple[float, float]:
     """(TP, expert-parallel) shares of communication hidden behind computation."""
-    return tp_hidden_share(training, config, c), c.ep_overlap if moe_ep_overlap_runs(
-        training, config
-    ) else 0.0
+    ep_hidden = c.ep_overlap if moe_ep_overlap_runs(training, config) else 0.0
+    return tp_hidden_share(training, config, c), ep_hidden
 
 
 def _paced(terms: dict[str, float], tp_hidden: float, ep_hidden: float) -> float:
@@ -391,11 +389,18 @@ def _stage_terms(
     c: StepTimeConstants,
     rates: Rates,
 ) -> list[dict[str, float]]:
-    """``_stage_microbatch`` of each stage that can be the slowest (``evaluate.loaded_stages``);
-    stages of as many layers, neither the last, take as long: each is timed once."""
+    """``_stage_microbatch`` of each stage that can be the slowest (``_stage_shapes``)."""
+    return [
+        _stage_microbatch(model, hardware, training, config, c, rates, n, last)
+        for n, last in _stage_shapes(model, config)
+    ]
+
+
+def _stage_shapes(model: ModelSpec, config: ParallelConfig) -> list[tuple[int, bool]]:
+    """(layers, whether the last) of each stage that can be the slowest (``evaluate.loaded_stages``),
+    first to last; stages of as many layers, neither the last, take as long: each is listed once."""
     counts = stage_layers(model, config)
-    stages = {(counts[st], st == config.pp - 1): None for st in sorted(set(loaded_stages(config)))}
-    return [_stage_microbatch(model, hardware, training, config, c, rates, n, last) for n, last in stages]
+    return list({(counts[st], st == config.pp - 1): None for st in sorted(set(loaded_stages(config)))})
 
 
 def _stage_microbatch(

@@ -151,6 +151,10 @@ class Space:
         step = self.gpus // (mesh["tp"] * mesh["cp"] * pp) * self.micro_batches[mbs]
         return global_batch % step == 0 and (mesh["vpp"] == 1 or (global_batch // step) % pp == 0)
 
+    def fitting_micro_batches(self, layout: int, global_batch: int) -> list[int]:
+        """The micro-batch indices whose size ``mbs_fits`` this layout and global batch."""
+        return [u for u in range(len(self.micro_batches)) if self.mbs_fits(layout, u, global_batch)]
+
     @property
     def size(self) -> int:
         """Candidates before the batch-divisibility filter."""
@@ -636,18 +640,11 @@ def _tabulate(
                     sum(pipeline_time(model, hardware, training, config, constants).values())
                 )
 
-        fitting = [
-            u
-            for u in range(len(space.micro_batches))
-            if p not in slower and space.mbs_fits(p, u, training.global_batch_size)
-        ]
+        fitting = [] if p in slower else space.fitting_micro_batches(p, training.global_batch_size)
         if not fitting:
             return
         for r in base + modules:
-            if not space.allows(p, r):
-                continue
-            first = space.config(p, 0, r, fitting[0])
-            if reasons_within(ACTIVATIONS_TABLE, framework, model, training, first):
+            if not _runs(space, model, training, p, r, fitting[0]):
                 continue
             too_large = False  # a smaller micro-batch's row fits beside no states row (fitting_only)
             for u in fitting:
@@ -746,6 +743,15 @@ def _tabulate(
     return Terms(whole.states, whole.activations, whole.pipeline_us, whole.data_parallel_us, whole.candidates)
 
 
+def _runs(space: Space, model: ModelSpec, training: TrainingSpec, p: int, r: int, u: int) -> bool:
+    """Whether the activations table has rows of recompute choice ``r`` on layout ``p``: the layout
+    takes its block-method count (``Space.allows``) and the framework runs it (its first fitting
+    micro-batch ``u`` stands for all: the rules read no micro-batch)."""
+    return space.allows(p, r) and not reasons_within(
+        ACTIVATIONS_TABLE, training.framework, model, training, space.config(p, 0, r, u)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class _Floor:
     """What the bounded tabulation (``_bounded``) knows of a layout before tabulating it."""
@@ -776,25 +782,20 @@ def _layout_floor(
     ``performance.pipeline_time_floor`` of its micro-batches, rounded down (a microsecond and
     ``FLOOR_SLACK`` below the float sum: the tables round the same terms, summed in another order,
     to nearest)."""
-    fitting = [u for u in range(len(space.micro_batches)) if space.mbs_fits(p, u, training.global_batch_size)]
-    if slower or not fitting:
+    fitting = [] if slower else space.fitting_micro_batches(p, training.global_batch_size)
+    if not fitting:
         return None
-    framework = training.framework
     zeros = tuple(
         z
         for z in range(len(space.zero_stages))
-        if not reasons_within(STATES_TABLE, framework, model, training, space.config(p, z, 0, 0))
+        if not reasons_within(STATES_TABLE, training.framework, model, training, space.config(p, z, 0, 0))
     )
     if not zeros:
         return None
     base = [
         r
         for r in range(len(space.recomputes))
-        if r not in space.optional_recomputes
-        and space.allows(p, r)
-        and not reasons_within(
-            ACTIVATIONS_TABLE, framework, model, training, space.config(p, 0, r, fitting[0])
-        )
+        if r not in space.optional_recomputes and _runs(space, model, training, p, r, fitting[0])
     ]
     pipeline = min(  # the floor holds for every recompute choice: any one names the micro-batch
         pipeline_time_floor(model, hardware, training, space.config(p, 0, 0, u), constants) for u in fitting
@@ -846,7 +847,7 @@ def _bounded(
         for (q, r, u), acts in part.activations.items():
             held = tuple(map(memory_up, acts))
             for (_, z), row in states.items():
-                if all(a + s <= capacity for a, s in zip(held, row, strict=True)):
+                if _fits(held, row, capacity):
                     time = part.pipeline_us[q, r, u] + part.data_parallel_us[q, z]
                     if len(best) < top:
                         heapq.heappush(best, -time)
