@@ -824,23 +824,31 @@ def _bounded(
     top: int,
 ) -> list["_LayoutRows"]:
     """The rows of the layouts that can hold one of the ``top`` best plans that fit, in layout
-    order (branch and bound). Layouts are visited from the lowest pipeline floor up; each visited
-    one is tabulated unless its floor plus the least data-parallel time of its ZeRO stages
-    (``data_parallel_us(p, z)``, the states table's time) exceeds the ``top``-th least time of
-    the candidates that fit so far (memory as the search compares it, ``scaling.memory_up``), and
-    the visit stops at the first pipeline floor that exceeds it. Every candidate of a layout left
-    out then takes longer than ``top`` candidates that fit, at the tables' microsecond resolution,
-    so it is not among the ``top`` best whatever the tie-break; a layout left out contributes only
-    its candidate count."""
+    order (branch and bound). Layouts are tabulated from the lowest bound up, the bound being the
+    pipeline floor plus the least data-parallel time of the layout's ZeRO stages
+    (``data_parallel_us(p, z)``, the states table's time); the visit stops at the first bound that
+    exceeds the ``top``-th least time of the candidates that fit so far (memory as the search
+    compares it, ``scaling.memory_up``). The data-parallel times are asked lazily: a layout is
+    queued by its pipeline floor, a lower bound of its bound, and its bound is completed when that
+    comes first, so layouts whose pipeline floor alone ends the visit never ask for them. Every
+    candidate of a layout left out then takes longer than ``top`` candidates that fit, at the
+    tables' microsecond resolution, so it is not among the ``top`` best whatever the tie-break; a
+    layout left out contributes only its candidate count."""
     from planner.scaling import memory_up  # noqa: PLC0415 (planner.scaling imports this module)
 
-    order = sorted((f.pipeline_us, p) for p, f in enumerate(floors) if f is not None)
+    # Each layout's key is a lower bound of its candidates' times: first its pipeline floor alone,
+    # then, once that is the least key, plus its least data-parallel time (put back in the queue).
+    queue = [(f.pipeline_us, False, p) for p, f in enumerate(floors) if f is not None]
+    heapq.heapify(queue)
     best: list[int] = []  # the ``top`` least times found, negated (a max-heap)
     parts: dict[int, _LayoutRows] = {}
-    for floor_us, p in order:
-        if len(best) == top and floor_us > -best[0]:
-            break
-        if len(best) == top and floor_us + min(data_parallel_us(p, z) for z in floors[p].zeros) > -best[0]:
+    while queue:
+        key, whole, p = heapq.heappop(queue)
+        if len(best) == top and key > -best[0]:
+            break  # every key left is at least this one
+        if not whole:
+            dp_floor = min(data_parallel_us(p, z) for z in floors[p].zeros)
+            heapq.heappush(queue, (key + dp_floor, True, p))
             continue
         part = parts[p] = layout_tables(p)
         states = {(q, z): tuple(map(memory_up, row)) for (q, z), row in part.states.items()}

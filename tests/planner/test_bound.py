@@ -196,3 +196,37 @@ def test_every_layout_passes_the_configuration_checks(name, gpus, seq, pins):
             assert (
                 ParallelConfig(**{name: getattr(config, name) for name in ParallelConfig.__slots__}) == config
             )
+
+
+def test_the_visit_goes_by_the_whole_bound_and_asks_data_parallel_times_lazily():
+    """``_bounded`` on made-up layouts: the visit goes by pipeline floor plus least data-parallel
+    time (layout 1, fast pipeline but slow gradient reduce, is left out once layout 0 gives the
+    plans), and never asks the data-parallel time of a layout whose pipeline floor alone ends the
+    visit (layout 2)."""
+    pipeline = {0: 50, 1: 10, 2: 500}  # integer microseconds, a single micro-batch row each
+    data_parallel = {0: 5, 1: 100, 2: 1}
+    asked, tabulated = [], []
+
+    def data_parallel_us(p, z):
+        asked.append(p)
+        return data_parallel[p] + z
+
+    def layout_tables(p):
+        tabulated.append(p)
+        rows = space_module._LayoutRows(
+            states={(p, z): (1,) for z in range(3)},
+            activations={(p, 0, 0): (1,)},
+            pipeline_us={(p, 0, 0): pipeline[p]},
+        )
+        rows.data_parallel_us = {(p, z): data_parallel[p] + z for z in range(3)}
+        return rows
+
+    floors = [space_module._Floor(pipeline_us=pipeline[p], zeros=(0, 1, 2), candidates=3) for p in range(3)]
+    parts = space_module._bounded(floors, data_parallel_us, layout_tables, capacity=10, top=2)
+    assert tabulated == [0]
+    assert sorted(set(asked)) == [0, 1]
+    assert [(part.candidates, sorted(part.states)) for part in parts] == [
+        (None, [(0, 0), (0, 1), (0, 2)]),
+        (3, []),
+        (3, []),
+    ]
