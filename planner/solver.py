@@ -2,7 +2,8 @@
 
 Nothing here restates a formula: every coefficient comes from ``planner.space.compile_terms``,
 tables over only the dimensions each term depends on, linked by linear sums over row selectors. The
-rows are first reduced to those that can be part of a ``top``-best plan (``planner.presolve``).
+rows are first reduced to those that can be part of a ``top``-best plan (``planner.presolve``);
+``top`` plans come from one enumerating solve where few rows are left, else from ``top`` solves.
 """
 
 import time
@@ -11,7 +12,7 @@ from functools import cache
 
 from planner.deadline import NO_DEADLINE, Deadline
 from planner.errors import PlannerError
-from planner.presolve import Incumbent, reduce_rows
+from planner.presolve import Incumbent, Row, reduce_rows
 from planner.search import Candidate
 from planner.space import Space, Terms, candidate_cost
 
@@ -101,6 +102,12 @@ def solve(
     range (``planner.scaling``), and a model CP-SAT refuses is an error, never "infeasible". No solve
     starts after the ``deadline`` and none runs past it. OR-Tools is imported only when the presolve
     leaves rows to search (``load``).
+
+    More than one plan: where the presolve found ``top`` plans greedily and leaves at most
+    ``ENUMERATE_PAIRS`` pairs of rows, one solve enumerates every plan that costs at most the
+    ``top``-th greedy plan (the ``top`` best are among them: each costs at most that much), and
+    they are ranked by their exact cost. Otherwise, or when the deadline cuts that solve short,
+    the model minimizes the cost ``top`` times, each time excluding the plans found.
     """
     # Data: the rows that can be part of a ``top``-best plan (``planner.presolve``: over capacity,
     # dominated, or costlier than ``top`` plans found greedily are left out; the best ``top`` plans
@@ -141,7 +148,7 @@ def solve(
             else:
                 model.add(x == 0)
         for p, chosen in pick_layout.items():
-            model.add(sum(by_layout[p]) == chosen)
+            model.add(cp_model.LinearExpr.sum(by_layout[p]) == chosen)
     # Every stage within capacity, as one constraint per states row: the activations rows of its
     # layout that would overflow some stage beside it are excluded when it is picked (equivalent to
     # summing memory per stage, whose relaxation lets a fractional mix of rows through).
@@ -155,35 +162,57 @@ def solve(
             if any(s + a > capacity for s, a in zip(state_mem, act_mem, strict=True))
         ]
         if overflow:
-            model.add(sum(overflow) <= 1 - x)
+            model.add(cp_model.LinearExpr.sum(overflow) <= 1 - x)
 
     # Objective: time, then the lexicographic tie-break of planner.space.Space.tie_break, split
     # over the two tables (Space.states_rank from the first, Space.activations_rank from the second).
-    total_cost = sum(state_cost(key) * x for (key, _), x in zip(states_rows, pick_state, strict=True)) + sum(
-        act_cost(key) * y for (key, _), y in zip(act_rows, pick_act, strict=True)
+    total_cost = cp_model.LinearExpr.weighted_sum(
+        pick_state + pick_act,
+        [state_cost(key) for key, _ in states_rows] + [act_cost(key) for key, _ in act_rows],
     )
-    model.minimize(total_cost)
 
-    refusal = model.validate()
-    if refusal:
-        raise PlannerError(
-            f"internal error: CP-SAT refuses the model ({refusal.splitlines()[0]}); please report the command"
-        )
+    row_count = len(states_rows) + len(act_rows)
+
+    def candidate(i: int, j: int) -> Candidate:
+        """The candidate of states row ``i`` and activations row ``j``: its objective and peak from
+        the tables in exact integers (CP-SAT reports doubles)."""
+        (p, z), _ = states_rows[i]
+        (_, r, u), _ = act_rows[j]
+        cost, peak = candidate_cost(terms, space, p, z, r, u)
+        return Candidate(indices=(p, z, r, u), objective=cost, peak_memory=peak)
+
+    spent = 0.0
+    pairs = _pair_count(states_rows, act_rows)
+    if top > 1 and len(known) >= top and row_count <= SMALL_MODEL_ROWS and pairs <= ENUMERATE_PAIRS:
+        # The ``top``-th greedy plan's cost bounds the ``top`` best plans': every plan within it,
+        # enumerated by one solve, holds them (``_enumerate``).
+        model.add(total_cost <= known[top - 1].objective)
+        _validate(model)
+        start, enumerator = time.perf_counter(), _new_solver(cp_model, row_count)
+        enumerated = _enumerate(cp_model, model, enumerator, pairs, len(pick_state), deadline)
+        spent = time.perf_counter() - start
+        if enumerated is not None:
+            found = sorted((candidate(i, j) for i, j in enumerated), key=lambda c: c.objective)[:top]
+            return SolveResult(
+                status="optimal",
+                candidates=found,
+                wall_time_s=spent,
+                objective=found[0].objective,
+                bound=found[0].objective,
+            )
+        # Cut short by the deadline: the one-by-one search below, within what is left of it (the
+        # bound stays: it holds for the ``top`` best plans).
+    model.minimize(total_cost)
+    _validate(model)
 
     # Solve, then exclude each answer to find the next best; each solve starts from the best greedy
     # plan not yet found (a hint: CP-SAT then only has to prove it, or improve on it).
     state_var = {key: x for (key, _), x in zip(states_rows, pick_state, strict=True)}
     act_var = {key: y for (key, _), y in zip(act_rows, pick_act, strict=True)}
     hints = [c for c in known if c.states in state_var and c.activations in act_var]
-    solver = cp_model.CpSolver()
-    small = len(states_rows) + len(act_rows) <= SMALL_MODEL_ROWS
-    solver.parameters.num_workers = 1 if small else NUM_WORKERS
-    if len(states_rows) + len(act_rows) <= TINY_MODEL_ROWS:
-        for name, value in TINY_MODEL_PARAMETERS.items():
-            setattr(solver.parameters, name, value)
-    solver.parameters.random_seed = RANDOM_SEED
+    solver = _new_solver(cp_model, row_count)
     found: list[Candidate] = []
-    status_name, objective, bound, spent, limited = "infeasible", None, None, 0.0, False
+    status_name, objective, bound, limited = "infeasible", None, None, False
     for rank in range(top):
         left = deadline.remaining_s()
         if left is not None:
@@ -206,15 +235,11 @@ def solve(
         limited = limited or status == cp_model.FEASIBLE
         i = next(k for k, x in enumerate(pick_state) if solver.value(x))
         j = next(k for k, y in enumerate(pick_act) if solver.value(y))
-        (p, z), _ = states_rows[i]
-        (_, r, u), _ = act_rows[j]
-        # The objective and peak from the tables in exact integers (CP-SAT reports doubles).
-        cost, peak = candidate_cost(terms, space, p, z, r, u)
-        found.append(Candidate(indices=(p, z, r, u), objective=cost, peak_memory=peak))
+        found.append(candidate(i, j))
         if rank == 0:
             status_name = "optimal" if status == cp_model.OPTIMAL else "feasible"
-            objective = cost
-            bound = cost if status == cp_model.OPTIMAL else round(solver.best_objective_bound)
+            objective = found[0].objective
+            bound = objective if status == cp_model.OPTIMAL else round(solver.best_objective_bound)
         model.add_bool_or([pick_state[i].Not(), pick_act[j].Not()])
     return SolveResult(
         status=status_name,
@@ -224,6 +249,71 @@ def solve(
         bound=bound,
         time_limited=limited,
     )
+
+
+ENUMERATE_PAIRS = 4096
+"""Up to this many (states row, activations row) pairs on the same layout left by the presolve,
+the ``top`` best plans come from one enumerating solve (``_enumerate``) instead of ``top``
+optimizing solves: on the small spaces CP-SAT's fixed cost per solve (about 0.2 ms on the
+development machine) outweighs the search, and an enumeration lists at most this many plans."""
+
+
+def _pair_count(states_rows: list[Row], act_rows: list[Row]) -> int:
+    """How many (states row, activations row) pairs share a layout: the plans of the rows, fitting
+    or not."""
+    states: dict[int, int] = {}
+    for (p, _), _ in states_rows:
+        states[p] = states.get(p, 0) + 1
+    return sum(states.get(key[0], 0) for key, _ in act_rows)
+
+
+def _new_solver(cp_model, rows: int):
+    """A ``CpSolver`` set for a model of ``rows`` table rows (``SMALL_MODEL_ROWS``,
+    ``TINY_MODEL_ROWS``), seeded."""
+    solver = cp_model.CpSolver()
+    solver.parameters.num_workers = 1 if rows <= SMALL_MODEL_ROWS else NUM_WORKERS
+    if rows <= TINY_MODEL_ROWS:
+        for name, value in TINY_MODEL_PARAMETERS.items():
+            setattr(solver.parameters, name, value)
+    solver.parameters.random_seed = RANDOM_SEED
+    return solver
+
+
+def _validate(model) -> None:
+    """A model CP-SAT refuses is an internal error, never "infeasible"."""
+    refusal = model.validate()
+    if refusal:
+        raise PlannerError(
+            f"internal error: CP-SAT refuses the model ({refusal.splitlines()[0]}); please report the command"
+        )
+
+
+def _enumerate(
+    cp_model, model, solver, pairs: int, states: int, deadline: Deadline
+) -> list[tuple[int, int]] | None:
+    """Every solution of ``model`` (it has no objective) as (states row, activations row) indices,
+    from one ``solver`` run that enumerates them all; None when the deadline cuts it short.
+    ``pairs`` bounds the solutions, so the pool that returns them (``solution_pool_size``) never
+    drops one. The first ``states`` variables are the states rows' selectors; the activations
+    rows' follow, then the layouts'."""
+    left = deadline.remaining_s()
+    if left is not None:
+        if left < MIN_SOLVE_S:
+            return None
+        solver.parameters.max_time_in_seconds = left
+    solver.parameters.enumerate_all_solutions = True
+    solver.parameters.fill_additional_solutions_in_response = True
+    solver.parameters.solution_pool_size = pairs + 1
+    status = solver.solve(model)
+    if status == cp_model.MODEL_INVALID:
+        raise PlannerError("internal error: CP-SAT found the model invalid; please report the command")
+    if status != cp_model.OPTIMAL:  # OPTIMAL: the enumeration ran to its end
+        return None
+    found = []
+    for solution in solver.response_proto.additional_solutions:
+        values = list(solution.values)
+        found.append((values.index(1, 0, states), values.index(1, states) - states))
+    return found
 
 
 def hint(

@@ -7,6 +7,7 @@ from dataclasses import replace
 import pytest
 
 import planner.diagnose
+from planner import solver as solver_module
 from planner.deadline import Deadline
 from planner.document import document
 from planner.errors import PlannerError
@@ -79,8 +80,10 @@ def test_the_diagnosis_stops_at_the_deadline(monkeypatch, llama13b):
     assert "not_searched" not in unlimited["diagnosis"] and len(probes) > 2
 
 
-def test_fewer_plans_than_top_say_why(llama13b):
-    """--top beyond the plans that fit, and --top cut short by the time limit, both say so."""
+def test_fewer_plans_than_top_say_why(llama13b, monkeypatch):
+    """--top beyond the plans that fit, and --top cut short by the time limit, both say so. The
+    time limit cuts the search between two plans where each takes a solve; one enumerating solve
+    (``planner.solver._enumerate``) finds them all at once."""
     training = TrainingSpec(seq_len=4096, global_batch_size=1024)
     hardware = preset("h100-80gb")
     pins = Pins(tp=1, pp=4, vpp=5, recompute=Recompute.NONE, micro_batch_size=1)
@@ -98,6 +101,9 @@ def test_fewer_plans_than_top_say_why(llama13b):
             return self.now
 
     cut = Request(model=llama13b, hardware=hardware, training=training, gpus=64, top=5, time_limit_s=1.5)
+    doc = document(cut, run(cut, Deadline(limit_s=1.5, clock=OneSolve())))
+    assert doc["solver"]["plans_returned"] == 5 and "shortfall" not in doc["solver"]
+    monkeypatch.setattr(solver_module, "ENUMERATE_PAIRS", 0)  # a solve per plan
     doc = document(cut, run(cut, Deadline(limit_s=1.5, clock=OneSolve())))
     assert doc["solver"]["plans_returned"] == 1 and doc["status"] == "optimal"
     assert doc["solver"]["shortfall"] == "--time-limit 1.5 s reached after 1 of --top 5 plans"

@@ -184,3 +184,47 @@ def test_tie_break_follows_the_layout_records_field_order(llama13b):
     ]
     assert len({space.tie_break(*i) for i in grid}) == len(grid) > 100
     assert sorted(grid, key=lambda i: space.tie_break(*i)) == sorted(grid, key=field_order)
+
+
+ENUMERATED = [("llama2-13b", 64, 5), ("gpt2-xl", 8192, 5), ("mixtral-8x7b", 64, 3), ("qwen3-30b-a3b", 8, 4)]
+
+
+@pytest.mark.parametrize("name, gpus, top", ENUMERATED)
+def test_one_enumeration_and_one_solve_per_plan_give_brute_forces_plans(name, gpus, top, monkeypatch):
+    """The ``top`` plans come from one enumerating solve where the presolve leaves few pairs
+    (checked: it ran to its end; with and without CP-SAT's own presolve), and from ``top``
+    optimizing solves otherwise, or when the enumeration is cut short (as by the deadline): the
+    same plans as brute force, each way."""
+    from planner import solver as solver_module
+    from planner.io import load_model
+
+    model, hardware = load_model(name), preset("h100-80gb")
+    training = TrainingSpec(seq_len=4096, global_batch_size=1024)
+    space = build_space(model, training, gpus, Pins(), hardware.nvlink_domain_gpus)
+    terms = compile_terms(space, model, hardware, training)
+    capacity = capacity_units(hardware)
+    expected = [(c.indices, c.objective) for c in brute_force(space, terms, capacity, top)]
+    assert len(expected) == top
+    enumerations, presolved = [], []
+    enumerate_all = solver_module._enumerate
+
+    def counted(cp_model, model, solver, *args):
+        presolved.append(solver.parameters.cp_model_presolve)
+        enumerations.append(enumerate_all(cp_model, model, solver, *args))
+        return enumerations[-1]
+
+    monkeypatch.setattr(solver_module, "_enumerate", counted)
+    ways = {"enumerated": solve(space, terms, capacity, top)}
+    monkeypatch.setattr(solver_module, "TINY_MODEL_ROWS", 0)  # with CP-SAT's own presolve too
+    ways["enumerated, presolved"] = solve(space, terms, capacity, top)
+    monkeypatch.undo()
+    assert presolved == [False, True] and all(e is not None and len(e) >= top for e in enumerations)
+    monkeypatch.setattr(solver_module, "_enumerate", lambda *args: None)
+    ways["cut short"] = solve(space, terms, capacity, top)
+    monkeypatch.setattr(solver_module, "ENUMERATE_PAIRS", 0)
+    monkeypatch.setattr(solver_module, "_enumerate", counted)
+    ways["one by one"] = solve(space, terms, capacity, top)
+    assert len(enumerations) == 2
+    for way, result in ways.items():
+        assert [(c.indices, c.objective) for c in result.candidates] == expected, way
+        assert result.status == "optimal" and result.objective == result.bound == expected[0][1], way
