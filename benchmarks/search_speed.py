@@ -12,13 +12,15 @@ GPUs at 8k tokens (126 layers: 7, 8 x 14, 7), bloom-176b on pp 12 (70 layers); l
 10k and 100k GPUs (how time grows with the GPU count). Columns: ``candidates`` is what the command
 reports (``solver.candidates``); ``compile`` tabulates the tables CP-SAT ranks
 (``planner.space.search_terms`` with ``top``: the rows that fit beside some row of the other table,
-on the layouts whose pipeline-time floor leaves them able to hold one of the ``--top`` plans);
-``cp-sat`` is ``planner.solver.solve`` for one plan and ``top 5`` for five (presolve, model building
-and every solve; OR-Tools already imported); ``all`` tabulates what ``--exhaustive`` enumerates (the
-rows that fit on every layout; where memory binds, ``space.bound_top``, CP-SAT's tables are these
-too, and ``all`` is ``compile``) and ``brute`` enumerates them (``planner.search.brute_force``, five
-plans cost the same as one); ``same-t`` is brute force over CP-SAT's own tables; ``same`` compares
-CP-SAT's five plans with brute force's over every layout.
+on the layouts whose pipeline-time floor plus least data-parallel time leaves them able to hold
+one of the ``--top`` plans); ``cp-sat`` is ``planner.solver.solve`` for one plan and ``top 5`` for
+five (presolve, model building and the solve: one that enumerates the plans within the fifth greedy
+plan's cost where few rows are left, else one per plan; OR-Tools already imported); ``all``
+tabulates what ``--exhaustive`` enumerates (the rows that fit on every layout; where memory binds,
+``space.bound_top``, CP-SAT's tables are these too, and ``all`` is ``compile``) and ``brute``
+enumerates them (``planner.search.brute_force``, five plans cost the same as one); ``same-t`` is
+brute force over CP-SAT's own tables; ``same`` compares CP-SAT's five plans with brute force's over
+every layout.
 
 Targets (issue 10, item 8), on every bundled model and each ``--gpus`` count with ``--top 5`` and the
 CLI's defaults (h100-80gb, the model's context up to 8192 tokens, ~4M tokens per step): CP-SAT never
@@ -50,6 +52,7 @@ from planner.hardware import preset  # noqa: E402
 from planner.io import bundled_models, load_model  # noqa: E402
 from planner.scaling import choose_units, scale_terms  # noqa: E402
 from planner.search import brute_force, count_candidates  # noqa: E402
+from planner.solver import load as load_solver  # noqa: E402
 from planner.solver import solve  # noqa: E402
 from planner.space import Pins, bound_top, build_space, capacity_units, search_terms  # noqa: E402
 from planner.specs import ModelSpec, TrainingSpec  # noqa: E402
@@ -271,7 +274,7 @@ def main() -> None:
     print(
         f"load average at start: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs; medians of {args.repeats}"
     )
-    import ortools.sat.python.cp_model  # noqa: F401  (imported once here: the command's figure includes it)
+    load_solver()  # OR-Tools imported once here, as a search imports it: the command's figure includes it
 
     timings = cases(args.repeats)
     if not args.no_grid:

@@ -1,5 +1,6 @@
-"""OR-Tools (a quarter of a second to import, pandas included) is loaded only by a search: the
-commands that do not search never import it. Each case runs in a fresh interpreter."""
+"""OR-Tools (a quarter of a second to import, more with pandas) is loaded only by a search: the
+commands that do not search never import it, and a search does not import pandas. Each case runs
+in a fresh interpreter."""
 
 import subprocess
 import sys
@@ -46,10 +47,40 @@ def test_commands_that_do_not_search_leave_or_tools_unloaded(args):
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
-def test_a_search_loads_it():
-    args = ["--gpus", "8", "--format", "json", "llama2-7b"]
+def test_a_search_loads_it_without_pandas():
+    """A search loads OR-Tools but not pandas, which its import would load
+    (``solver._deferring_pandas``)."""
+    args = ["--gpus", "8", "--top", "3", "--format", "json", "llama2-7b"]
     out = subprocess.run([sys.executable, "-c", PROBE, *args], capture_output=True, text=True, check=True)
-    assert "ortools" in out.stdout.strip().splitlines()[-1]
+    assert out.stdout.strip().splitlines()[-1] == "['ortools']"
+
+
+PANDAS_PROBE = """
+import sys
+import planner.solver
+{before}
+cp_model = planner.solver.load()
+assert ("pandas" in sys.modules) == {loaded}, sorted(sys.modules)
+import pandas
+model = cp_model.CpModel()
+x = model.new_int_var_series("x", pandas.Index(range(3)), 0, 5)
+model.add(x.sum() == 7)
+solver = cp_model.CpSolver()
+assert solver.solve(model) == cp_model.OPTIMAL and sum(solver.values(x)) == 7
+print(type(x).__module__.split(".")[0], cp_model.pd.Series is pandas.Series)
+"""
+
+
+@pytest.mark.parametrize(
+    ("before", "loaded"), [("", False), ("import pandas", True)], ids=["fresh", "pandas-first"]
+)
+def test_or_tools_pandas_helpers_still_work(before, loaded):
+    """OR-Tools' pandas-indexed helpers, which the planner does not call, still work after ``load``
+    in the same process: the real pandas comes in when first used, and where pandas was imported
+    before, the plain import is used."""
+    probe = PANDAS_PROBE.format(before=before, loaded=loaded)
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["pandas", "True"]
 
 
 def test_a_request_whose_model_states_fit_no_gpu_count_leaves_it_unloaded():
