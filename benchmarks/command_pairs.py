@@ -9,8 +9,9 @@ in AFTER, ``--repeats`` times; the medians (wall-clock seconds) are printed besi
 the load average of the machine before and after. Both checkouts' ``planner/`` and ``constraints/``
 are compiled to bytecode first (as ``search_speed.py`` does), so that neither pays for compiling
 its modules. The cases are the largest spaces of the bundled MoE models, which the search-speed
-target was missed on before the bound over layouts, and a few where memory binds or the space is
-dense.
+target was missed on before the bound over layouts, a few where memory binds or the space is
+dense, and the two smallest spaces of the grid (where CP-SAT was slower than brute force before one
+solve enumerated the plans).
 """
 
 import argparse
@@ -38,6 +39,8 @@ CASES = [
     ("qwen3-30b-a3b", 8),
     ("llama2-13b", 64),
     ("llama3.1-405b", 512),
+    ("gpt2-xl", 8192),
+    ("qwen2-7b", 8192),
 ]
 CLI = "import sys; from planner.cli import entry; sys.argv[0] = 'plan'; entry()"  # what the plan script runs
 
