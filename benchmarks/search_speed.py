@@ -29,8 +29,10 @@ tabulation and search, ``compile + top 5`` against ``all + brute``); the search 
 above) at most 0.3 s; the whole command, ``plan --gpus N MODEL --top 5 --format json``
 (``planner.cli.entry``) in a fresh interpreter (imports, tabulation, search, diagnosis when nothing
 fits, document), at most 1.5 s, with the planner's bytecode compiled as an installed planner has it
-after its first run (``compile_planner``). Every time is the median of ``--repeats`` runs, in wall-clock
-seconds on this machine, which may be shared: the load average is printed beside the figures.
+after its first run (``compile_planner``). Every time is the median of ``--repeats`` runs (at least
+``SHORT_REPEATS`` for figures under ``SHORT_S``), in wall-clock seconds on this machine, which may be
+shared: the load average is printed beside the figures. The figures compared with one another (the
+two tabulations; the searches) are taken in turn, so that both see the same load.
 """
 
 import argparse
@@ -110,13 +112,29 @@ def gpt(name: str, layers: int, hidden: int, heads: int) -> ModelSpec:
     )
 
 
-def median_of(fn, repeats: int):
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+SHORT_S = 0.05
+"""A figure under this is timed ``SHORT_REPEATS`` times at least: a few milliseconds move by half
+with whatever else the machine does for an instant."""
+SHORT_REPEATS = 9
+
+
+def medians_alternating(fns, repeats: int) -> list[tuple[float, object]]:
+    """(median seconds, last result) of each of ``fns``, run in turn ``repeats`` times (more where
+    the first round is short: ``SHORT_S``), so that the figures compared with one another saw the
+    same load on this shared machine, not one a busy spell and the other a quiet one."""
+    times: list[list[float]] = [[] for _ in fns]
+    results: list[object] = [None] * len(fns)
+    rounds = repeats
+    k = 0
+    while k < rounds:
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            results[i] = fn()
+            times[i].append(time.perf_counter() - start)
+        if k == 0 and max(t[0] for t in times) < SHORT_S:
+            rounds = max(repeats, SHORT_REPEATS)
+        k += 1
+    return [(statistics.median(t), r) for t, r in zip(times, results, strict=True)]
 
 
 def measure(
@@ -129,23 +147,33 @@ def measure(
     # identity, so every repeat tabulates from cold, as a command does.
     fewest = min_gpus_for_states(model, training, hardware, pins)
     states_fit, top = gpus >= fewest, bound_top(gpus, fewest, TOP)  # as planner.plan.run
-    t_compile, terms = median_of(
-        lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit, top=top),
-        repeats,
-    )
+
+    def tabulate_bounded():
+        return search_terms(space, model, hardware, replace(training), states_fit=states_fit, top=top)
+
     if top is None:  # both methods tabulate every layout: the same tables, timed once
+        ((t_compile, terms),) = medians_alternating([tabulate_bounded], repeats)
         t_all, every = t_compile, terms
     else:
-        t_all, every = median_of(
-            lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit), repeats
+        (t_compile, terms), (t_all, every) = medians_alternating(
+            [
+                tabulate_bounded,
+                lambda: search_terms(space, model, hardware, replace(training), states_fit=states_fit),
+            ],
+            repeats,
         )
     units = choose_units(space, terms)  # --exhaustive ranks in CP-SAT's unit too
     terms, every = scale_terms(terms, units), scale_terms(every, units)
     capacity = capacity_units(hardware)
-    t_solve, _ = median_of(lambda: solve(space, terms, capacity, 1), repeats)
-    t_top, result = median_of(lambda: solve(space, terms, capacity, TOP), repeats)
-    t_brute, brute = median_of(lambda: brute_force(space, every, capacity, TOP), repeats)
-    t_same, _ = median_of(lambda: brute_force(space, terms, capacity, TOP), repeats)
+    (t_solve, _), (t_top, result), (t_brute, brute), (t_same, _) = medians_alternating(
+        [
+            lambda: solve(space, terms, capacity, 1),
+            lambda: solve(space, terms, capacity, TOP),
+            lambda: brute_force(space, every, capacity, TOP),
+            lambda: brute_force(space, terms, capacity, TOP),
+        ],
+        repeats,
+    )
     same = [c.indices for c in result.candidates] == [c.indices for c in brute]
     best = space.config(*result.candidates[0].indices) if result.candidates else None
     plan = (
