@@ -307,11 +307,7 @@ def _layouts(
         for _, eps, vpps, etps, dispatchers in map(domains, range(len(meshes)))
     )
     processes = processes_for(combinations, MESH_COMBINATIONS_PER_PROCESS)
-    parts = (
-        [layouts_of(i) for i in range(len(meshes))]
-        if processes == 1
-        else in_processes(layouts_of, range(len(meshes)), processes)
-    )
+    parts = in_processes(layouts_of, range(len(meshes)), processes)
     layouts = [layout for part in parts for layout in part]
     sorted_layouts = tuple(sorted(layouts, key=_order))
     block_layers = tuple(block_layer_counts(model, layout, pins) for layout in sorted_layouts)
@@ -605,13 +601,11 @@ def _tabulate(
     def states_rows(p: int) -> dict[tuple[int, int], tuple[int, ...]]:
         """The (layout, states) rows of layout ``p``: memory of each ``loaded_stages`` stage."""
         rows = {}
-        for z in range(len(space.zero_stages)) if p not in slower else ():
-            config = space.config(p, z, 0, 0)
-            if not reasons_within(STATES_TABLE, framework, model, training, config):
-                rows[p, z] = tuple(
-                    bytes_up(sum(stage_states_bytes(model, training, config, st))) + reserve
-                    for st in loaded_stages(config)
-                )
+        for z, config in _zero_stages_run(space, model, training, p) if p not in slower else ():
+            rows[p, z] = tuple(
+                bytes_up(sum(stage_states_bytes(model, training, config, st))) + reserve
+                for st in loaded_stages(config)
+            )
         return rows
 
     @cache
@@ -716,23 +710,16 @@ def _tabulate(
         return tables
 
     whole = _LayoutRows(candidates=0 if fitting_only else None)
-    processes = processes_for(len(space.layouts))
     if top is not None and fitting_only and times:
 
         def floor_of(p: int) -> _Floor | None:
             return _layout_floor(space, model, hardware, training, constants, p, p in slower)
 
         share = processes_for(len(space.layouts), FLOOR_LAYOUTS_PER_PROCESS)
-        floors = (
-            [floor_of(p) for p in range(len(space.layouts))]
-            if share == 1
-            else in_processes(floor_of, range(len(space.layouts)), share)
-        )
+        floors = in_processes(floor_of, range(len(space.layouts)), share)
         parts = _bounded(floors, dp_units, layout_tables, capacity, top)
-    elif processes == 1:
-        parts = [layout_tables(p) for p in range(len(space.layouts))]
     else:
-        parts = in_processes(layout_tables, range(len(space.layouts)), processes)
+        parts = in_processes(layout_tables, range(len(space.layouts)), processes_for(len(space.layouts)))
     for part in parts:  # in layout order, as one process would have filled them
         whole.states.update(part.states)
         whole.activations.update(part.activations)
@@ -750,6 +737,17 @@ def _runs(space: Space, model: ModelSpec, training: TrainingSpec, p: int, r: int
     return space.allows(p, r) and not reasons_within(
         ACTIVATIONS_TABLE, training.framework, model, training, space.config(p, 0, r, u)
     )
+
+
+def _zero_stages_run(
+    space: Space, model: ModelSpec, training: TrainingSpec, p: int
+) -> Iterator[tuple[int, ParallelConfig]]:
+    """The ZeRO stages (``Space.zero_stages`` indices) the framework runs on layout ``p``, each with
+    its states-table configuration: the states table's rows, and the floors' count of them."""
+    for z in range(len(space.zero_stages)):
+        config = space.config(p, z, 0, 0)
+        if not reasons_within(STATES_TABLE, training.framework, model, training, config):
+            yield z, config
 
 
 @dataclass(frozen=True, slots=True)
@@ -785,11 +783,7 @@ def _layout_floor(
     fitting = [] if slower else space.fitting_micro_batches(p, training.global_batch_size)
     if not fitting:
         return None
-    zeros = tuple(
-        z
-        for z in range(len(space.zero_stages))
-        if not reasons_within(STATES_TABLE, training.framework, model, training, space.config(p, z, 0, 0))
-    )
+    zeros = tuple(z for z, _ in _zero_stages_run(space, model, training, p))
     if not zeros:
         return None
     base = [

@@ -44,7 +44,10 @@ def in_processes(job: Callable[[int], Any], layouts: Sequence[int], processes: i
     mostly its own layers (``planner.memo`` caches them per process; mixtral-8x7b on 512 GPUs took
     1.6 CPU s in one process, 1.8 in two taking runs, 2.2 in two taking every other layout), and
     runs of unequal cost even out (one run per worker left qwen3-30b-a3b's second half twice the
-    first's work)."""
+    first's work). With one process, this one computes them, as it does where the pool cannot be
+    started."""
+    if processes == 1:
+        return [job(p) for p in layouts]
     n, runs = len(layouts), processes * RUNS_PER_PROCESS
     shares = [list(layouts[k * n // runs : (k + 1) * n // runs]) for k in range(runs)]
     try:
